@@ -1,0 +1,265 @@
+//! The `harness` command line: argument parsing, printing and exit codes, no logic.
+//! It lives in the library so that tests drive it in-process with captured output.
+
+use crate::mock::{MockServer, Vendor};
+use crate::runner::{self, TaskStatus};
+use crate::sandbox::{Limits, Sandbox, SandboxError};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Run billing integrations as sandboxed WebAssembly tasks.
+#[derive(Parser)]
+#[command(name = "harness", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one task on a JSON input and print its result as JSON.
+    Task {
+        /// Task name (see `harness list`).
+        task: String,
+        /// Input file, or `-` for stdin.
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Server to call; replaces the input's `baseUrl` (for `http`, resolves a relative `uri`).
+        /// Without it and without a `baseUrl`, an embedded mock is started and used.
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+    /// List the tasks with their method and path.
+    List,
+    /// Print a task's input JSON Schema and an example input.
+    Describe {
+        /// Task name.
+        task: String,
+    },
+    /// Serve the vendor mock until interrupted.
+    Mock {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+/// A usage or configuration error: exit status 2 with a one-line message.
+struct UsageError(String);
+
+/// Exit status: the task completed (or the command succeeded).
+pub const EXIT_OK: u8 = 0;
+/// Exit status: the task failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: usage or configuration error (unknown task, unreadable or non-JSON input).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Run the command line `args` (program name first), writing results to `out` and
+/// messages to `err`; returns the exit status.
+pub async fn run(
+    args: Vec<String>,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                err.write_all(text.as_bytes())
+            } else {
+                out.write_all(text.as_bytes())
+            };
+            return code;
+        }
+    };
+    match execute(cli.command, out, err).await {
+        Ok(code) => code,
+        Err(e) => {
+            match e.downcast::<UsageError>() {
+                Ok(UsageError(message)) => {
+                    let _ = writeln!(err, "harness: {message}");
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "harness: {e:#}");
+                }
+            }
+            EXIT_USAGE
+        }
+    }
+}
+
+impl std::fmt::Debug for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+fn unknown_task(e: SandboxError) -> anyhow::Error {
+    match e {
+        SandboxError::UnknownTask(_) => usage(e.to_string()),
+        other => other.into(),
+    }
+}
+
+async fn execute(
+    command: Command,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<u8> {
+    match command {
+        Command::Task {
+            task,
+            input,
+            base_url,
+        } => run_task(&task, &input, base_url.as_deref(), out, err).await,
+        Command::List => {
+            let sandbox = Sandbox::builtin(Limits::default()).await?;
+            for info in sandbox.tasks() {
+                writeln!(
+                    out,
+                    "{:<42} {:<6} {:<58} {}",
+                    info.name,
+                    info.method,
+                    info.path,
+                    if info.idempotent {
+                        "idempotent"
+                    } else {
+                        "not idempotent"
+                    }
+                )?;
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Describe { task } => {
+            let sandbox = Sandbox::builtin_only(&task, Limits::default())
+                .await
+                .map_err(unknown_task)?;
+            let info = sandbox.info(&task).context("task info")?;
+            let schema: serde_json::Value =
+                serde_json::from_str(&info.input_schema).context("the task's input schema")?;
+            let example: serde_json::Value =
+                serde_json::from_str(&info.example_input).context("the task's example input")?;
+            let described = serde_json::json!({
+                "name": info.name,
+                "description": info.description,
+                "method": info.method,
+                "path": info.path,
+                "idempotent": info.idempotent,
+                "inputSchema": schema,
+                "exampleInput": example,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&described)?)?;
+            Ok(EXIT_OK)
+        }
+        Command::Mock { port } => {
+            let mock = MockServer::start_on(port)
+                .await
+                .map_err(|e| usage(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+            writeln!(out, "mock listening on {}", mock.uri())?;
+            for vendor in [
+                Vendor::BillingPlatform,
+                Vendor::Zuora,
+                Vendor::Elevate,
+                Vendor::Rebilly,
+            ] {
+                writeln!(out, "  {:<16} {}", vendor.name(), mock.base_url(vendor))?;
+            }
+            writeln!(
+                out,
+                "  admin            {}/__admin/journal, /__admin/faults, /__admin/records, /__admin/reset",
+                mock.uri()
+            )?;
+            out.flush()?;
+            tokio::signal::ctrl_c().await?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+async fn run_task(
+    task: &str,
+    input: &str,
+    base_url: Option<&str>,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<u8> {
+    let text = if input == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| usage(format!("cannot read the input from stdin: {e}")))?;
+        text
+    } else {
+        std::fs::read_to_string(PathBuf::from(input))
+            .map_err(|e| usage(format!("cannot read input file {input}: {e}")))?
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| usage(format!("input {input} is not JSON: {e}")))?;
+    let sandbox = Sandbox::builtin_only(task, Limits::default())
+        .await
+        .map_err(unknown_task)?;
+
+    // Without a server to call, start the embedded mock and call it.
+    let needs_mock = base_url.is_none() && !has_server(task, &value);
+    let mock = if needs_mock {
+        Some(MockServer::start().await)
+    } else {
+        None
+    };
+    let mock_base = mock.as_ref().map(|mock| match mock_vendor(task) {
+        Some(vendor) => mock.base_url(vendor),
+        None => mock.uri(),
+    });
+    let prepared = runner::prepare(task, value, base_url.or(mock_base.as_deref()));
+    let outcome = runner::run_task(&sandbox, task, &prepared.input, prepared.policy)
+        .await
+        .map_err(unknown_task)?;
+    for line in outcome.guest_log.lines() {
+        writeln!(err, "[{task}] {line}")?;
+    }
+    writeln!(out, "{}", serde_json::to_string_pretty(&outcome.to_json())?)?;
+    Ok(match outcome.status {
+        TaskStatus::Completed => EXIT_OK,
+        _ => EXIT_FAILED,
+    })
+}
+
+/// Whether the input names a server itself (`baseUrl`, or an absolute `uri` for `http`).
+fn has_server(task: &str, input: &serde_json::Value) -> bool {
+    if task == "http" {
+        let request = input.get("http_request").unwrap_or(input);
+        request
+            .get("uri")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| !u.starts_with('/'))
+    } else {
+        input.get("baseUrl").is_some_and(|b| !b.is_null())
+    }
+}
+
+fn mock_vendor(task: &str) -> Option<Vendor> {
+    match task {
+        "billingplatform-update-usage-identifier" => Some(Vendor::BillingPlatform),
+        "zuora-update-usage" => Some(Vendor::Zuora),
+        "elevate-patch-usage-product-inventory" => Some(Vendor::Elevate),
+        "rebilly-create-usage" => Some(Vendor::Rebilly),
+        _ => None,
+    }
+}

@@ -1,0 +1,236 @@
+//! Request intake: admin or vendor, journal, faults, then the vendor's handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::request::VendorRequest;
+use super::response::MockResponse;
+use super::state::MockState;
+use super::{Fault, JournalEntry, MockShared, Vendor, admin};
+use super::{billingplatform, elevate, rebilly, zuora};
+
+/// The service error that makes hyper close the connection without answering: how a
+/// `drop` fault (or a broken request body) ends the exchange.
+#[derive(Debug)]
+pub(super) struct ConnectionDropped;
+
+impl std::fmt::Display for ConnectionDropped {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("connection dropped by the mock")
+    }
+}
+
+impl std::error::Error for ConnectionDropped {}
+
+/// Whether the path is an admin route (never journaled).
+fn is_admin_path(path: &str) -> bool {
+    path == "/__admin" || path.starts_with("/__admin/")
+}
+
+/// The vendor whose prefix the path is under, by its first segment.
+pub(super) fn vendor_of_path(path: &str) -> Option<Vendor> {
+    let first_segment = path.trim_start_matches('/').split('/').next()?;
+    Vendor::parse(first_segment).filter(|vendor| vendor.name() == first_segment)
+}
+
+/// Serves one request.
+pub(super) async fn serve_request(
+    shared: Arc<MockShared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ConnectionDropped> {
+    let (parts, body) = request.into_parts();
+    let raw_body = body
+        .collect()
+        .await
+        .map_err(|_| ConnectionDropped)?
+        .to_bytes();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+
+    if is_admin_path(&path) {
+        return Ok(admin::handle(&shared, &parts.method, &path, &raw_body).into_hyper(false));
+    }
+
+    let entry = JournalEntry {
+        method: parts.method.as_str().to_owned(),
+        path: path.clone(),
+        query: query.clone(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: raw_body.to_vec(),
+    };
+    let fault = {
+        let mut state = shared.lock();
+        state.journal.push(entry);
+        state.faults.take_matching(parts.method.as_str(), &path)
+    };
+    if let Some(fault) = &fault {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        }
+        if fault.drop {
+            return Err(ConnectionDropped);
+        }
+    }
+
+    let request = VendorRequest::new(
+        parts.method,
+        path,
+        query,
+        parts.headers,
+        &raw_body,
+        shared.address,
+    );
+    let response = {
+        let mut state = shared.lock();
+        respond(&mut state, &request, fault.as_ref())
+    };
+    Ok(response.into_hyper(request.accepts_gzip()))
+}
+
+/// The response to a vendor request, given the fault it drew (if any).
+fn respond(state: &mut MockState, request: &VendorRequest, fault: Option<&Fault>) -> MockResponse {
+    let vendor = vendor_of_path(&request.path);
+    let mut response = match (fault, vendor) {
+        (
+            Some(Fault {
+                rate_limited: Some(seconds),
+                ..
+            }),
+            Some(vendor),
+        ) => too_many_requests(vendor, request, *seconds),
+        (
+            Some(Fault {
+                rate_limited: Some(seconds),
+                ..
+            }),
+            None,
+        ) => MockResponse::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &serde_json::json!({ "error": "Too Many Requests" }),
+        )
+        .with_header("retry-after", seconds.to_string()),
+        (
+            Some(Fault {
+                status: Some(status),
+                headers,
+                body,
+                ..
+            }),
+            _,
+        ) => injected_response(*status, headers, body.as_ref()),
+        (_, Some(vendor)) => handle(state, vendor, request),
+        (_, None) => MockResponse::json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "Not Found" }),
+        ),
+    };
+    match vendor {
+        Some(Vendor::Zuora) => state.zuora.decorate(request, &mut response),
+        Some(Vendor::Rebilly) => state.rebilly.decorate(&mut response),
+        _ => {}
+    }
+    response
+}
+
+/// A vendor's normal handling.
+fn handle(state: &mut MockState, vendor: Vendor, request: &VendorRequest) -> MockResponse {
+    match vendor {
+        Vendor::BillingPlatform => billingplatform::handle(&mut state.billingplatform, request),
+        Vendor::Zuora => zuora::handle(&mut state.zuora, request),
+        Vendor::Elevate => elevate::handle(&mut state.elevate, request),
+        Vendor::Rebilly => rebilly::handle(&mut state.rebilly, request),
+    }
+}
+
+/// The vendor's own 429, asking to wait `seconds`.
+fn too_many_requests(vendor: Vendor, request: &VendorRequest, seconds: u64) -> MockResponse {
+    match vendor {
+        Vendor::BillingPlatform => billingplatform::too_many_requests(seconds),
+        Vendor::Zuora => zuora::too_many_requests(seconds),
+        Vendor::Elevate => elevate::too_many_requests(seconds),
+        Vendor::Rebilly => rebilly::too_many_requests(request, seconds),
+    }
+}
+
+/// The response a `status` fault asks for. An invalid status code becomes 500.
+fn injected_response(
+    status: u16,
+    headers: &[(String, String)],
+    body: Option<&serde_json::Value>,
+) -> MockResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = match body {
+        None => MockResponse::empty(status),
+        Some(serde_json::Value::String(text)) => MockResponse {
+            status,
+            headers: Vec::new(),
+            body: text.clone().into_bytes(),
+        },
+        Some(json) => MockResponse::json(status, json),
+    };
+    // The fault's own headers win over the JSON content type.
+    if headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        response
+            .headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+    }
+    response.headers.extend(headers.iter().cloned());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_is_the_first_path_segment() {
+        assert_eq!(
+            vendor_of_path("/billingplatform/acme/rest/2.0/login"),
+            Some(Vendor::BillingPlatform)
+        );
+        assert_eq!(vendor_of_path("/zuora"), Some(Vendor::Zuora));
+        assert_eq!(vendor_of_path("/zuorax/v1"), None);
+        assert_eq!(vendor_of_path("/Zuora/v1"), None);
+        assert_eq!(vendor_of_path("/elevate/v1/x"), Some(Vendor::Elevate));
+        assert_eq!(
+            vendor_of_path("/rebilly/organizations/o/usages"),
+            Some(Vendor::Rebilly)
+        );
+        assert_eq!(vendor_of_path("/"), None);
+        assert!(is_admin_path("/__admin/journal"));
+        assert!(!is_admin_path("/__administrator"));
+    }
+
+    #[test]
+    fn injected_string_bodies_are_raw_text() {
+        let response = injected_response(
+            503,
+            &[("Retry-After".to_owned(), "2".to_owned())],
+            Some(&serde_json::Value::String("busy".to_owned())),
+        );
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.body, b"busy");
+        assert!(!response.has_header("content-type"));
+        assert!(response.has_header("retry-after"));
+        let json = injected_response(500, &[], Some(&serde_json::json!({ "a": 1 })));
+        assert!(json.has_header("content-type"));
+        assert_eq!(json.body, br#"{"a":1}"#);
+    }
+}

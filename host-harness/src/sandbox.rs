@@ -1,0 +1,404 @@
+//! The sandbox: one wasmtime [`Engine`], each task component compiled and
+//! pre-instantiated once, and a fresh [`Store`] per run with no filesystem, environment,
+//! arguments or stdin, captured stdout/stderr, a memory cap, a wall-clock deadline, and
+//! outgoing HTTP limited to the origins the run was granted.
+
+use crate::policy::{Origin, SendPolicy};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+mod bindings {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        world: "task-runner",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+    });
+}
+
+use bindings::TaskRunnerPre;
+pub use bindings::usage_billing::tasks::types::{
+    FieldError, HttpResponse, RetryResponse, TaskError, TaskInfo,
+};
+
+include!(concat!(env!("OUT_DIR"), "/gen.rs"));
+
+/// Why the sandbox could not run a task (not a task failure: those are [`TaskError`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// No component with that task name is loaded.
+    #[error("unknown task `{0}`; `harness list` shows the tasks")]
+    UnknownTask(String),
+    /// A component file could not be read, compiled or linked.
+    #[error("cannot load component {path}: {reason}")]
+    Load {
+        /// The component's path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The engine could not be set up.
+    #[error("cannot set up the wasmtime engine: {0}")]
+    Engine(String),
+}
+
+/// Per-run limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock limit for one run, including its HTTP exchange.
+    pub timeout: Duration,
+    /// Cap on a component's linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Cap on guest stdout/stderr captured, in bytes each.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // Zuora times requests out at 120 s; a run gets a little more.
+            timeout: Duration::from_secs(130),
+            memory_bytes: 64 << 20,
+            output_bytes: 64 << 10,
+        }
+    }
+}
+
+/// How a run ended, from the sandbox's point of view.
+#[derive(Debug)]
+pub enum RunResult {
+    /// The component returned: its JSON output, or the task error it reported.
+    Returned(Result<String, TaskError>),
+    /// The component trapped or hit a limit; the message says which.
+    Stopped(String),
+}
+
+/// One finished run.
+#[derive(Debug)]
+pub struct TaskRun {
+    /// What the component did.
+    pub result: RunResult,
+    /// Origins the component tried to reach and was refused.
+    pub denied: Vec<String>,
+    /// What the component wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// What the component wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// How long the run took.
+    pub duration: Duration,
+}
+
+struct LoadedTask {
+    pre: TaskRunnerPre<RunState>,
+    info: TaskInfo,
+    component: Component,
+}
+
+/// Compiled task components, ready to run.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<RunState>,
+    tasks: BTreeMap<String, LoadedTask>,
+    limits: Limits,
+}
+
+impl Sandbox {
+    /// An empty sandbox (no components loaded) with the given limits.
+    pub fn new(limits: Limits) -> Result<Sandbox, SandboxError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        start_epoch_ticker(&engine);
+        Ok(Sandbox {
+            engine,
+            linker,
+            tasks: BTreeMap::new(),
+            limits,
+        })
+    }
+
+    /// A sandbox with every shipped task component loaded.
+    pub async fn builtin(limits: Limits) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = Sandbox::new(limits)?;
+        for (_, path) in BUILTIN_COMPONENTS {
+            sandbox.load(Path::new(path)).await?;
+        }
+        Ok(sandbox)
+    }
+
+    /// A sandbox with only the named shipped task loaded (faster start for one task).
+    pub async fn builtin_only(task: &str, limits: Limits) -> Result<Sandbox, SandboxError> {
+        let (_, path) = BUILTIN_COMPONENTS
+            .iter()
+            .find(|(name, _)| *name == task)
+            .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
+        let mut sandbox = Sandbox::new(limits)?;
+        sandbox.load(Path::new(path)).await?;
+        Ok(sandbox)
+    }
+
+    /// Compile a component, pre-instantiate it and ask it for its task info. Returns
+    /// the task name it registered under.
+    pub async fn load(&mut self, path: &Path) -> Result<String, SandboxError> {
+        let load_error = |reason: String| SandboxError::Load {
+            path: path.display().to_string(),
+            reason,
+        };
+        let component =
+            Component::from_file(&self.engine, path).map_err(|e| load_error(format!("{e:#}")))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_error(format!("{e:#}")))?;
+        let pre = TaskRunnerPre::new(instance_pre).map_err(|e| load_error(format!("{e:#}")))?;
+        let mut store = self.store(RunState::new(&self.limits, SendPolicy::deny_all()));
+        let runner = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| load_error(format!("{e:#}")))?;
+        let info = runner
+            .usage_billing_tasks_task()
+            .call_info(&mut store)
+            .await
+            .map_err(|e| load_error(format!("info() failed: {e:#}")))?;
+        let name = info.name.clone();
+        self.tasks.insert(
+            name.clone(),
+            LoadedTask {
+                pre,
+                info,
+                component,
+            },
+        );
+        Ok(name)
+    }
+
+    /// Every loaded task's info, by name.
+    pub fn tasks(&self) -> impl Iterator<Item = &TaskInfo> {
+        self.tasks.values().map(|t| &t.info)
+    }
+
+    /// One task's info.
+    pub fn info(&self, task: &str) -> Option<&TaskInfo> {
+        self.tasks.get(task).map(|t| &t.info)
+    }
+
+    /// One task's compiled component (for inspecting its exports).
+    pub fn component(&self, task: &str) -> Option<&Component> {
+        self.tasks.get(task).map(|t| &t.component)
+    }
+
+    /// The engine the components were compiled with.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Run a task on a JSON input in a fresh store, with outgoing HTTP limited by `policy`.
+    pub async fn run(
+        &self,
+        task: &str,
+        input: &str,
+        policy: SendPolicy,
+    ) -> Result<TaskRun, SandboxError> {
+        let loaded = self
+            .tasks
+            .get(task)
+            .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
+        let started = Instant::now();
+        let state = RunState::new(&self.limits, policy);
+        let (stdout, stderr, denied) = (
+            state.stdout.clone(),
+            state.stderr.clone(),
+            state.hooks.denied.clone(),
+        );
+        let mut store = self.store(state);
+        let call = async {
+            let runner = loaded.pre.instantiate_async(&mut store).await?;
+            runner
+                .usage_billing_tasks_task()
+                .call_run(&mut store, input)
+                .await
+        };
+        let result = match tokio::time::timeout(self.limits.timeout, call).await {
+            Ok(Ok(returned)) => RunResult::Returned(returned),
+            Ok(Err(trap)) => RunResult::Stopped(stopped_message(&trap, &self.limits)),
+            Err(_) => RunResult::Stopped(format!(
+                "stopped: the run exceeded its time limit of {} ms",
+                self.limits.timeout.as_millis()
+            )),
+        };
+        drop(store);
+        let denied = denied.lock().map(|d| d.clone()).unwrap_or_default();
+        Ok(TaskRun {
+            result,
+            denied,
+            stdout: stdout.contents().to_vec(),
+            stderr: stderr.contents().to_vec(),
+            duration: started.elapsed(),
+        })
+    }
+
+    fn store(&self, state: RunState) -> Store<RunState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Yield to the executor on every epoch tick so that the wall-clock deadline can
+        // stop a component that computes without end.
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+}
+
+fn stopped_message(trap: &wasmtime::Error, limits: &Limits) -> String {
+    let text = format!("{trap:#}");
+    if text.contains("memory")
+        && (text.contains("grow") || text.contains("limit") || text.contains("allocat"))
+    {
+        format!(
+            "stopped: the component exceeded its memory limit of {} bytes ({text})",
+            limits.memory_bytes
+        )
+    } else {
+        format!("stopped: the component trapped: {text}")
+    }
+}
+
+/// Tick the engine's epoch every 10 ms for as long as the engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// The per-run store state.
+struct RunState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: PolicyHooks,
+    limits: StoreLimits,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl RunState {
+    fn new(limits: &Limits, policy: SendPolicy) -> RunState {
+        let stdout = MemoryOutputPipe::new(limits.output_bytes);
+        let stderr = MemoryOutputPipe::new(limits.output_bytes);
+        // No preopened directories, no environment, no arguments, no stdin, no sockets.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        RunState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: PolicyHooks {
+                policy,
+                denied: Arc::new(Mutex::new(Vec::new())),
+            },
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(32)
+                .tables(32)
+                .memories(8)
+                .trap_on_grow_failure(true)
+                .build(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// The outgoing-HTTP hook: requests to granted origins go out, the rest are refused
+/// with `HttpRequestDenied` and recorded.
+struct PolicyHooks {
+    policy: SendPolicy,
+    denied: Arc<Mutex<Vec<String>>>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for PolicyHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _response_errors: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        let origin = Origin::of_uri(request.uri());
+        if !origin.as_ref().is_some_and(|o| self.policy.allows(o)) {
+            let shown = origin
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| request.uri().to_string());
+            if let Ok(mut denied) = self.denied.lock() {
+                denied.push(shown);
+            }
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! Task component `rebilly-create-usage`: Rebilly `POST /usages`.
+//!
+//! Not idempotent, and Rebilly has no idempotency header: a request that may have
+//! reached the server must not be sent again blindly (a duplicate is double billing).
+//! Read-only fields (`id`, `invoiceId`, `invoiceItemId`, `createdTime`, `updatedTime`,
+//! `_links`) are refused, never sent.
+
+#![allow(unsafe_code)] // wit-bindgen's generated glue
+
+mod bindings {
+    #![allow(missing_docs)]
+    task_guest::bind_world!("rebilly-create-usage");
+}
+
+use bindings::exports::usage_billing::tasks::rebilly_usage::{
+    CreateRequest, Guest as RebillyUsage,
+};
+use bindings::exports::usage_billing::tasks::task::Guest as Task;
+use serde_json::{Map, Value};
+use task_guest::rules::{self, Problems};
+use task_guest::{Endpoint, HeaderRule, HttpResponse, Method, TaskError, TaskInfo};
+
+/// The endpoint, from Rebilly's documentation.
+pub static ENDPOINT: Endpoint = Endpoint {
+    name: "rebilly-create-usage",
+    description: "Report usage of a Rebilly subscription (creates a usage record; not idempotent).",
+    method: Method::Post,
+    path: "/usages",
+    idempotent: false,
+    path_params: &[],
+    query_params: &[],
+    header_rules: &[
+        HeaderRule {
+            name: "REB-APIKEY",
+            check: task_guest::non_empty,
+        },
+        HeaderRule {
+            name: "Authorization",
+            check: task_guest::bearer,
+        },
+    ],
+    refused_headers: &[],
+    content_type: "application/json",
+    body,
+    check_success: task_guest::always_success,
+    input_schema: include_str!("../schema.json"),
+    example_input: include_str!("../example.json"),
+};
+
+const READ_ONLY: [&str; 6] = [
+    "id",
+    "invoiceId",
+    "invoiceItemId",
+    "createdTime",
+    "updatedTime",
+    "_links",
+];
+
+fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
+    let object = match value {
+        Some(Value::Object(object)) => object,
+        None | Some(Value::Null) => {
+            problems.add("body", "required: {\"subscriptionId\": …, \"quantity\": …}");
+            return None;
+        }
+        Some(_) => {
+            problems.add("body", "must be an object");
+            return None;
+        }
+    };
+    let mut out = Map::new();
+    match object.get("subscriptionId") {
+        None | Some(Value::Null) => problems.add("body.subscriptionId", "required"),
+        Some(value) => {
+            if let Some(id) = rules::string("body.subscriptionId", value, problems) {
+                if id.is_empty() {
+                    problems.add("body.subscriptionId", "must not be empty");
+                } else if rules::max_chars("body.subscriptionId", id, 50, problems) {
+                    out.insert("subscriptionId".into(), value.clone());
+                }
+            }
+        }
+    }
+    match object.get("quantity") {
+        None | Some(Value::Null) => problems.add("body.quantity", "required"),
+        Some(value) => {
+            if let Some(decimal) = rules::decimal("body.quantity", value, problems) {
+                if decimal.negative || decimal.is_zero() {
+                    problems.add("body.quantity", "must be at least 0.001");
+                } else if decimal.fraction.len() > 3 {
+                    problems.add(
+                        "body.quantity",
+                        "at most 3 decimal places (the minimum billable unit is 0.001)",
+                    );
+                } else {
+                    out.insert("quantity".into(), rules::decimal_json(&decimal));
+                }
+            }
+        }
+    }
+    match object.get("usageTime") {
+        None | Some(Value::Null) => {}
+        Some(value) => {
+            if let Some(time) = rules::string("body.usageTime", value, problems) {
+                if rules::is_rfc3339(time) {
+                    out.insert("usageTime".into(), value.clone());
+                } else {
+                    problems.add(
+                        "body.usageTime",
+                        "must be an RFC 3339 date-time like 2026-11-01T12:00:00Z",
+                    );
+                }
+            }
+        }
+    }
+    match object.get("acceptPartialQuantity") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => {
+            out.insert("acceptPartialQuantity".into(), Value::Bool(*b));
+        }
+        Some(_) => problems.add("body.acceptPartialQuantity", "must be a boolean"),
+    }
+    rules::refuse_fields(
+        object,
+        "body",
+        &READ_ONLY,
+        "read-only: Rebilly sets it; remove it from the input",
+        problems,
+    );
+    for key in object.keys() {
+        let known = [
+            "subscriptionId",
+            "quantity",
+            "usageTime",
+            "acceptPartialQuantity",
+        ];
+        if !known.contains(&key.as_str()) && !READ_ONLY.contains(&key.as_str()) {
+            problems.add(
+                format!("body.{key}"),
+                "unknown field; a usage takes subscriptionId, quantity, usageTime, acceptPartialQuantity",
+            );
+        }
+    }
+    Some(Value::Object(out))
+}
+
+struct Component;
+
+impl Task for Component {
+    fn info() -> TaskInfo {
+        task_guest::info(&ENDPOINT)
+    }
+
+    fn run(input: String) -> Result<String, TaskError> {
+        task_guest::run(&ENDPOINT, &input)
+    }
+}
+
+impl RebillyUsage for Component {
+    fn create(request: CreateRequest) -> Result<HttpResponse, TaskError> {
+        let mut headers = Map::new();
+        task_guest::put(&mut headers, "REB-APIKEY", request.api_key);
+        task_guest::put(&mut headers, "Authorization", request.authorization);
+        let usage = request.usage;
+        let mut body = Map::new();
+        body.insert("subscriptionId".into(), usage.subscription_id.into());
+        body.insert(
+            "quantity".into(),
+            task_guest::decimal_value(&usage.quantity),
+        );
+        task_guest::put(&mut body, "usageTime", usage.usage_time);
+        task_guest::put(
+            &mut body,
+            "acceptPartialQuantity",
+            usage.accept_partial_quantity,
+        );
+        let mut input = Map::new();
+        input.insert("baseUrl".into(), request.base_url.into());
+        input.insert("headers".into(), Value::Object(headers));
+        input.insert("body".into(), Value::Object(body));
+        task_guest::put_options(&mut input, &request.options);
+        task_guest::execute(&ENDPOINT, Value::Object(input))
+    }
+}
+
+// Exported only when built as a component: the export names (`usage-billing:tasks/task@0.1.0#run`)
+// are not valid native symbol names, and native builds exist only for lints and type checks.
+#[cfg(target_arch = "wasm32")]
+bindings::export!(Component with_types_in bindings);

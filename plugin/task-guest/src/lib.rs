@@ -1,0 +1,153 @@
+//! The shared guest library of the usage-billing task components.
+//!
+//! Every endpoint component describes itself as an [`Endpoint`] (method, path template,
+//! parameters and body rules from the vendor's documentation) and hands its JSON input
+//! to [`run`]. This library validates the whole input before anything is sent, builds
+//! the request, sends it through `wasi:http/outgoing-handler`, decodes gzip and
+//! classifies the answer into the WIT `task-error` cases.
+
+#![allow(unsafe_code)] // wit-bindgen's generated glue
+
+pub mod bindings {
+    //! `wasi:http` imports and the shared `usage-billing:tasks/types` interface.
+    #![allow(missing_docs)]
+    wit_bindgen::generate!({
+        world: "guest-imports",
+        path: "../../wit",
+        generate_all,
+    });
+}
+
+mod envelope;
+mod response;
+pub mod rules;
+mod send;
+
+pub use bindings::usage_billing::tasks::types::{
+    FieldError, HttpResponse, RequestOptions, RetryResponse, TaskError, TaskInfo,
+};
+pub use envelope::{
+    Endpoint, HeaderRule, Method, PathParam, QueryKind, QueryParam, always_success,
+};
+pub use response::{body_json, classify, output_json, reason_phrase, retry_after_ms};
+pub use rules::Problems;
+pub use send::{OutgoingRequest, send};
+
+use serde_json::Value;
+
+/// Run an endpoint task on its JSON input: validate, send, classify.
+/// Returns the Conductor-shaped output JSON on success.
+pub fn run(endpoint: &Endpoint, input: &str) -> Result<String, TaskError> {
+    let value = parse_input(input)?;
+    let response = execute(endpoint, value)?;
+    Ok(output_json(&response))
+}
+
+/// Like [`run`] but on an already parsed input, returning the raw response; the typed
+/// WIT interfaces use this.
+pub fn execute(endpoint: &Endpoint, input: Value) -> Result<HttpResponse, TaskError> {
+    let request = endpoint.build_request(&input)?;
+    let response = send(&request)?;
+    let response = classify(response)?;
+    match (endpoint.check_success)(&response) {
+        Some(rejected) => Err(rejected),
+        None => Ok(response),
+    }
+}
+
+/// Parse a task input string as JSON, reporting a parse error as an input error.
+pub fn parse_input(input: &str) -> Result<Value, TaskError> {
+    serde_json::from_str(input).map_err(|e| {
+        TaskError::InvalidInput(vec![FieldError {
+            field: "$".into(),
+            message: format!("input is not valid JSON: {e}"),
+        }])
+    })
+}
+
+/// Describe an endpoint as the WIT `task-info` record.
+pub fn info(endpoint: &Endpoint) -> TaskInfo {
+    TaskInfo {
+        name: endpoint.name.into(),
+        description: endpoint.description.into(),
+        method: endpoint.method.as_str().into(),
+        path: endpoint.path.into(),
+        idempotent: endpoint.idempotent,
+        input_schema: endpoint.input_schema.into(),
+        example_input: endpoint.example_input.into(),
+    }
+}
+
+/// Put an optional value into a JSON object under `key` when present.
+pub fn put<T: Into<Value>>(
+    object: &mut serde_json::Map<String, Value>,
+    key: &str,
+    value: Option<T>,
+) {
+    if let Some(value) = value {
+        object.insert(key.into(), value.into());
+    }
+}
+
+/// The `connectionTimeOut` / `readTimeOut` input keys from typed request options.
+pub fn put_options(object: &mut serde_json::Map<String, Value>, options: &RequestOptions) {
+    put(object, "connectionTimeOut", options.connect_timeout_ms);
+    put(object, "readTimeOut", options.read_timeout_ms);
+}
+
+/// Parse JSON text given in a typed field (e.g. a patch `value`), naming the field on error.
+pub fn json_text(field: &str, text: &str) -> Result<Value, TaskError> {
+    serde_json::from_str(text).map_err(|e| {
+        TaskError::InvalidInput(vec![FieldError {
+            field: field.into(),
+            message: format!("must be JSON text: {e}"),
+        }])
+    })
+}
+
+/// A decimal given as text in a typed field, as a JSON number with exactly that text;
+/// left as a string (to be rejected by validation) when it is not a number.
+pub fn decimal_value(text: &str) -> Value {
+    match serde_json::from_str::<serde_json::Number>(text) {
+        Ok(n) => Value::Number(n),
+        Err(_) => Value::String(text.into()),
+    }
+}
+
+/// Generate a task component's bindings for `world`, reusing this library's `wasi:http`
+/// and shared-types bindings so that every component shares one set of Rust types.
+#[macro_export]
+macro_rules! bind_world {
+    ($world:tt) => {
+        wit_bindgen::generate!({
+            world: $world,
+            path: "../../wit",
+            with: {
+                "wasi:http/outgoing-handler@0.2.12": task_guest::bindings::wasi::http::outgoing_handler,
+                "wasi:http/types@0.2.12": task_guest::bindings::wasi::http::types,
+                "wasi:io/poll@0.2.12": task_guest::bindings::wasi::io::poll,
+                "wasi:io/error@0.2.12": task_guest::bindings::wasi::io::error,
+                "wasi:io/streams@0.2.12": task_guest::bindings::wasi::io::streams,
+                "wasi:clocks/monotonic-clock@0.2.12": task_guest::bindings::wasi::clocks::monotonic_clock,
+                "usage-billing:tasks/types@0.1.0": task_guest::bindings::usage_billing::tasks::types,
+            },
+        });
+    };
+}
+
+/// Header rule: `Authorization` must be `Bearer <token>`.
+pub fn bearer(field: &str, value: &str, problems: &mut Problems) {
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "));
+    if token.is_none_or(|t| t.trim().is_empty()) {
+        problems.add(field, "must be `Bearer <token>`");
+    }
+}
+
+/// Header rule: the value must not be empty.
+pub fn non_empty(field: &str, value: &str, problems: &mut Problems) {
+    if value.trim().is_empty() {
+        problems.add(field, "must not be empty");
+    }
+}

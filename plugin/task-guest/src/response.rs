@@ -1,0 +1,180 @@
+//! Classifying a vendor's answer, reading its rate-limit wait, and the task output JSON.
+
+use crate::{HttpResponse, RetryResponse, TaskError};
+use serde_json::{Map, Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Sort a response into success (2xx) or the `task-error` case its status means.
+pub fn classify(response: HttpResponse) -> Result<HttpResponse, TaskError> {
+    match response.status_code {
+        200..=299 => Ok(response),
+        401 => Err(TaskError::Unauthorized(response)),
+        403 => Err(TaskError::Forbidden(response)),
+        404 => Err(TaskError::NotFound(response)),
+        409 => Err(TaskError::Conflict(response)),
+        429 => Err(TaskError::RateLimited(with_wait(response))),
+        500..=599 => Err(TaskError::ServerError(with_wait(response))),
+        _ => Err(TaskError::Rejected(response)),
+    }
+}
+
+fn with_wait(response: HttpResponse) -> RetryResponse {
+    let now = SystemTime::now();
+    RetryResponse {
+        retry_after_ms: retry_after_ms(&response.headers, now),
+        response,
+    }
+}
+
+/// The wait a server asked for, in milliseconds: `Retry-After` (delay-seconds or an
+/// HTTP-date, RFC 9110) or Rebilly's `X-RateLimit-Retry-After` (a UTC epoch timestamp
+/// in seconds, i.e. *when* the limit resets, not how long to wait).
+pub fn retry_after_ms(headers: &[(String, String)], now: SystemTime) -> Option<u64> {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if let Some(value) = header("retry-after") {
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(seconds.saturating_mul(1000));
+        }
+        if let Ok(at) = httpdate::parse_http_date(value) {
+            return Some(until(at, now));
+        }
+    }
+    if let Some(value) = header("x-ratelimit-retry-after") {
+        if let Ok(epoch) = value.parse::<u64>() {
+            return Some(until(UNIX_EPOCH + Duration::from_secs(epoch), now));
+        }
+        if let Ok(at) = httpdate::parse_http_date(value) {
+            return Some(until(at, now));
+        }
+    }
+    None
+}
+
+fn until(at: SystemTime, now: SystemTime) -> u64 {
+    at.duration_since(now)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The Conductor-shaped task output: `{"response": {statusCode, reasonPhrase, headers, body}}`.
+/// Headers become `{name: [values]}`; the body is parsed JSON when it parses, else text,
+/// and `null` when empty.
+pub fn output_json(response: &HttpResponse) -> String {
+    let mut headers: Map<String, Value> = Map::new();
+    for (name, value) in &response.headers {
+        match headers.get_mut(name) {
+            Some(Value::Array(values)) => values.push(Value::String(value.clone())),
+            _ => {
+                headers.insert(name.clone(), json!([value]));
+            }
+        }
+    }
+    let body = if response.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
+    };
+    json!({
+        "response": {
+            "statusCode": response.status_code,
+            "reasonPhrase": response.reason_phrase,
+            "headers": headers,
+            "body": body,
+        }
+    })
+    .to_string()
+}
+
+/// The body parsed as JSON, if it is JSON.
+pub fn body_json(response: &HttpResponse) -> Option<Value> {
+    serde_json::from_slice(&response.body).ok()
+}
+
+/// The canonical reason phrase of a status code (wasi:http does not carry the server's).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after_ms(&headers(&[("retry-after", "7")]), now),
+            Some(7000)
+        );
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        let now = httpdate::parse_http_date("Sun, 22 Nov 2026 04:00:00 GMT").unwrap();
+        let h = headers(&[("Retry-After", "Sun, 22 Nov 2026 04:00:30 GMT")]);
+        assert_eq!(retry_after_ms(&h, now), Some(30_000));
+        let past = headers(&[("Retry-After", "Sun, 22 Nov 2026 03:00:00 GMT")]);
+        assert_eq!(retry_after_ms(&past, now), Some(0));
+    }
+
+    #[test]
+    fn rebilly_retry_after_is_an_epoch_timestamp_not_seconds() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_713_187_480);
+        let h = headers(&[("x-ratelimit-retry-after", "1713187500")]);
+        assert_eq!(retry_after_ms(&h, now), Some(20_000));
+    }
+
+    #[test]
+    fn no_wait_header_means_no_wait() {
+        assert_eq!(
+            retry_after_ms(&headers(&[("ratelimit-reset", "60")]), SystemTime::now()),
+            None
+        );
+    }
+}

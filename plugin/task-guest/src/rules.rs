@@ -1,0 +1,435 @@
+//! Validation rules shared by the endpoint tasks. Each check records a [`FieldError`]
+//! naming the field and the rule, so that every problem is reported at once.
+
+use crate::{FieldError, RequestOptions, TaskError};
+use serde_json::{Map, Value};
+use std::io::Write;
+
+/// The problems found in one task input.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<FieldError>);
+
+impl Problems {
+    /// Record that `field` broke `rule`.
+    pub fn add(&mut self, field: impl Into<String>, rule: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: rule.into(),
+        });
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `invalid-input` error holding every problem.
+    pub fn into_error(self) -> TaskError {
+        TaskError::InvalidInput(self.0)
+    }
+}
+
+/// A parsed `baseUrl`.
+pub struct BaseUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]`.
+    pub authority: String,
+    /// Path prefix without a trailing `/`, e.g. `/v1` or empty.
+    pub path: String,
+}
+
+/// Check an absolute `http`/`https` URL without query or fragment (the vendor's server,
+/// including any org prefix).
+pub fn base_url(field: &str, value: Option<&Value>, problems: &mut Problems) -> Option<BaseUrl> {
+    let text = match value {
+        None | Some(Value::Null) => {
+            problems.add(
+                field,
+                "required: the vendor's server URL, e.g. https://rest.apisandbox.zuora.com",
+            );
+            return None;
+        }
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            problems.add(field, "must be a string URL");
+            return None;
+        }
+    };
+    match parse_url(text) {
+        Ok((scheme, authority, path)) => {
+            if path.contains(['?', '#']) {
+                problems.add(field, "must not have a query or fragment");
+                return None;
+            }
+            Some(BaseUrl {
+                scheme,
+                authority,
+                path: path.trim_end_matches('/').to_string(),
+            })
+        }
+        Err(rule) => {
+            problems.add(field, rule);
+            None
+        }
+    }
+}
+
+/// Split an absolute `http(s)://authority/path?query` URL.
+pub fn parse_url(text: &str) -> Result<(String, String, String), &'static str> {
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or("must be an absolute http:// or https:// URL")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err("scheme must be http or https");
+    }
+    if text.chars().any(|c| c.is_ascii_control() || c == ' ') {
+        return Err("must not contain spaces or control characters");
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return Err("must name a host (and no user info)");
+    }
+    Ok((scheme, authority.to_string(), path.to_string()))
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Headers the transport sets itself; a task input may not.
+const TRANSPORT_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "proxy-connection",
+    "te",
+    "trailer",
+];
+
+/// Check a `headers` object: string values, valid names, no CR/LF, no transport headers.
+/// Returns the headers in input order.
+pub fn header_map(
+    field: &str,
+    value: Option<&Value>,
+    problems: &mut Problems,
+) -> Option<Vec<(String, String)>> {
+    let map = match value {
+        None | Some(Value::Null) => return Some(Vec::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            problems.add(field, "must be an object of header names to string values");
+            return None;
+        }
+    };
+    let mut headers = Vec::new();
+    for (name, value) in map {
+        let f = format!("{field}.{name}");
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            problems.add(
+                &f,
+                "header name must be an RFC 9110 token (letters, digits, !#$%&'*+-.^_`|~)",
+            );
+            continue;
+        }
+        if TRANSPORT_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            problems.add(&f, "set by the transport; remove it from the input");
+            continue;
+        }
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            _ => {
+                problems.add(&f, "header value must be a string");
+                continue;
+            }
+        };
+        if text.contains(['\r', '\n', '\0']) {
+            problems.add(&f, "header value must not contain CR, LF or NUL");
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-encoding") && text != "gzip" {
+            problems.add(
+                &f,
+                "only gzip is supported (the request body is then gzipped)",
+            );
+            continue;
+        }
+        headers.push((name.clone(), text));
+    }
+    Some(headers)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether a Content-Type value names `expected`'s media type (parameters aside).
+pub fn same_media_type(value: &str, expected: &str) -> bool {
+    let media = |s: &str| {
+        s.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    media(value) == media(expected)
+}
+
+/// Read `connectionTimeOut` and `readTimeOut` (milliseconds, non-negative integers).
+pub fn request_options(object: &Map<String, Value>, problems: &mut Problems) -> RequestOptions {
+    let mut read = |key: &str| match object.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(ms) => Some(ms),
+            None => {
+                problems.add(
+                    key,
+                    "must be a whole number of milliseconds from 0 to 4294967295",
+                );
+                None
+            }
+        },
+        Some(_) => {
+            problems.add(key, "must be a number of milliseconds");
+            None
+        }
+    };
+    RequestOptions {
+        connect_timeout_ms: read("connectionTimeOut"),
+        read_timeout_ms: read("readTimeOut"),
+    }
+}
+
+/// A decimal number written as plain text: `-?digits(.digits)?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decimal {
+    /// The exact text, e.g. `-12.50`.
+    pub text: String,
+    /// Whether it is below zero.
+    pub negative: bool,
+    /// Digits before the point, without leading zeros (may be empty for zero).
+    pub integer: String,
+    /// Digits after the point, without trailing zeros.
+    pub fraction: String,
+}
+
+impl Decimal {
+    /// Parse plain decimal text; exponents, `+`, `.5` and `5.` are refused.
+    pub fn parse(text: &str) -> Option<Decimal> {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (integer, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if integer.is_empty()
+            || !all_digits(integer)
+            || !all_digits(fraction)
+            || (digits.contains('.') && fraction.is_empty())
+        {
+            return None;
+        }
+        Some(Decimal {
+            text: text.to_string(),
+            negative,
+            integer: integer.trim_start_matches('0').to_string(),
+            fraction: fraction.trim_end_matches('0').to_string(),
+        })
+    }
+
+    /// Whether the value is zero.
+    pub fn is_zero(&self) -> bool {
+        self.integer.is_empty() && self.fraction.is_empty()
+    }
+}
+
+/// Read a decimal given as a JSON number or as a string of decimal text, keeping its
+/// exact text. Records a problem and returns `None` when it is not one.
+pub fn decimal(field: &str, value: &Value, problems: &mut Problems) -> Option<Decimal> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => {
+            problems.add(field, "must be a decimal number");
+            return None;
+        }
+    };
+    let parsed = Decimal::parse(&text);
+    if parsed.is_none() {
+        problems.add(
+            field,
+            "must be a plain decimal number like 12.5 or -3 (no exponent)",
+        );
+    }
+    parsed
+}
+
+/// The JSON number with exactly the decimal's text.
+pub fn decimal_json(decimal: &Decimal) -> Value {
+    Value::Number(
+        serde_json::from_str(&decimal.text).expect("checked decimal text is a JSON number"),
+    )
+}
+
+/// Read a string field; records `must be a string` otherwise.
+pub fn string<'a>(field: &str, value: &'a Value, problems: &mut Problems) -> Option<&'a str> {
+    match value {
+        Value::String(s) => Some(s),
+        _ => {
+            problems.add(field, "must be a string");
+            None
+        }
+    }
+}
+
+/// Check a string's length in characters.
+pub fn max_chars(field: &str, text: &str, max: usize, problems: &mut Problems) -> bool {
+    let n = text.chars().count();
+    if n > max {
+        problems.add(field, format!("at most {max} characters (got {n})"));
+        false
+    } else {
+        true
+    }
+}
+
+/// Whether `text` is an RFC 6901 JSON Pointer (`""` or `/a/b~1c`).
+pub fn is_json_pointer(text: &str) -> bool {
+    if text.is_empty() {
+        return true;
+    }
+    if !text.starts_with('/') {
+        return false;
+    }
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `text` is an RFC 3339 date-time, e.g. `2024-06-30T02:00:00.000+01:00`.
+pub fn is_rfc3339(text: &str) -> bool {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(text, &Rfc3339).is_ok()
+}
+
+/// Whether `text` is an ISO 8601 date-time with or without offset, or a calendar date
+/// (`2024-06-30T02:00:00.000+01:00`, `2024-06-30T02:00:00`, `2024-06-30`).
+pub fn is_date_time(text: &str) -> bool {
+    use time::format_description::well_known::Iso8601;
+    is_rfc3339(text)
+        || time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).is_ok()
+        || (text.len() == 10 && time::Date::parse(text, &Iso8601::DEFAULT).is_ok())
+}
+
+/// Gzip bytes (for `Content-Encoding: gzip` request bodies).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(bytes)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Reject read-only fields the vendor sets itself: they are never sent.
+pub fn refuse_fields(
+    object: &Map<String, Value>,
+    prefix: &str,
+    read_only: &[&str],
+    why: &str,
+    problems: &mut Problems,
+) {
+    for key in read_only {
+        if object.contains_key(*key) {
+            problems.add(format!("{prefix}.{key}"), why);
+        }
+    }
+}
+
+/// The object's entries without nulls (an absent optional field is not sent).
+pub fn without_nulls(object: &Map<String, Value>) -> Map<String, Value> {
+    object
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_keeps_text_and_normalises_digits() {
+        let d = Decimal::parse("-0012.500").unwrap();
+        assert_eq!(d.text, "-0012.500");
+        assert!(d.negative);
+        assert_eq!((d.integer.as_str(), d.fraction.as_str()), ("12", "5"));
+        assert!(Decimal::parse("0.000").unwrap().is_zero());
+    }
+
+    #[test]
+    fn decimal_refuses_exponents_signs_and_bare_points() {
+        for text in ["1e3", "+1", ".5", "5.", "", "-", "1.2.3", "0x10", " 1"] {
+            assert_eq!(Decimal::parse(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_pointer_follows_rfc_6901() {
+        for ok in ["", "/", "/a", "/a/0", "/a~0b/c~1d", "/-"] {
+            assert!(is_json_pointer(ok), "{ok:?}");
+        }
+        for bad in ["a", "a/b", "/a~", "/a~2", "#/a"] {
+            assert!(!is_json_pointer(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn date_times_accept_rfc3339_local_and_date_forms() {
+        assert!(is_rfc3339("2024-06-30T02:00:00.000+01:00"));
+        assert!(is_rfc3339("2026-11-01T12:00:00Z"));
+        assert!(!is_rfc3339("2026-11-01T12:00:00"));
+        assert!(!is_rfc3339("2026-02-30T12:00:00Z"));
+        assert!(is_date_time("2026-11-01T12:00:00"));
+        assert!(is_date_time("2026-11-01"));
+        assert!(!is_date_time("01/11/2026"));
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        assert_eq!(
+            percent_encode("a b/c?d#é-._~"),
+            "a%20b%2Fc%3Fd%23%C3%A9-._~"
+        );
+    }
+
+    #[test]
+    fn url_parsing_splits_scheme_authority_and_path() {
+        assert_eq!(
+            parse_url("HTTPS://rest.zuora.com:8443/v1?x"),
+            Ok(("https".into(), "rest.zuora.com:8443".into(), "/v1?x".into()))
+        );
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("https://user@x/").is_err());
+        assert!(parse_url("rest.zuora.com").is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Task component `zuora-update-usage`: Zuora `PUT /v1/object/usage/{id}`.
+//!
+//! Every body field is optional; the ones given are checked against Zuora's documented
+//! limits before anything is sent. A 200 whose body says `"Success": false` is a failure.
+
+#![allow(unsafe_code)] // wit-bindgen's generated glue
+
+mod bindings {
+    #![allow(missing_docs)]
+    task_guest::bind_world!("zuora-update-usage");
+}
+
+use bindings::exports::usage_billing::tasks::task::Guest as Task;
+use bindings::exports::usage_billing::tasks::zuora_usage::{Guest as ZuoraUsage, UpdateRequest};
+use serde_json::{Map, Value};
+use task_guest::rules::{self, Problems};
+use task_guest::{
+    Endpoint, HeaderRule, HttpResponse, Method, PathParam, QueryKind, QueryParam, TaskError,
+    TaskInfo,
+};
+
+/// The endpoint, from Zuora's documentation.
+pub static ENDPOINT: Endpoint = Endpoint {
+    name: "zuora-update-usage",
+    description: "Update a Zuora usage record (quantity, dates, status, UOM, custom fields).",
+    method: Method::Put,
+    path: "/v1/object/usage/{id}",
+    idempotent: true,
+    path_params: &[PathParam {
+        name: "id",
+        rule: usage_id,
+    }],
+    query_params: &[QueryParam {
+        name: "rejectUnknownFields",
+        kind: QueryKind::Bool,
+    }],
+    header_rules: &[
+        HeaderRule {
+            name: "Authorization",
+            check: task_guest::bearer,
+        },
+        HeaderRule {
+            name: "Zuora-Track-Id",
+            check: track_id,
+        },
+        HeaderRule {
+            name: "Zuora-Version",
+            check: zuora_version,
+        },
+        HeaderRule {
+            name: "Zuora-Entity-Ids",
+            check: id_list,
+        },
+        HeaderRule {
+            name: "Zuora-Org-Ids",
+            check: id_list,
+        },
+        HeaderRule {
+            name: "Accept-Encoding",
+            check: task_guest::non_empty,
+        },
+    ],
+    refused_headers: &[(
+        "Idempotency-Key",
+        "Zuora accepts Idempotency-Key on POST and PATCH only, never on PUT; remove it (PUT is idempotent)",
+    )],
+    content_type: "application/json",
+    body,
+    check_success,
+    input_schema: include_str!("../schema.json"),
+    example_input: include_str!("../example.json"),
+};
+
+const RBE_STATUSES: [&str; 3] = ["Importing", "Pending", "Processed"];
+
+fn usage_id(field: &str, value: &Value, problems: &mut Problems) -> Option<String> {
+    let id = rules::string(field, value, problems)?;
+    if id.trim().is_empty() {
+        problems.add(field, "must not be empty");
+        return None;
+    }
+    Some(id.to_string())
+}
+
+fn track_id(field: &str, value: &str, problems: &mut Problems) {
+    rules::max_chars(field, value, 64, problems);
+    if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        problems.add(field, "must be printable US-ASCII");
+    }
+    if value.contains([':', ';', '"', '\'']) {
+        problems.add(field, "must not contain : ; \" or '");
+    }
+}
+
+fn zuora_version(field: &str, value: &str, problems: &mut Problems) {
+    let legacy = value.split_once('.').is_some_and(|(major, minor)| {
+        [major, minor]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+    });
+    let dated = value.len() == 10 && rules::is_date_time(value);
+    if !legacy && !dated {
+        problems.add(field, "must be a minor version date YYYY-MM-DD (e.g. 2026-02-20) or a legacy version like 196.0");
+    }
+}
+
+fn id_list(field: &str, value: &str, problems: &mut Problems) {
+    if value.split(',').any(|id| id.trim().is_empty()) {
+        problems.add(field, "must be comma-separated ids, none empty");
+    }
+}
+
+fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
+    let object = match value {
+        Some(Value::Object(object)) => object,
+        None | Some(Value::Null) => {
+            problems.add("body", "required: the usage fields to update (StartDateTime, EndDateTime, Quantity, RbeStatus, UOM, custom fields ending __c)");
+            return None;
+        }
+        Some(_) => {
+            problems.add("body", "must be an object of usage fields");
+            return None;
+        }
+    };
+    let mut out = Map::new();
+    for (key, value) in object {
+        let field = format!("body.{key}");
+        if value.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "StartDateTime" | "EndDateTime" => {
+                if let Some(text) = rules::string(&field, value, problems)
+                    && rules::max_chars(&field, text, 29, problems)
+                    && !rules::is_date_time(text)
+                {
+                    problems.add(
+                        &field,
+                        "must be a date-time like 2024-06-30T02:00:00.000+01:00",
+                    );
+                }
+            }
+            "Quantity" => {
+                if let Some(decimal) = rules::decimal(&field, value, problems)
+                    && rules::max_chars(&field, &decimal.text, 16, problems)
+                {
+                    out.insert(key.clone(), rules::decimal_json(&decimal));
+                }
+                continue;
+            }
+            "RbeStatus" => {
+                if let Some(text) = rules::string(&field, value, problems)
+                    && !RBE_STATUSES.contains(&text)
+                {
+                    problems.add(&field, "must be one of Importing, Pending, Processed");
+                }
+            }
+            "UOM" => {
+                if let Some(text) = rules::string(&field, value, problems)
+                    && text.trim().is_empty()
+                {
+                    problems.add(&field, "must not be empty");
+                }
+            }
+            custom if custom.ends_with("__c") => {}
+            _ => {
+                problems.add(
+                    &field,
+                    "unknown field; a Zuora usage update takes StartDateTime, EndDateTime, Quantity, RbeStatus, UOM and custom fields ending __c",
+                );
+            }
+        }
+        out.insert(key.clone(), value.clone());
+    }
+    if object.values().all(Value::is_null) {
+        problems.add("body", "must set at least one field");
+    }
+    Some(Value::Object(out))
+}
+
+/// A 200 from Zuora's CRUD API is a failure when its body says `"Success": false`.
+fn check_success(response: &HttpResponse) -> Option<TaskError> {
+    let body = task_guest::body_json(response)?;
+    (body.get("Success") == Some(&Value::Bool(false)))
+        .then(|| TaskError::Rejected(response.clone()))
+}
+
+struct Component;
+
+impl Task for Component {
+    fn info() -> TaskInfo {
+        task_guest::info(&ENDPOINT)
+    }
+
+    fn run(input: String) -> Result<String, TaskError> {
+        task_guest::run(&ENDPOINT, &input)
+    }
+}
+
+impl ZuoraUsage for Component {
+    fn update(request: UpdateRequest) -> Result<HttpResponse, TaskError> {
+        let mut headers = Map::new();
+        task_guest::put(&mut headers, "Authorization", request.authorization);
+        task_guest::put(&mut headers, "Zuora-Track-Id", request.track_id);
+        task_guest::put(&mut headers, "Zuora-Entity-Ids", request.entity_ids);
+        task_guest::put(&mut headers, "Zuora-Org-Ids", request.org_ids);
+        task_guest::put(&mut headers, "Zuora-Version", request.zuora_version);
+        if request.accept_gzip {
+            headers.insert("Accept-Encoding".into(), "gzip".into());
+        }
+        if request.gzip_request {
+            headers.insert("Content-Encoding".into(), "gzip".into());
+        }
+        let fields = request.fields;
+        let mut body = Map::new();
+        task_guest::put(&mut body, "StartDateTime", fields.start_date_time);
+        task_guest::put(&mut body, "EndDateTime", fields.end_date_time);
+        task_guest::put(
+            &mut body,
+            "Quantity",
+            fields.quantity.as_deref().map(task_guest::decimal_value),
+        );
+        task_guest::put(&mut body, "RbeStatus", fields.rbe_status);
+        task_guest::put(&mut body, "UOM", fields.uom);
+        for (name, json) in fields.custom_fields {
+            let value = task_guest::json_text(&format!("body.{name}"), &json)?;
+            body.insert(name, value);
+        }
+        let mut input = Map::new();
+        input.insert("baseUrl".into(), request.base_url.into());
+        input.insert("path".into(), serde_json::json!({ "id": request.id }));
+        if let Some(reject) = request.reject_unknown_fields {
+            input.insert(
+                "query".into(),
+                serde_json::json!({ "rejectUnknownFields": reject }),
+            );
+        }
+        input.insert("headers".into(), Value::Object(headers));
+        input.insert("body".into(), Value::Object(body));
+        task_guest::put_options(&mut input, &request.options);
+        task_guest::execute(&ENDPOINT, Value::Object(input))
+    }
+}
+
+// Exported only when built as a component: the export names (`usage-billing:tasks/task@0.1.0#run`)
+// are not valid native symbol names, and native builds exist only for lints and type checks.
+#[cfg(target_arch = "wasm32")]
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,13 @@
+//! Integration tests: every task against the vendor mock, the sandbox policy, the
+//! components themselves, and the `harness` command line. One module per feature.
+
+mod billingplatform;
+mod cli;
+mod components;
+mod elevate;
+mod gzip;
+mod http_task;
+mod policy;
+mod rate_limits;
+mod rebilly;
+mod zuora;

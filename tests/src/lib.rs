@@ -1,0 +1,51 @@
+//! Fixtures shared by the integration tests: one sandbox (engine and compiled
+//! components) for the whole test binary, and a way to run a task against a mock.
+
+use host_harness::mock::{MockServer, Vendor};
+use host_harness::runner::{self, TaskOutcome};
+use host_harness::sandbox::{Limits, Sandbox};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+static SANDBOX: OnceCell<Sandbox> = OnceCell::const_new();
+
+/// The shared sandbox with every shipped component compiled once.
+pub async fn sandbox() -> &'static Sandbox {
+    SANDBOX
+        .get_or_init(|| async {
+            Sandbox::builtin(Limits::default())
+                .await
+                .expect("loading the built-in components")
+        })
+        .await
+}
+
+/// The mock vendor a task talks to.
+pub fn vendor_of(task: &str) -> Vendor {
+    match task {
+        "billingplatform-update-usage-identifier" => Vendor::BillingPlatform,
+        "zuora-update-usage" => Vendor::Zuora,
+        "elevate-patch-usage-product-inventory" => Vendor::Elevate,
+        "rebilly-create-usage" => Vendor::Rebilly,
+        other => panic!("no vendor for task {other}"),
+    }
+}
+
+/// Run an endpoint task against `mock` (its `baseUrl` set to the mock's vendor base).
+pub async fn run(mock: &MockServer, task: &str, input: Value) -> TaskOutcome {
+    let base = mock.base_url(vendor_of(task));
+    run_with_base(task, input, Some(&base)).await
+}
+
+/// Run a task with an explicit base URL (or none: the input's own `baseUrl`/`uri`).
+pub async fn run_with_base(task: &str, input: Value, base_url: Option<&str>) -> TaskOutcome {
+    let prepared = runner::prepare(task, input, base_url);
+    runner::run_task(sandbox().await, task, &prepared.input, prepared.policy)
+        .await
+        .expect("the sandbox runs the task")
+}
+
+/// The printed JSON of an outcome.
+pub fn json(outcome: &TaskOutcome) -> Value {
+    outcome.to_json()
+}
