@@ -227,3 +227,26 @@ async fn missing_token_is_unauthorized() {
     let printed = json(&run(&mock, TASK, input).await);
     assert_eq!(printed["error"]["kind"], "unauthorized");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_with_a_missing_target_is_unprocessable_and_changes_nothing() {
+    let mock = MockServer::start().await;
+    let before = mock.record(Vendor::Elevate, "1").unwrap();
+    let printed = json(
+        &run(
+            &mock,
+            TASK,
+            input(
+                json!(1),
+                json!([
+                    { "op": "replace", "path": "/defaultUsageCap", "value": 1 },
+                    { "op": "remove", "path": "/noSuchField" },
+                ]),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(printed["error"]["kind"], "rejected");
+    assert_eq!(printed["output"]["response"]["statusCode"], 422);
+    assert_eq!(mock.record(Vendor::Elevate, "1").unwrap(), before);
+}

@@ -121,3 +121,58 @@ async fn rate_limit_without_a_wait_header_reports_no_wait() {
     assert_eq!(printed["error"]["kind"], "rate-limited");
     assert_eq!(printed["error"]["retryAfterMs"], serde_json::Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billingplatform_429_waits_retry_after_seconds() {
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/billingplatform/".into(),
+        times: 1,
+        rate_limited: Some(3),
+        ..Fault::default()
+    });
+    let printed = json(
+        &run(
+            &mock,
+            "billingplatform-update-usage-identifier",
+            json!({
+                "headers": { "sessionId": "mock-bp-session" },
+                "body": { "brmObjects": { "Id": "1001", "UsageIdentifier": "X" } },
+            }),
+        )
+        .await,
+    );
+    assert_eq!(printed["status"], "FAILED");
+    assert_eq!(printed["error"]["kind"], "rate-limited");
+    assert_eq!(printed["error"]["retryAfterMs"], 3000);
+    assert_eq!(
+        printed["output"]["response"]["body"],
+        json!({ "error": "Too Many Requests", "message": "Rate limit exceeded: at most 15 requests per second" })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elevate_429_waits_retry_after_seconds() {
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/elevate/".into(),
+        times: 1,
+        rate_limited: Some(1),
+        ..Fault::default()
+    });
+    let printed = json(
+        &run(
+            &mock,
+            "elevate-patch-usage-product-inventory",
+            json!({
+                "path": { "usage_product_inventory_id": 1 },
+                "headers": { "Authorization": "Bearer mock-elevate-token" },
+                "body": [{ "op": "replace", "path": "/billable", "value": false }],
+            }),
+        )
+        .await,
+    );
+    assert_eq!(printed["error"]["kind"], "rate-limited");
+    assert_eq!(printed["error"]["retryAfterMs"], 1000);
+    assert_eq!(printed["status"], "FAILED");
+}

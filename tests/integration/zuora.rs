@@ -322,3 +322,22 @@ async fn server_error_is_retryable() {
         "500 Internal Server Error: UNKNOWN_ERROR: try again. The server failed; a retry may help."
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrecognised_fields_400_is_rejected() {
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/zuora/v1/object/usage".into(),
+        times: 1,
+        status: Some(400),
+        body: Some(json!({ "message": "Error - unrecognised fields" })),
+        ..Fault::default()
+    });
+    let printed = json(&run(&mock, TASK, input(json!({ "UOM": "Each" }))).await);
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(printed["error"]["kind"], "rejected");
+    assert_eq!(
+        printed["reasonForIncompletion"],
+        "400 Bad Request: Error - unrecognised fields. The vendor rejected the request; fix the input and run it again."
+    );
+}
