@@ -3,7 +3,7 @@
 
 use crate::mock::{MockServer, Vendor};
 use crate::runner::{self, TaskStatus};
-use crate::sandbox::{Limits, Sandbox, SandboxError};
+use crate::sandbox::{self, Sandbox, SandboxError, SandboxOptions};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::Read;
@@ -14,6 +14,13 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "harness", version, about)]
 struct Cli {
+    /// Directory of the compiled-code cache (default: $HARNESS_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/usage-billing-harness, else ~/.cache/usage-billing-harness).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Compile the components without reading or writing the code cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,7 +84,17 @@ pub async fn run(
             return code;
         }
     };
-    match execute(cli.command, out, err).await {
+    let options = SandboxOptions {
+        cache_dir: if cli.no_cache {
+            None
+        } else {
+            cli.cache_dir.or_else(sandbox::default_cache_dir)
+        },
+        // One command runs one task at a time: a small instance pool.
+        max_in_flight: 16,
+        ..SandboxOptions::default()
+    };
+    match execute(cli.command, options, out, err).await {
         Ok(code) => code,
         Err(e) => {
             match e.downcast::<UsageError>() {
@@ -120,6 +137,7 @@ fn unknown_task(e: SandboxError) -> anyhow::Error {
 
 async fn execute(
     command: Command,
+    options: SandboxOptions,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
@@ -128,9 +146,9 @@ async fn execute(
             task,
             input,
             base_url,
-        } => run_task(&task, &input, base_url.as_deref(), out, err).await,
+        } => run_task(&task, &input, base_url.as_deref(), options, out, err).await,
         Command::List => {
-            let sandbox = Sandbox::builtin(Limits::default()).await?;
+            let sandbox = Sandbox::builtin_with(options).await?;
             for info in sandbox.tasks() {
                 writeln!(
                     out,
@@ -148,7 +166,7 @@ async fn execute(
             Ok(EXIT_OK)
         }
         Command::Describe { task } => {
-            let sandbox = Sandbox::builtin_only(&task, Limits::default())
+            let sandbox = Sandbox::builtin_only(&task, options)
                 .await
                 .map_err(unknown_task)?;
             let info = sandbox.info(&task).context("task info")?;
@@ -197,6 +215,7 @@ async fn run_task(
     task: &str,
     input: &str,
     base_url: Option<&str>,
+    options: SandboxOptions,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
@@ -212,7 +231,7 @@ async fn run_task(
     };
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| usage(format!("input {input} is not JSON: {e}")))?;
-    let sandbox = Sandbox::builtin_only(task, Limits::default())
+    let sandbox = Sandbox::builtin_only(task, options)
         .await
         .map_err(unknown_task)?;
 

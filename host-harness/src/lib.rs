@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod mock;
 pub mod policy;
+pub mod pool;
 pub mod runner;
 pub mod sandbox;

@@ -4,12 +4,17 @@
 //! outgoing HTTP limited to the origins the run was granted.
 
 use crate::policy::{Origin, SendPolicy};
+use crate::pool::HttpPool;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -77,6 +82,40 @@ impl Default for Limits {
     }
 }
 
+/// How the sandbox is set up: per-run limits, the compiled-code cache, instance pooling.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Per-run limits.
+    pub limits: Limits,
+    /// Where compiled components are cached on disk (`None`: compile every time).
+    pub cache_dir: Option<PathBuf>,
+    /// Runs that may be in flight at once: sizes wasmtime's pooling instance allocator
+    /// (`0` allocates each instance on demand instead).
+    pub max_in_flight: u32,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            limits: Limits::default(),
+            cache_dir: None,
+            max_in_flight: 1024,
+        }
+    }
+}
+
+/// The default on-disk cache of compiled components: `$HARNESS_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/usage-billing-harness`, else `~/.cache/usage-billing-harness`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("HARNESS_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("usage-billing-harness"))
+}
+
 /// How a run ended, from the sandbox's point of view.
 #[derive(Debug)]
 pub enum RunResult {
@@ -113,32 +152,69 @@ pub struct Sandbox {
     linker: Linker<RunState>,
     tasks: BTreeMap<String, LoadedTask>,
     limits: Limits,
+    cache_dir: Option<PathBuf>,
+    cache_hits: AtomicUsize,
+    http: Arc<HttpPool>,
 }
 
 impl Sandbox {
-    /// An empty sandbox (no components loaded) with the given limits.
+    /// An empty sandbox (no components loaded) with the given limits and defaults otherwise.
     pub fn new(limits: Limits) -> Result<Sandbox, SandboxError> {
+        Sandbox::with_options(SandboxOptions {
+            limits,
+            ..SandboxOptions::default()
+        })
+    }
+
+    /// An empty sandbox set up as `options` says.
+    pub fn with_options(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let engine_error = |e: wasmtime::Error| SandboxError::Engine(format!("{e:#}"));
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        if options.max_in_flight > 0 {
+            let mut pooling = PoolingAllocationConfig::new();
+            let n = options.max_in_flight;
+            // A component built by wit-bindgen holds a handful of core instances.
+            pooling.total_component_instances(n);
+            pooling.total_core_instances(n.saturating_mul(8));
+            pooling.total_memories(n.saturating_mul(2));
+            pooling.total_tables(n.saturating_mul(4));
+            pooling.max_memory_size(options.limits.memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+            // Reserve only what a memory may grow to, so a large pool stays small in
+            // address space.
+            config.memory_reservation(options.limits.memory_bytes as u64);
+            config.memory_guard_size(64 << 10);
+        }
+        let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         start_epoch_ticker(&engine);
         Ok(Sandbox {
             engine,
             linker,
             tasks: BTreeMap::new(),
-            limits,
+            limits: options.limits,
+            cache_dir: options.cache_dir,
+            cache_hits: AtomicUsize::new(0),
+            http: Arc::new(HttpPool::default()),
         })
     }
 
     /// A sandbox with every shipped task component loaded.
     pub async fn builtin(limits: Limits) -> Result<Sandbox, SandboxError> {
-        let mut sandbox = Sandbox::new(limits)?;
+        Sandbox::builtin_with(SandboxOptions {
+            limits,
+            ..SandboxOptions::default()
+        })
+        .await
+    }
+
+    /// A sandbox set up as `options` says with every shipped task component loaded.
+    pub async fn builtin_with(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = Sandbox::with_options(options)?;
         for (_, path) in BUILTIN_COMPONENTS {
             sandbox.load(Path::new(path)).await?;
         }
@@ -146,12 +222,15 @@ impl Sandbox {
     }
 
     /// A sandbox with only the named shipped task loaded (faster start for one task).
-    pub async fn builtin_only(task: &str, limits: Limits) -> Result<Sandbox, SandboxError> {
+    pub async fn builtin_only(
+        task: &str,
+        options: SandboxOptions,
+    ) -> Result<Sandbox, SandboxError> {
         let (_, path) = BUILTIN_COMPONENTS
             .iter()
             .find(|(name, _)| *name == task)
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
-        let mut sandbox = Sandbox::new(limits)?;
+        let mut sandbox = Sandbox::with_options(options)?;
         sandbox.load(Path::new(path)).await?;
         Ok(sandbox)
     }
@@ -163,14 +242,20 @@ impl Sandbox {
             path: path.display().to_string(),
             reason,
         };
-        let component =
-            Component::from_file(&self.engine, path).map_err(|e| load_error(format!("{e:#}")))?;
+        let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
+        let component = self
+            .compile(&bytes)
+            .map_err(|e| load_error(format!("{e:#}")))?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| load_error(format!("{e:#}")))?;
         let pre = TaskRunnerPre::new(instance_pre).map_err(|e| load_error(format!("{e:#}")))?;
-        let mut store = self.store(RunState::new(&self.limits, SendPolicy::deny_all()));
+        let mut store = self.store(RunState::new(
+            &self.limits,
+            SendPolicy::deny_all(),
+            self.http.clone(),
+        ));
         let runner = pre
             .instantiate_async(&mut store)
             .await
@@ -224,7 +309,7 @@ impl Sandbox {
             .get(task)
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
         let started = Instant::now();
-        let state = RunState::new(&self.limits, policy);
+        let state = RunState::new(&self.limits, policy, self.http.clone());
         let (stdout, stderr, denied) = (
             state.stdout.clone(),
             state.stderr.clone(),
@@ -255,6 +340,64 @@ impl Sandbox {
             stderr: stderr.contents().to_vec(),
             duration: started.elapsed(),
         })
+    }
+
+    /// Instantiate a task in a fresh store without calling it (what every run pays
+    /// before the guest starts); for benchmarks.
+    pub async fn instantiate_only(&self, task: &str) -> Result<(), SandboxError> {
+        let loaded = self
+            .tasks
+            .get(task)
+            .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
+        let mut store = self.store(RunState::new(
+            &self.limits,
+            SendPolicy::deny_all(),
+            self.http.clone(),
+        ));
+        loaded
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))
+    }
+
+    /// How many components were loaded from the on-disk cache instead of compiled.
+    pub fn cache_hits(&self) -> usize {
+        self.cache_hits.load(Ordering::Relaxed)
+    }
+
+    /// Compile a component, or load its code from the cache. The cache key covers the
+    /// component's bytes (SHA-256) and the engine's compatibility hash (wasmtime version,
+    /// target and every setting that affects code), so a changed component or engine
+    /// never loads stale code; a file that fails to load is recompiled and replaced.
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
+        let path = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
+        if path.exists()
+            && let Ok(component) = code_cache::load(&self.engine, &path)
+        {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(component);
+        }
+        let compiled = self.engine.precompile_component(bytes)?;
+        // A cache that cannot be written only costs the next start a compile.
+        let _ = code_cache::store(dir, &path, &compiled);
+        code_cache::load(&self.engine, &path).or_else(|_| Component::new(&self.engine, bytes))
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        use sha2::Digest;
+        use std::hash::{Hash, Hasher};
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let digest = sha2::Sha256::digest(bytes);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}-{:016x}", engine_hash.finish())
     }
 
     fn store(&self, state: RunState) -> Store<RunState> {
@@ -308,7 +451,7 @@ struct RunState {
 }
 
 impl RunState {
-    fn new(limits: &Limits, policy: SendPolicy) -> RunState {
+    fn new(limits: &Limits, policy: SendPolicy, http: Arc<HttpPool>) -> RunState {
         let stdout = MemoryOutputPipe::new(limits.output_bytes);
         let stderr = MemoryOutputPipe::new(limits.output_bytes);
         // No preopened directories, no environment, no arguments, no stdin, no sockets.
@@ -326,6 +469,7 @@ impl RunState {
             hooks: PolicyHooks {
                 policy,
                 denied: Arc::new(Mutex::new(Vec::new())),
+                http,
             },
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
@@ -364,6 +508,7 @@ impl WasiHttpView for RunState {
 struct PolicyHooks {
     policy: SendPolicy,
     denied: Arc<Mutex<Vec<String>>>,
+    http: Arc<HttpPool>,
 }
 
 type SendFuture = Box<
@@ -392,13 +537,41 @@ impl WasiHttpHooks for PolicyHooks {
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let http = self.http.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let response = http.send(request, options).await?;
             Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+/// Reading and writing precompiled component code.
+mod code_cache {
+    #![allow(unsafe_code)]
+
+    use std::path::Path;
+    use wasmtime::Engine;
+    use wasmtime::component::Component;
+
+    /// Load precompiled code written by [`store`]. The file is read into memory rather
+    /// than mapped: a mapped file truncated by another process would crash this one.
+    pub(super) fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+        let code = std::fs::read(path)?;
+        // SAFETY: the file is one this harness wrote with `Engine::precompile_component`
+        // into its own cache directory (never a user-supplied file), under a name keyed
+        // by the component's hash and the engine's compatibility hash; wasmtime checks
+        // the version and settings recorded in it on load.
+        unsafe { Component::deserialize(engine, code) }
+    }
+
+    /// Write precompiled code atomically (temporary file, then rename).
+    pub(super) fn store(dir: &Path, path: &Path, code: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&temporary, code)?;
+        std::fs::rename(&temporary, path)
     }
 }

@@ -7,6 +7,7 @@ mod components;
 mod elevate;
 mod gzip;
 mod http_task;
+mod performance;
 mod policy;
 mod rate_limits;
 mod rebilly;

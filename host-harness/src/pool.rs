@@ -1,0 +1,156 @@
+//! The outgoing HTTP client shared by every run: keep-alive connections pooled per
+//! origin (hyper-util's pool), TLS by rustls with the webpki roots, and wasi:http's
+//! per-request timeouts (connect, first byte, between bytes) honoured.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Idle keep-alive connections are closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// wasi:http's default when a guest names no timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A pooled HTTP/1.1 client. One client per connect timeout (a connector's timeout is
+/// fixed), each pooling connections per origin.
+#[derive(Default)]
+pub struct HttpPool {
+    clients: Mutex<HashMap<Duration, Client<Connector, WasiBody>>>,
+}
+
+impl std::fmt::Debug for HttpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPool").finish_non_exhaustive()
+    }
+}
+
+impl HttpPool {
+    fn client(&self, connect_timeout: Duration) -> Client<Connector, WasiBody> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(connect_timeout)
+            .or_insert_with(|| {
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_connect_timeout(Some(connect_timeout));
+                http.set_nodelay(true);
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_webpki_roots()
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(IDLE_TIMEOUT)
+                    .build(connector)
+            })
+            .clone()
+    }
+
+    /// Send one request through the pool; the response body enforces the
+    /// between-bytes timeout.
+    pub async fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        let connect = options
+            .and_then(|o| o.connect_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let first_byte = options
+            .and_then(|o| o.first_byte_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let between = options
+            .and_then(|o| o.between_bytes_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let client = self.client(connect);
+        let response = match tokio::time::timeout(first_byte, client.request(request)).await {
+            Err(_) => return Err(Error::ConnectionReadTimeout),
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(response)) => response,
+        };
+        Ok(response.map(|body| {
+            TimedBody {
+                body,
+                between,
+                timer: Box::pin(tokio::time::sleep(between)),
+            }
+            .boxed_unsync()
+        }))
+    }
+}
+
+fn classify(error: &hyper_util::client::legacy::Error) -> Error {
+    use std::error::Error as _;
+    if error.is_connect() {
+        let text = format!("{:?}", error.source());
+        if text.contains("timed out") || text.contains("Timeout") {
+            return Error::ConnectionTimeout;
+        }
+        return Error::ConnectionRefused;
+    }
+    let mut source = error.source();
+    while let Some(inner) = source {
+        if let Some(hyper_error) = inner.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_incomplete_message()
+                || hyper_error.is_closed()
+                || hyper_error.is_canceled()
+            {
+                return Error::ConnectionTerminated;
+            }
+            if hyper_error.is_parse() {
+                return Error::HttpProtocolError;
+            }
+        }
+        source = inner.source();
+    }
+    Error::ConnectionTerminated
+}
+
+/// A response body that fails when no frame arrives within `between`.
+struct TimedBody {
+    body: hyper::body::Incoming,
+    between: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + self.between;
+                self.timer.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

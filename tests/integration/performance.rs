@@ -1,0 +1,100 @@
+//! The fast path's mechanisms: the on-disk code cache and the pooled HTTP client.
+//! (Speed itself is measured by `harness bench`, never asserted here.)
+
+use host_harness::mock::MockServer;
+use host_harness::sandbox::{BUILTIN_COMPONENTS, Sandbox, SandboxOptions};
+use integration_tests::{json, run};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+fn zuora_component() -> &'static Path {
+    let (_, path) = BUILTIN_COMPONENTS
+        .iter()
+        .find(|(name, _)| *name == "zuora-update-usage")
+        .unwrap();
+    Path::new(path)
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("harness-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn cached_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn options(dir: &Path, max_in_flight: u32) -> SandboxOptions {
+    SandboxOptions {
+        cache_dir: Some(dir.to_path_buf()),
+        max_in_flight,
+        ..SandboxOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_load_comes_from_the_code_cache() {
+    let dir = scratch_dir("cache-hit");
+    let mut first = Sandbox::with_options(options(&dir, 4)).unwrap();
+    first.load(zuora_component()).await.unwrap();
+    assert_eq!(first.cache_hits(), 0);
+    assert_eq!(cached_files(&dir).len(), 1);
+
+    let mut second = Sandbox::with_options(options(&dir, 4)).unwrap();
+    assert_eq!(
+        second.load(zuora_component()).await.unwrap(),
+        "zuora-update-usage"
+    );
+    assert_eq!(second.cache_hits(), 1);
+    assert_eq!(cached_files(&dir).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_engine_config_never_loads_cached_code() {
+    let dir = scratch_dir("cache-engine");
+    let mut pooled = Sandbox::with_options(options(&dir, 4)).unwrap();
+    pooled.load(zuora_component()).await.unwrap();
+    // On-demand allocation compiles different bounds checks: another key, another file.
+    let mut on_demand = Sandbox::with_options(options(&dir, 0)).unwrap();
+    on_demand.load(zuora_component()).await.unwrap();
+    assert_eq!(on_demand.cache_hits(), 0);
+    assert_eq!(cached_files(&dir).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_cache_file_is_recompiled_and_replaced() {
+    let dir = scratch_dir("cache-corrupt");
+    let mut first = Sandbox::with_options(options(&dir, 4)).unwrap();
+    first.load(zuora_component()).await.unwrap();
+    let file = cached_files(&dir).remove(0);
+    std::fs::write(&file, b"not compiled code").unwrap();
+
+    let mut second = Sandbox::with_options(options(&dir, 4)).unwrap();
+    second.load(zuora_component()).await.unwrap();
+    assert_eq!(second.cache_hits(), 0);
+    let mut third = Sandbox::with_options(options(&dir, 4)).unwrap();
+    third.load(zuora_component()).await.unwrap();
+    assert_eq!(third.cache_hits(), 1, "the replaced file loads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_client_reuses_one_connection_across_tasks() {
+    let mock = MockServer::start().await;
+    let input = json!({
+        "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+        "headers": { "Authorization": "Bearer mock-zuora-token" },
+        "body": { "UOM": "Each" },
+    });
+    for _ in 0..5 {
+        let outcome = run(&mock, "zuora-update-usage", input.clone()).await;
+        assert_eq!(json(&outcome)["status"], "COMPLETED");
+    }
+    assert_eq!(mock.journal().len(), 5);
+    assert_eq!(mock.connections(), 1);
+}
