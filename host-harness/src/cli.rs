@@ -46,6 +46,15 @@ enum Command {
         /// Task name.
         task: String,
     },
+    /// Measure task cost against a native pooled HTTP baseline, in one process.
+    Bench {
+        /// A small run (a few iterations of everything), for CI.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Serve the vendor mock until interrupted.
     Mock {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -184,6 +193,18 @@ async fn execute(
                 "exampleInput": example,
             });
             writeln!(out, "{}", serde_json::to_string_pretty(&described)?)?;
+            Ok(EXIT_OK)
+        }
+        Command::Bench { quick, json } => {
+            let exe = std::env::current_exe().ok();
+            // Cold start is timed on real `harness` processes when this is that binary.
+            let harness_bin = exe.filter(|p| p.file_stem().is_some_and(|s| s == "harness"));
+            let report =
+                crate::bench::run(crate::bench::BenchOptions { quick, harness_bin }, out).await?;
+            if let Some(file) = json {
+                std::fs::write(&file, serde_json::to_string_pretty(&report)?)
+                    .map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
+            }
             Ok(EXIT_OK)
         }
         Command::Mock { port } => {

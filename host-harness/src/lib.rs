@@ -5,6 +5,7 @@
 //! input → run → classified output), [`sandbox`] (engine, components, stores, limits,
 //! outgoing-HTTP policy), [`mock`] (the vendor mock server).
 
+pub mod bench;
 pub mod cli;
 pub mod mock;
 pub mod policy;

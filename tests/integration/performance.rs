@@ -98,3 +98,66 @@ async fn pooled_client_reuses_one_connection_across_tasks() {
     assert_eq!(mock.journal().len(), 5);
     assert_eq!(mock.connections(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
+    let file = std::env::temp_dir().join(format!("harness-bench-{}.json", std::process::id()));
+    let argv = [
+        "harness",
+        "bench",
+        "--quick",
+        "--json",
+        file.to_str().unwrap(),
+    ];
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = host_harness::cli::run(argv.map(String::from).to_vec(), &mut out, &mut err).await;
+    assert_eq!(
+        code,
+        host_harness::cli::EXIT_OK,
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let number = |pointer: &str| {
+        report
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("{pointer} missing in {report}"))
+    };
+    for pointer in [
+        "/baseline/p50_us",
+        "/baseline/p99_us",
+        "/instantiate/p50_us",
+        "/cold_start_ms/cached",
+        "/cold_start_ms/uncached",
+        "/rss_mb_1000_in_flight",
+    ] {
+        assert!(number(pointer) > 0.0, "{pointer}");
+    }
+    for task in [
+        "zuora-update-usage",
+        "billingplatform-update-usage-identifier",
+        "elevate-patch-usage-product-inventory",
+        "rebilly-create-usage",
+        "http",
+    ] {
+        assert!(number(&format!("/tasks/{task}/ratio_p50")) > 0.0, "{task}");
+        let (_, path) = BUILTIN_COMPONENTS
+            .iter()
+            .find(|(name, _)| *name == task)
+            .unwrap();
+        let size = std::fs::metadata(path).unwrap().len();
+        assert_eq!(report["component_bytes"][task], size, "{task}");
+    }
+    for concurrency in ["1", "64", "256"] {
+        assert!(number(&format!("/throughput/{concurrency}/ratio")) > 0.0);
+    }
+    // The test binary is not `harness`: cold start is timed in-process.
+    assert_eq!(report["cold_start_ms"]["method"], "in-process");
+    let table = String::from_utf8(out).unwrap();
+    assert!(
+        table.contains("native pooled hyper PUT (baseline)"),
+        "{table}"
+    );
+}

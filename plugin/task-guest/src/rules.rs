@@ -331,13 +331,14 @@ pub fn is_rfc3339(text: &str) -> bool {
     time::OffsetDateTime::parse(text, &Rfc3339).is_ok()
 }
 
-/// Whether `text` is an ISO 8601 date-time with or without offset, or a calendar date
-/// (`2024-06-30T02:00:00.000+01:00`, `2024-06-30T02:00:00`, `2024-06-30`).
+/// Whether `text` is a date-time with or without offset, or a calendar date
+/// (`2024-06-30T02:00:00.000+01:00`, `2024-06-30T02:00:00`, `2024-06-30`). The forms
+/// without offset are checked as RFC 3339 once completed, which keeps one parser (and
+/// the component small).
 pub fn is_date_time(text: &str) -> bool {
-    use time::format_description::well_known::Iso8601;
     is_rfc3339(text)
-        || time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).is_ok()
-        || (text.len() == 10 && time::Date::parse(text, &Iso8601::DEFAULT).is_ok())
+        || (text.len() > 10 && is_rfc3339(&format!("{text}Z")))
+        || (text.len() == 10 && is_rfc3339(&format!("{text}T00:00:00Z")))
 }
 
 /// Gzip bytes (for `Content-Encoding: gzip` request bodies).
