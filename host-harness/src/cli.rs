@@ -46,6 +46,20 @@ enum Command {
         /// Task name.
         task: String,
     },
+    /// Check a workflow definition: every problem at once, with its JSON path.
+    Validate {
+        /// The definition (Conductor JSON).
+        definition: PathBuf,
+    },
+    /// Validate, then run a workflow definition locally, with progress on stderr and the
+    /// result as JSON on stdout.
+    Run {
+        /// The definition (Conductor JSON).
+        definition: PathBuf,
+        /// The workflow input (JSON object).
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
     /// Measure task cost against a native pooled HTTP baseline, in one process.
     Bench {
         /// A small run (a few iterations of everything), for CI.
@@ -195,6 +209,90 @@ async fn execute(
             writeln!(out, "{}", serde_json::to_string_pretty(&described)?)?;
             Ok(EXIT_OK)
         }
+        Command::Validate { definition } => {
+            let value = read_json(&definition)?;
+            let problems = crate::workflow::validate::validate(&value, &builtin_task_names());
+            if problems.is_empty() {
+                writeln!(out, "{}: valid", definition.display())?;
+                return Ok(EXIT_OK);
+            }
+            for problem in &problems {
+                writeln!(out, "{}: {}", problem.path, problem.message)?;
+            }
+            writeln!(
+                out,
+                "{}: {} problem(s)",
+                definition.display(),
+                problems.len()
+            )?;
+            Ok(EXIT_FAILED)
+        }
+        Command::Run { definition, input } => {
+            let value = read_json(&definition)?;
+            let problems = crate::workflow::validate::validate(&value, &builtin_task_names());
+            if !problems.is_empty() {
+                let listed: Vec<String> = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect();
+                return Err(usage(format!(
+                    "{} is not valid (run `harness validate` for details): {}",
+                    definition.display(),
+                    listed.join("; ")
+                )));
+            }
+            let def: crate::workflow::definition::WorkflowDef = serde_json::from_value(value)
+                .map_err(|e| usage(format!("{}: {e}", definition.display())))?;
+            let input = match input {
+                Some(file) => read_json(&file)?,
+                None => serde_json::json!({}),
+            };
+            let sandbox = std::sync::Arc::new(
+                Sandbox::builtin_with(SandboxOptions {
+                    max_in_flight: 64,
+                    ..options
+                })
+                .await?,
+            );
+            // Tasks that name no server call the embedded mock.
+            let mock = std::sync::Arc::new(MockServer::start().await);
+            let base_url_for: crate::workflow::BaseUrlFor = {
+                let mock = mock.clone();
+                std::sync::Arc::new(move |task: &str| {
+                    Some(match mock_vendor(task) {
+                        Some(vendor) => mock.base_url(vendor),
+                        None => mock.uri(),
+                    })
+                })
+            };
+            let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let progress: crate::workflow::Progress = std::sync::Arc::new(move |line: &str| {
+                let _ = lines_tx.send(line.to_string());
+            });
+            let runner = crate::workflow::WorkflowRunner::new(
+                sandbox,
+                std::sync::Arc::new(crate::workflow::SystemClock::default()),
+                base_url_for,
+                progress,
+            );
+            let running = runner.run(&def, input);
+            tokio::pin!(running);
+            let result = loop {
+                tokio::select! {
+                    result = &mut running => break result,
+                    Some(line) = lines_rx.recv() => { writeln!(err, "{line}")?; err.flush()?; }
+                }
+            };
+            while let Ok(line) = lines_rx.try_recv() {
+                writeln!(err, "{line}")?;
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&result.to_json())?)?;
+            Ok(if result.status == "COMPLETED" {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            })
+        }
         Command::Bench { quick, json } => {
             let exe = std::env::current_exe().ok();
             // Cold start is timed on real `harness` processes when this is that binary.
@@ -279,6 +377,19 @@ async fn run_task(
         TaskStatus::Completed => EXIT_OK,
         _ => EXIT_FAILED,
     })
+}
+
+fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| usage(format!("{} is not JSON: {e}", path.display())))
+}
+
+fn builtin_task_names() -> Vec<&'static str> {
+    sandbox::BUILTIN_COMPONENTS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// Whether the input names a server itself (`baseUrl`, or an absolute `uri` for `http`).

@@ -12,3 +12,4 @@ pub mod policy;
 pub mod pool;
 pub mod runner;
 pub mod sandbox;
+pub mod workflow;

@@ -107,6 +107,10 @@ pub struct TaskOutcome {
     pub failure: Option<TaskFailure>,
     /// What the component wrote to stdout and stderr (diagnostics, not part of the output).
     pub guest_log: String,
+    /// Whether a request may have reached the server (see [`TaskRun::reached_server`]).
+    pub reached_server: bool,
+    /// Whether sending this input twice has the effect of sending it once.
+    pub idempotent: bool,
 }
 
 impl TaskOutcome {
@@ -227,6 +231,8 @@ fn classify(task: &str, idempotent: bool, granted: &[String], run: TaskRun) -> T
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
+    // Nothing that never reached a server can have been applied there.
+    let outcome_known = idempotent || !run.reached_server;
     let (output, failure) = match run.result {
         RunResult::Returned(Ok(output)) => {
             let output =
@@ -234,7 +240,7 @@ fn classify(task: &str, idempotent: bool, granted: &[String], run: TaskRun) -> T
             (output, None)
         }
         RunResult::Returned(Err(error)) => {
-            let (output, mut failure) = describe_error(error, idempotent);
+            let (output, mut failure) = describe_error(error, outcome_known);
             if !run.denied.is_empty() {
                 failure.kind = ErrorKind::Denied;
                 failure.message = denied_message(&run.denied, granted);
@@ -262,6 +268,8 @@ fn classify(task: &str, idempotent: bool, granted: &[String], run: TaskRun) -> T
         output,
         failure,
         guest_log,
+        reached_server: run.reached_server,
+        idempotent,
     }
 }
 
@@ -277,14 +285,14 @@ fn denied_message(denied: &[String], granted: &[String]) -> String {
     )
 }
 
-fn describe_error(error: TaskError, idempotent: bool) -> (Value, TaskFailure) {
+fn describe_error(error: TaskError, outcome_known: bool) -> (Value, TaskFailure) {
     let failure = |kind, message: String, retry_after_ms| TaskFailure {
         kind,
         message,
         fields: Vec::new(),
         retry_after_ms,
     };
-    let unknown_outcome = if idempotent {
+    let unknown_outcome = if outcome_known {
         ""
     } else {
         " The request may have been applied: check the record before sending it again (a duplicate may bill twice)."

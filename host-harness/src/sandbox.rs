@@ -7,7 +7,7 @@ use crate::policy::{Origin, SendPolicy};
 use crate::pool::HttpPool;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -138,6 +138,9 @@ pub struct TaskRun {
     pub stderr: Vec<u8>,
     /// How long the run took.
     pub duration: Duration,
+    /// Whether any request may have reached a server (false when every request was
+    /// denied or failed to connect): decides whether a non-idempotent call may be re-sent.
+    pub reached_server: bool,
 }
 
 struct LoadedTask {
@@ -310,10 +313,11 @@ impl Sandbox {
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
         let started = Instant::now();
         let state = RunState::new(&self.limits, policy, self.http.clone());
-        let (stdout, stderr, denied) = (
+        let (stdout, stderr, denied, reached) = (
             state.stdout.clone(),
             state.stderr.clone(),
             state.hooks.denied.clone(),
+            state.hooks.reached.clone(),
         );
         let mut store = self.store(state);
         let call = async {
@@ -339,6 +343,7 @@ impl Sandbox {
             stdout: stdout.contents().to_vec(),
             stderr: stderr.contents().to_vec(),
             duration: started.elapsed(),
+            reached_server: reached.load(Ordering::SeqCst),
         })
     }
 
@@ -469,6 +474,7 @@ impl RunState {
             hooks: PolicyHooks {
                 policy,
                 denied: Arc::new(Mutex::new(Vec::new())),
+                reached: Arc::new(AtomicBool::new(false)),
                 http,
             },
             limits: StoreLimitsBuilder::new()
@@ -508,6 +514,7 @@ impl WasiHttpView for RunState {
 struct PolicyHooks {
     policy: SendPolicy,
     denied: Arc<Mutex<Vec<String>>>,
+    reached: Arc<AtomicBool>,
     http: Arc<HttpPool>,
 }
 
@@ -537,9 +544,18 @@ impl WasiHttpHooks for PolicyHooks {
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let http = self.http.clone();
+        let (http, reached) = (self.http.clone(), self.reached.clone());
         Box::new(async move {
-            let response = http.send(request, options).await?;
+            let result = http.send(request, options).await;
+            let not_sent = matches!(
+                result,
+                Err(wasmtime_wasi_http::Error::ConnectionRefused
+                    | wasmtime_wasi_http::Error::ConnectionTimeout)
+            );
+            if !not_sent {
+                reached.store(true, Ordering::SeqCst);
+            }
+            let response = result?;
             Ok((
                 response,
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,

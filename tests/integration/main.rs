@@ -11,4 +11,5 @@ mod performance;
 mod policy;
 mod rate_limits;
 mod rebilly;
+mod workflows;
 mod zuora;

@@ -87,23 +87,30 @@ pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
     // Hand the request to the host first, then stream the body: writing the body of a
     // request not yet handed over can race the response of a fast server.
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(transport)?;
-    if !request.body.is_empty() {
-        let stream = body.write().map_err(|()| invalid("body stream"))?;
-        for chunk in request.body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| stream_error("writing the request body", e))?;
-        }
-        drop(stream);
-    }
-    OutgoingBody::finish(body, None).map_err(transport)?;
-
-    let response = loop {
+    let await_response = || loop {
         match future.get() {
             Some(result) => break result,
             None => future.subscribe().block(),
         }
     };
+    if !request.body.is_empty() {
+        let stream = body.write().map_err(|()| invalid("body stream"))?;
+        for chunk in request.body.chunks(4096) {
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                drop(stream);
+                // The body stream closes when the exchange failed (e.g. the connection was
+                // refused): report that failure rather than the closed stream.
+                return Err(match await_response() {
+                    Ok(Err(code)) => transport(code),
+                    _ => stream_error("writing the request body", e),
+                });
+            }
+        }
+        drop(stream);
+    }
+    OutgoingBody::finish(body, None).map_err(transport)?;
+
+    let response = await_response();
     let response = response
         .map_err(|()| TaskError::Transport("response already taken".into()))?
         .map_err(transport)?;

@@ -1,0 +1,664 @@
+//! Workflow definitions run locally: Conductor-shaped definitions, expressions, forks,
+//! switches, and retries that know billing (a call that may have been applied is never
+//! re-sent blindly).
+
+pub mod definition;
+pub mod expression;
+pub mod validate;
+
+use crate::runner::{self, ErrorKind, TaskOutcome, TaskStatus};
+use crate::sandbox::Sandbox;
+use definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Time as the workflow runner sees it, so that tests can run retries without sleeping.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the clock started.
+    fn now_ms(&self) -> u64;
+    /// Wait `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// A random jitter in `0..=max_ms`.
+    fn jitter_ms(&self, max_ms: u64) -> u64;
+}
+
+/// The real clock.
+#[derive(Debug)]
+pub struct SystemClock {
+    started: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+    fn jitter_ms(&self, max_ms: u64) -> u64 {
+        if max_ms == 0 {
+            0
+        } else {
+            fastrand::u64(0..=max_ms)
+        }
+    }
+}
+
+/// A clock for tests: sleeping returns at once and moves time forward; every wait is
+/// recorded; jitter is always its maximum.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+    sleeps: Mutex<Vec<Duration>>,
+}
+
+impl ManualClock {
+    /// The waits asked for so far.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        self.sleeps.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        if let Ok(mut sleeps) = self.sleeps.lock() {
+            sleeps.push(duration);
+        }
+        self.now.fetch_add(
+            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+        Box::pin(async {})
+    }
+    fn jitter_ms(&self, max_ms: u64) -> u64 {
+        max_ms
+    }
+}
+
+/// One attempt of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// 1 for the first.
+    pub number: u32,
+    /// When it started, ms since the workflow started.
+    pub started_ms: u64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// `COMPLETED`, `FAILED` or `FAILED_WITH_TERMINAL_ERROR`.
+    pub status: TaskStatus,
+    /// The failure kind.
+    pub kind: Option<ErrorKind>,
+    /// The failure message.
+    pub message: Option<String>,
+    /// The wait chosen before the next attempt, ms.
+    pub wait_ms: Option<u64>,
+    /// Why that wait.
+    pub wait_reason: Option<String>,
+}
+
+/// One task of a run, as the result reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    /// `taskReferenceName`.
+    pub reference: String,
+    /// Task name (or the control type).
+    pub task: String,
+    /// Final status.
+    pub status: String,
+    /// Every attempt (component tasks).
+    pub attempts: Vec<Attempt>,
+    /// The input as resolved.
+    pub input: Value,
+    /// The output.
+    pub output: Value,
+}
+
+/// The result of a workflow run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowResult {
+    /// Workflow name.
+    pub workflow: String,
+    /// `COMPLETED` or `FAILED`.
+    pub status: &'static str,
+    /// The resolved `outputParameters`.
+    pub output: Value,
+    /// Every task that ran, in the order they finished.
+    pub tasks: Vec<TaskRecord>,
+    /// Why it failed.
+    pub reason: Option<String>,
+}
+
+impl WorkflowResult {
+    /// The JSON `harness run` prints.
+    pub fn to_json(&self) -> Value {
+        let tasks: Vec<Value> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                let attempts: Vec<Value> = t
+                    .attempts
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "attempt": a.number,
+                            "startedMs": a.started_ms,
+                            "durationMs": a.duration_ms,
+                            "status": a.status.as_str(),
+                            "kind": a.kind.map(ErrorKind::as_str),
+                            "message": a.message,
+                            "waitMs": a.wait_ms,
+                            "waitReason": a.wait_reason,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "ref": t.reference,
+                    "task": t.task,
+                    "status": t.status,
+                    "attempts": attempts,
+                    "input": t.input,
+                    "output": t.output,
+                })
+            })
+            .collect();
+        let mut object = Map::new();
+        object.insert("workflow".into(), self.workflow.clone().into());
+        object.insert("status".into(), self.status.into());
+        object.insert("output".into(), self.output.clone());
+        if let Some(reason) = &self.reason {
+            object.insert("reasonForIncompletion".into(), reason.clone().into());
+        }
+        object.insert("tasks".into(), Value::Array(tasks));
+        Value::Object(object)
+    }
+}
+
+/// Where a task input without `baseUrl` (or an `http` task with a relative `uri`) is sent.
+pub type BaseUrlFor = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// Receives one progress line per attempt.
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Runs workflow definitions on a sandbox.
+#[derive(Clone)]
+pub struct WorkflowRunner {
+    sandbox: Arc<Sandbox>,
+    clock: Arc<dyn Clock>,
+    base_url_for: BaseUrlFor,
+    progress: Progress,
+}
+
+struct Run {
+    runner: WorkflowRunner,
+    task_defs: HashMap<String, TaskDef>,
+}
+
+/// How a list of tasks ended.
+struct Branch {
+    records: Vec<TaskRecord>,
+    context: Map<String, Value>,
+    failure: Option<String>,
+}
+
+impl WorkflowRunner {
+    /// A runner on `sandbox` with `clock`; tasks without a server go to `base_url_for(task)`.
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        clock: Arc<dyn Clock>,
+        base_url_for: BaseUrlFor,
+        progress: Progress,
+    ) -> Self {
+        WorkflowRunner {
+            sandbox,
+            clock,
+            base_url_for,
+            progress,
+        }
+    }
+
+    /// Run a definition on a workflow input.
+    pub async fn run(&self, definition: &WorkflowDef, input: Value) -> WorkflowResult {
+        let run = Arc::new(Run {
+            runner: self.clone(),
+            task_defs: definition
+                .task_definitions
+                .iter()
+                .map(|d| (d.name.clone(), d.clone()))
+                .collect(),
+        });
+        let mut context = Map::new();
+        context.insert("workflow".into(), json!({ "input": input }));
+        let branch = run.run_list(definition.tasks.clone(), context).await;
+        let (status, output, reason) = match branch.failure {
+            Some(reason) => ("FAILED", json!({}), Some(reason)),
+            None => match expression::resolve(
+                &Value::Object(definition.output_parameters.clone()),
+                &branch.context,
+            ) {
+                Ok(output) => ("COMPLETED", output, None),
+                Err(e) => ("FAILED", json!({}), Some(format!("outputParameters: {e}"))),
+            },
+        };
+        WorkflowResult {
+            workflow: definition.name.clone(),
+            status,
+            output,
+            tasks: branch.records,
+            reason,
+        }
+    }
+}
+
+impl Run {
+    fn run_list(
+        self: &Arc<Self>,
+        tasks: Vec<WorkflowTask>,
+        mut context: Map<String, Value>,
+    ) -> Pin<Box<dyn Future<Output = Branch> + Send>> {
+        let run = self.clone();
+        Box::pin(async move {
+            let mut records = Vec::new();
+            for task in tasks {
+                let kind = match task.kind() {
+                    Ok(kind) => kind,
+                    Err(e) => {
+                        let failure = Some(format!("{}: {e}", task.task_reference_name));
+                        return Branch {
+                            records,
+                            context,
+                            failure,
+                        };
+                    }
+                };
+                let step = match kind {
+                    TaskKind::Component => run.run_component(&task, &context).await,
+                    TaskKind::Join => {
+                        let output: Map<String, Value> = task
+                            .join_on
+                            .iter()
+                            .map(|r| {
+                                (
+                                    r.clone(),
+                                    context
+                                        .get(r)
+                                        .map(|c| c["output"].clone())
+                                        .unwrap_or(Value::Null),
+                                )
+                            })
+                            .collect();
+                        Step::done(record(
+                            &task,
+                            "JOIN",
+                            "COMPLETED",
+                            json!({}),
+                            Value::Object(output),
+                        ))
+                    }
+                    TaskKind::ForkJoin => {
+                        let mut branches = tokio::task::JoinSet::new();
+                        for (i, branch) in task.fork_tasks.iter().enumerate() {
+                            let (run, branch, context) =
+                                (run.clone(), branch.clone(), context.clone());
+                            branches.spawn(async move { (i, run.run_list(branch, context).await) });
+                        }
+                        let mut done = Vec::new();
+                        while let Some(joined) = branches.join_next().await {
+                            match joined {
+                                Ok(branch) => done.push(branch),
+                                Err(e) => {
+                                    let failure = Some(format!(
+                                        "{}: a branch stopped: {e}",
+                                        task.task_reference_name
+                                    ));
+                                    return Branch {
+                                        records,
+                                        context,
+                                        failure,
+                                    };
+                                }
+                            }
+                        }
+                        done.sort_by_key(|(i, _)| *i);
+                        let mut failure = None;
+                        for (_, branch) in done {
+                            records.extend(branch.records);
+                            for (key, value) in branch.context {
+                                context.entry(key).or_insert(value);
+                            }
+                            failure = failure.or(branch.failure);
+                        }
+                        if failure.is_some() {
+                            return Branch {
+                                records,
+                                context,
+                                failure,
+                            };
+                        }
+                        Step::done(record(
+                            &task,
+                            "FORK_JOIN",
+                            "COMPLETED",
+                            json!({}),
+                            json!({}),
+                        ))
+                    }
+                    TaskKind::Switch => {
+                        let input = match expression::resolve(
+                            &Value::Object(task.input_parameters.clone()),
+                            &context,
+                        ) {
+                            Ok(input) => input,
+                            Err(e) => {
+                                let failure = Some(format!("{}: {e}", task.task_reference_name));
+                                return Branch {
+                                    records,
+                                    context,
+                                    failure,
+                                };
+                            }
+                        };
+                        let key = task.expression.clone().unwrap_or_default();
+                        let chosen = match input.get(&key) {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(other) => other.to_string(),
+                        };
+                        let cases = match task.cases() {
+                            Ok(cases) => cases,
+                            Err(e) => {
+                                let failure = Some(format!("{}: {e}", task.task_reference_name));
+                                return Branch {
+                                    records,
+                                    context,
+                                    failure,
+                                };
+                            }
+                        };
+                        let (case, list) = cases
+                            .into_iter()
+                            .find(|(case, _)| *case == chosen)
+                            .unwrap_or_else(|| {
+                                ("defaultCase".to_string(), task.default_case.clone())
+                            });
+                        let switch = record(
+                            &task,
+                            "SWITCH",
+                            "COMPLETED",
+                            input,
+                            json!({ "evaluationResult": [case] }),
+                        );
+                        context.insert(task.task_reference_name.clone(), entry(&switch));
+                        records.push(switch);
+                        let branch = run.run_list(list, context).await;
+                        records.extend(branch.records);
+                        context = branch.context;
+                        if branch.failure.is_some() {
+                            return Branch {
+                                records,
+                                context,
+                                failure: branch.failure,
+                            };
+                        }
+                        continue;
+                    }
+                };
+                context.insert(task.task_reference_name.clone(), entry(&step.record));
+                records.push(step.record);
+                if let Some(failure) = step.failure
+                    && !task.optional
+                {
+                    return Branch {
+                        records,
+                        context,
+                        failure: Some(failure),
+                    };
+                }
+            }
+            Branch {
+                records,
+                context,
+                failure: None,
+            }
+        })
+    }
+
+    async fn run_component(&self, task: &WorkflowTask, context: &Map<String, Value>) -> Step {
+        let component = task.component().to_string();
+        let reference = task.task_reference_name.clone();
+        let input =
+            match expression::resolve(&Value::Object(task.input_parameters.clone()), context) {
+                Ok(input) => input,
+                Err(e) => {
+                    let message = format!("task {reference}: {e}");
+                    let mut failed = record(
+                        task,
+                        &component,
+                        "FAILED_WITH_TERMINAL_ERROR",
+                        json!({}),
+                        json!({}),
+                    );
+                    failed.attempts.clear();
+                    return Step {
+                        record: failed,
+                        failure: Some(message),
+                    };
+                }
+            };
+        let has_server = if component == "http" {
+            let request = input.get("http_request").unwrap_or(&input);
+            request
+                .get("uri")
+                .and_then(Value::as_str)
+                .is_some_and(|u| !u.starts_with('/'))
+        } else {
+            input.get("baseUrl").is_some_and(|b| !b.is_null())
+        };
+        let base = if has_server {
+            None
+        } else {
+            (self.runner.base_url_for)(&component)
+        };
+        let prepared = runner::prepare(&component, input.clone(), base.as_deref());
+        let def = self.task_defs.get(&component).cloned().unwrap_or_default();
+        let clock = &self.runner.clock;
+        let first_started = clock.now_ms();
+        let mut attempts = Vec::new();
+        let mut number = 1;
+        loop {
+            let started = clock.now_ms();
+            let wall = Instant::now();
+            let run = runner::run_task(
+                &self.runner.sandbox,
+                &component,
+                &prepared.input,
+                prepared.policy.clone(),
+            );
+            let outcome = if def.timeout_seconds > 0 {
+                match tokio::time::timeout(Duration::from_secs(def.timeout_seconds), run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Ok(timed_out(&component, def.timeout_seconds)),
+                }
+            } else {
+                run.await
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let message = format!("task {reference}: {e}");
+                    let failed = record(
+                        task,
+                        &component,
+                        "FAILED_WITH_TERMINAL_ERROR",
+                        input,
+                        json!({}),
+                    );
+                    return Step {
+                        record: failed,
+                        failure: Some(message),
+                    };
+                }
+            };
+            let duration_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let mut attempt = Attempt {
+                number,
+                started_ms: started,
+                duration_ms,
+                status: outcome.status,
+                kind: outcome.failure.as_ref().map(|f| f.kind),
+                message: outcome.failure.as_ref().map(|f| f.message.clone()),
+                wait_ms: None,
+                wait_reason: None,
+            };
+            let Some(failure) = &outcome.failure else {
+                (self.runner.progress)(&format!(
+                    "{reference} {component} attempt {number}: COMPLETED in {duration_ms} ms"
+                ));
+                attempts.push(attempt);
+                let mut done = record(task, &component, "COMPLETED", input, outcome.output.clone());
+                done.attempts = attempts;
+                return Step::done(done);
+            };
+            let may_retry = failure.kind.retryable()
+                && number <= def.retry_count
+                && (outcome.idempotent
+                    || failure.kind == ErrorKind::RateLimited
+                    || !outcome.reached_server);
+            let wait = may_retry
+                .then(|| wait_before(&def, number + 1, failure.retry_after_ms, clock.as_ref()));
+            let over_total = wait.as_ref().is_some_and(|(ms, _)| {
+                def.total_timeout_seconds > 0
+                    && clock.now_ms() - first_started + ms
+                        > def.total_timeout_seconds.saturating_mul(1000)
+            });
+            let status = outcome.status.as_str();
+            match wait {
+                Some((ms, reason)) if !over_total => {
+                    (self.runner.progress)(&format!(
+                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms; waiting {ms} ms ({reason})",
+                        failure.kind.as_str()
+                    ));
+                    attempt.wait_ms = Some(ms);
+                    attempt.wait_reason = Some(reason);
+                    attempts.push(attempt);
+                    clock.sleep(Duration::from_millis(ms)).await;
+                    number += 1;
+                }
+                _ => {
+                    let why = if over_total {
+                        format!(
+                            " (the next wait would pass totalTimeoutSeconds {})",
+                            def.total_timeout_seconds
+                        )
+                    } else if failure.kind.retryable() && number > def.retry_count {
+                        format!(" (after {number} attempts)")
+                    } else if failure.kind.retryable() {
+                        " (not retried: the call is not idempotent and may have been applied)"
+                            .to_string()
+                    } else {
+                        String::new()
+                    };
+                    (self.runner.progress)(&format!(
+                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms",
+                        failure.kind.as_str()
+                    ));
+                    attempts.push(attempt);
+                    let mut failed =
+                        record(task, &component, status, input, outcome.output.clone());
+                    failed.attempts = attempts;
+                    let message = format!("task {reference} failed{why}: {}", failure.message);
+                    return Step {
+                        record: failed,
+                        failure: Some(message),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The wait before attempt `next`: the larger of the backoff and the server's wait.
+fn wait_before(
+    def: &TaskDef,
+    next: u32,
+    retry_after_ms: Option<u64>,
+    clock: &dyn Clock,
+) -> (u64, String) {
+    let backoff = def.backoff_ms(next) + clock.jitter_ms(def.backoff_jitter_ms);
+    let logic = match def.retry_logic {
+        definition::RetryLogic::Fixed => "FIXED",
+        definition::RetryLogic::ExponentialBackoff => "EXPONENTIAL_BACKOFF",
+        definition::RetryLogic::LinearBackoff => "LINEAR_BACKOFF",
+    };
+    match retry_after_ms {
+        Some(server) if server > backoff => {
+            (server, format!("the server asked to wait {server} ms"))
+        }
+        _ => (backoff, format!("{logic} backoff")),
+    }
+}
+
+fn timed_out(task: &str, seconds: u64) -> TaskOutcome {
+    TaskOutcome {
+        task: task.to_string(),
+        status: TaskStatus::Failed,
+        output: json!({}),
+        failure: Some(runner::TaskFailure {
+            kind: ErrorKind::Transport,
+            message: format!("the attempt exceeded timeoutSeconds ({seconds} s)"),
+            fields: Vec::new(),
+            retry_after_ms: None,
+        }),
+        guest_log: String::new(),
+        reached_server: true,
+        idempotent: false,
+    }
+}
+
+struct Step {
+    record: TaskRecord,
+    failure: Option<String>,
+}
+
+impl Step {
+    fn done(record: TaskRecord) -> Step {
+        Step {
+            record,
+            failure: None,
+        }
+    }
+}
+
+fn record(
+    task: &WorkflowTask,
+    name: &str,
+    status: &str,
+    input: Value,
+    output: Value,
+) -> TaskRecord {
+    TaskRecord {
+        reference: task.task_reference_name.clone(),
+        task: name.to_string(),
+        status: status.to_string(),
+        attempts: Vec::new(),
+        input,
+        output,
+    }
+}
+
+fn entry(record: &TaskRecord) -> Value {
+    json!({ "input": record.input, "output": record.output, "status": record.status })
+}

@@ -1,0 +1,251 @@
+//! `harness validate`: every problem of a definition at once, each with its JSON path.
+
+use super::definition::{TaskKind, WorkflowDef, WorkflowTask};
+use super::expression::{self, Step};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+
+/// One problem in a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where, e.g. `$.tasks[2].inputParameters.body.Quantity`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Check a definition (as JSON) against the known task names.
+pub fn validate(definition: &Value, known_tasks: &[&str]) -> Vec<Problem> {
+    let def: WorkflowDef = match serde_json::from_value(definition.clone()) {
+        Ok(def) => def,
+        Err(e) => {
+            return vec![Problem {
+                path: "$".into(),
+                message: format!("not a workflow definition: {e}"),
+            }];
+        }
+    };
+    let mut all = BTreeSet::new();
+    collect_references(&def.tasks, &mut all);
+    let mut checker = Checker {
+        known: known_tasks,
+        inputs: def.input_parameters.iter().cloned().collect(),
+        all,
+        seen: HashMap::new(),
+        problems: Vec::new(),
+    };
+    let mut available = BTreeSet::new();
+    checker.walk(&def.tasks, "$.tasks", &mut available);
+    for (name, value) in &def.output_parameters {
+        checker.references(value, &format!("$.outputParameters.{name}"), &available);
+    }
+    for (i, task_def) in def.task_definitions.iter().enumerate() {
+        let name = if task_def.name == "HTTP" {
+            "http"
+        } else {
+            task_def.name.as_str()
+        };
+        if !known_tasks.contains(&name) {
+            checker.problem(
+                format!("$.taskDefinitions[{i}].name"),
+                format!("unknown task `{}`", task_def.name),
+            );
+        }
+    }
+    checker.problems
+}
+
+fn collect_references(tasks: &[WorkflowTask], all: &mut BTreeSet<String>) {
+    for task in tasks {
+        all.insert(task.task_reference_name.clone());
+        for branch in &task.fork_tasks {
+            collect_references(branch, all);
+        }
+        for (_, list) in task.cases().unwrap_or_default() {
+            collect_references(&list, all);
+        }
+        collect_references(&task.default_case, all);
+    }
+}
+
+struct Checker<'a> {
+    known: &'a [&'a str],
+    inputs: BTreeSet<String>,
+    all: BTreeSet<String>,
+    seen: HashMap<String, String>,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, path: String, message: String) {
+        self.problems.push(Problem { path, message });
+    }
+
+    fn walk(&mut self, tasks: &[WorkflowTask], path: &str, available: &mut BTreeSet<String>) {
+        for (i, task) in tasks.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let reference = task.task_reference_name.clone();
+            if reference.is_empty() {
+                self.problem(format!("{at}.taskReferenceName"), "required".into());
+            } else if let Some(first) = self.seen.get(&reference) {
+                let first = first.clone();
+                self.problem(
+                    format!("{at}.taskReferenceName"),
+                    format!("duplicate taskReferenceName `{reference}` (first used at {first})"),
+                );
+            } else {
+                self.seen.insert(reference.clone(), at.clone());
+            }
+            let kind = match task.kind() {
+                Ok(kind) => kind,
+                Err(e) => {
+                    self.problem(format!("{at}.type"), e);
+                    continue;
+                }
+            };
+            self.references(
+                &Value::Object(task.input_parameters.clone()),
+                &format!("{at}.inputParameters"),
+                available,
+            );
+            match kind {
+                TaskKind::Component => {
+                    if !self.known.contains(&task.component()) {
+                        self.problem(
+                            format!("{at}.name"),
+                            format!(
+                                "unknown task `{}`; known: {}, HTTP",
+                                task.name,
+                                self.known.join(", ")
+                            ),
+                        );
+                    }
+                }
+                TaskKind::ForkJoin => {
+                    if task.fork_tasks.is_empty() {
+                        self.problem(
+                            format!("{at}.forkTasks"),
+                            "a FORK_JOIN needs at least one branch".into(),
+                        );
+                    }
+                    let mut joined = BTreeSet::new();
+                    for (j, branch) in task.fork_tasks.iter().enumerate() {
+                        let mut branch_available = available.clone();
+                        self.walk(
+                            branch,
+                            &format!("{at}.forkTasks[{j}]"),
+                            &mut branch_available,
+                        );
+                        joined.extend(branch_available);
+                    }
+                    available.extend(joined);
+                }
+                TaskKind::Join => {
+                    for (j, joined) in task.join_on.iter().enumerate() {
+                        if !available.contains(joined) {
+                            self.problem(
+                                format!("{at}.joinOn[{j}]"),
+                                format!("`{joined}` is not a task that ran before this JOIN"),
+                            );
+                        }
+                    }
+                }
+                TaskKind::Switch => {
+                    if task
+                        .evaluator_type
+                        .as_deref()
+                        .is_some_and(|e| e != "value-param")
+                    {
+                        self.problem(
+                            format!("{at}.evaluatorType"),
+                            "only value-param is supported".into(),
+                        );
+                    }
+                    match &task.expression {
+                        Some(key) if task.input_parameters.contains_key(key) => {}
+                        _ => self.problem(
+                            format!("{at}.expression"),
+                            "must name one of this SWITCH's inputParameters (value-param)".into(),
+                        ),
+                    }
+                    match task.cases() {
+                        Ok(cases) => {
+                            for (case, list) in cases {
+                                let mut case_available = available.clone();
+                                self.walk(
+                                    &list,
+                                    &format!("{at}.decisionCases.{case}"),
+                                    &mut case_available,
+                                );
+                            }
+                        }
+                        Err(e) => self.problem(format!("{at}.decisionCases"), e),
+                    }
+                    let mut default_available = available.clone();
+                    self.walk(
+                        &task.default_case,
+                        &format!("{at}.defaultCase"),
+                        &mut default_available,
+                    );
+                }
+            }
+            available.insert(reference);
+        }
+    }
+
+    fn references(&mut self, value: &Value, path: &str, available: &BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    self.references(value, &format!("{path}.{key}"), available);
+                }
+            }
+            Value::Array(items) => {
+                for (i, value) in items.iter().enumerate() {
+                    self.references(value, &format!("{path}[{i}]"), available);
+                }
+            }
+            Value::String(_) => {
+                for reference in expression::references(value) {
+                    if let Some(message) = self.check_reference(&reference, available) {
+                        self.problem(path.to_string(), format!("${{{reference}}}: {message}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_reference(&self, reference: &str, available: &BTreeSet<String>) -> Option<String> {
+        let Some(steps) = expression::parse_path(reference) else {
+            return Some("not a path like ref.output.response.body.Id".into());
+        };
+        let Step::Key(root) = &steps[0] else {
+            return Some("must start with `workflow` or a task reference name".into());
+        };
+        if root == "workflow" {
+            return match steps.get(1..3) {
+                Some([Step::Key(input), Step::Key(key)]) if input == "input" => {
+                    (!self.inputs.is_empty() && !self.inputs.contains(key)).then(|| {
+                        format!("workflow input `{key}` is not declared in inputParameters")
+                    })
+                }
+                _ => Some("workflow references read workflow.input.<name>".into()),
+            };
+        }
+        if available.contains(root) {
+            return match steps.get(1) {
+                Some(Step::Key(part)) if ["input", "output", "status"].contains(&part.as_str()) => {
+                    None
+                }
+                _ => Some(format!(
+                    "read `{root}.output…`, `{root}.input…` or `{root}.status`"
+                )),
+            };
+        }
+        if self.all.contains(root) {
+            return Some(format!("task `{root}` has not run at this point"));
+        }
+        Some(format!("unknown task reference `{root}`"))
+    }
+}

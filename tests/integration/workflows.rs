@@ -1,0 +1,592 @@
+//! Workflow definitions: expressions, fork/join, switch, retries that know billing,
+//! validation, and the example workflow.
+
+use host_harness::mock::{Fault, MockServer, Vendor};
+use host_harness::workflow::definition::{RetryLogic, TaskDef, WorkflowDef};
+use host_harness::workflow::expression::{ExpressionError, resolve};
+use host_harness::workflow::validate::{Problem, validate};
+use host_harness::workflow::{ManualClock, WorkflowResult, WorkflowRunner};
+use integration_tests::vendor_of;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn context() -> serde_json::Map<String, Value> {
+    json!({
+        "workflow": { "input": { "qty": 12.5, "ids": ["a", "b"], "name": "acme" } },
+        "create": { "output": { "response": {
+            "body": { "id": "usage_1", "nested": { "n": 1 } },
+            "headers": { "location": ["https://x/usages/usage_1"] },
+        } } },
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+#[test]
+fn resolves_workflow_input_task_output_indexes_whole_objects_and_mixed_text() {
+    let resolved = resolve(
+        &json!({
+            "quantity": "${workflow.input.qty}",
+            "first": "${workflow.input.ids[1]}",
+            "id": "${create.output.response.body.id}",
+            "location": "${create.output.response.headers.location[0]}",
+            "whole": "${create.output.response.body.nested}",
+            "mixed": "org ${workflow.input.name}: ${create.output.response.body.id} x${workflow.input.qty}",
+            "literal": 7,
+        }),
+        &context(),
+    )
+    .unwrap();
+    assert_eq!(
+        resolved,
+        json!({
+            "quantity": 12.5,
+            "first": "b",
+            "id": "usage_1",
+            "location": "https://x/usages/usage_1",
+            "whole": { "n": 1 },
+            "mixed": "org acme: usage_1 x12.5",
+            "literal": 7,
+        })
+    );
+}
+
+#[test]
+fn a_reference_to_something_missing_is_an_error_naming_it() {
+    let error = |text: &str| resolve(&json!(text), &context()).unwrap_err();
+    assert_eq!(
+        error("${create.output.response.body.Id}"),
+        ExpressionError {
+            reference: "create.output.response.body.Id".into(),
+            problem: "`create.output.response.body` has no `Id`".into(),
+        }
+    );
+    assert_eq!(
+        error("${missing.output.x}").to_string(),
+        "reference ${missing.output.x}: no task `missing` has run (or it does not exist)"
+    );
+    assert_eq!(
+        error("${workflow.input.ids[5]}").to_string(),
+        "reference ${workflow.input.ids[5]}: `workflow.input.ids` has no element [5]"
+    );
+    assert_eq!(
+        error("id ${create.output").to_string(),
+        "reference ${create.output}: the text has no closing } for it"
+    );
+}
+
+struct Harness {
+    mock: Arc<MockServer>,
+    clock: Arc<ManualClock>,
+    lines: Arc<Mutex<Vec<String>>>,
+    runner: WorkflowRunner,
+}
+
+async fn harness() -> Harness {
+    let mock = Arc::new(MockServer::start().await);
+    let clock = Arc::new(ManualClock::default());
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let base = {
+        let mock = mock.clone();
+        Arc::new(move |task: &str| {
+            Some(if task == "http" {
+                mock.uri()
+            } else {
+                mock.base_url(vendor_of(task))
+            })
+        })
+    };
+    let progress = {
+        let lines = lines.clone();
+        Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_string()))
+    };
+    let runner = WorkflowRunner::new(shared_sandbox().await, clock.clone(), base, progress);
+    Harness {
+        mock,
+        clock,
+        lines,
+        runner,
+    }
+}
+
+async fn shared_sandbox() -> Arc<host_harness::sandbox::Sandbox> {
+    static SANDBOX: tokio::sync::OnceCell<Arc<host_harness::sandbox::Sandbox>> =
+        tokio::sync::OnceCell::const_new();
+    SANDBOX
+        .get_or_init(|| async {
+            Arc::new(
+                host_harness::sandbox::Sandbox::builtin(Default::default())
+                    .await
+                    .unwrap(),
+            )
+        })
+        .await
+        .clone()
+}
+
+fn zuora_task(reference: &str) -> Value {
+    json!({
+        "name": "zuora-update-usage",
+        "taskReferenceName": reference,
+        "inputParameters": {
+            "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+            "headers": { "Authorization": "Bearer mock-zuora-token" },
+            "body": { "UOM": "Each" },
+        },
+    })
+}
+
+fn rebilly_task(reference: &str) -> Value {
+    json!({
+        "name": "rebilly-create-usage",
+        "taskReferenceName": reference,
+        "inputParameters": {
+            "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+            "body": { "subscriptionId": "sub_mock_001", "quantity": 2 },
+        },
+    })
+}
+
+fn definition(tasks: Value, task_definitions: Value) -> WorkflowDef {
+    serde_json::from_value(
+        json!({ "name": "wf", "tasks": tasks, "taskDefinitions": task_definitions }),
+    )
+    .unwrap()
+}
+
+async fn run(h: &Harness, def: &WorkflowDef, input: Value) -> WorkflowResult {
+    h.runner.run(def, input).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_branches_run_and_join_collects_their_outputs() {
+    let h = harness().await;
+    let def = definition(
+        json!([
+            { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": [[zuora_task("a")], [rebilly_task("b")]] },
+            { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a", "b"] },
+        ]),
+        json!([]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED");
+    let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
+    assert_eq!(refs, ["a", "b", "fork", "join"]);
+    let join = &result.tasks[3].output;
+    assert_eq!(join["a"]["response"]["body"]["Success"], true);
+    assert_eq!(join["b"]["response"]["body"]["id"], "usage_1");
+    assert_eq!(h.mock.journal().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_runs_the_matching_case_or_the_default() {
+    let h = harness().await;
+    let switch = |mode: &str| {
+        definition(
+            json!([{
+                "name": "s", "taskReferenceName": "pick", "type": "SWITCH", "evaluatorType": "value-param",
+                "expression": "mode", "inputParameters": { "mode": mode },
+                "decisionCases": { "zuora": [zuora_task("z")] },
+                "defaultCase": [rebilly_task("r")],
+            }]),
+            json!([]),
+        )
+    };
+    let picked = run(&h, &switch("zuora"), json!({})).await;
+    let refs: Vec<&str> = picked.tasks.iter().map(|t| t.reference.as_str()).collect();
+    assert_eq!(refs, ["pick", "z"]);
+    assert_eq!(
+        picked.tasks[0].output,
+        json!({ "evaluationResult": ["zuora"] })
+    );
+    let default = run(&h, &switch("other"), json!({})).await;
+    let refs: Vec<&str> = default.tasks.iter().map(|t| t.reference.as_str()).collect();
+    assert_eq!(refs, ["pick", "r"]);
+    assert_eq!(
+        default.tasks[0].output,
+        json!({ "evaluationResult": ["defaultCase"] })
+    );
+}
+
+fn task_def(logic: RetryLogic, delay: u64, max: u64) -> TaskDef {
+    TaskDef {
+        retry_logic: logic,
+        retry_delay_seconds: delay,
+        max_retry_delay_seconds: max,
+        ..TaskDef::default()
+    }
+}
+
+#[test]
+fn each_retry_logic_computes_its_delays() {
+    let delays = |def: &TaskDef| (2..=5).map(|next| def.backoff_ms(next)).collect::<Vec<_>>();
+    assert_eq!(
+        delays(&task_def(RetryLogic::Fixed, 60, 0)),
+        [60_000, 60_000, 60_000, 60_000]
+    );
+    assert_eq!(
+        delays(&task_def(RetryLogic::ExponentialBackoff, 1, 0)),
+        [1_000, 2_000, 4_000, 8_000]
+    );
+    assert_eq!(
+        delays(&task_def(RetryLogic::ExponentialBackoff, 1, 3)),
+        [1_000, 2_000, 3_000, 3_000]
+    );
+    let linear = TaskDef {
+        backoff_scale_factor: 2,
+        ..task_def(RetryLogic::LinearBackoff, 1, 0)
+    };
+    assert_eq!(delays(&linear), [2_000, 4_000, 6_000, 8_000]);
+    assert_eq!(TaskDef::default().retry_count, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_exponential_backoff_and_jitter_without_sleeping() {
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 3,
+        status: Some(503),
+        ..Fault::default()
+    });
+    let def = definition(
+        json!([zuora_task("z")]),
+        json!([{ "name": "zuora-update-usage", "retryCount": 3, "retryLogic": "EXPONENTIAL_BACKOFF", "retryDelaySeconds": 1, "backoffJitterMs": 50 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED");
+    // ManualClock's jitter is its maximum.
+    assert_eq!(
+        h.clock.sleeps(),
+        [1_050, 2_050, 4_050].map(Duration::from_millis)
+    );
+    let attempts = &result.tasks[0].attempts;
+    assert_eq!(attempts.len(), 4);
+    assert_eq!(
+        attempts[0].wait_reason.as_deref(),
+        Some("EXPONENTIAL_BACKOFF backoff")
+    );
+    assert_eq!(
+        attempts.iter().map(|a| a.started_ms).collect::<Vec<_>>(),
+        [0, 1_050, 3_100, 7_150]
+    );
+    assert_eq!(h.mock.journal().len(), 4);
+    let lines = h.lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 4);
+    assert!(
+        lines[0].starts_with("z zuora-update-usage attempt 1: FAILED (server-error) in "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with("; waiting 1050 ms (EXPONENTIAL_BACKOFF backoff)"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_seconds_wins_over_a_shorter_backoff() {
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        rate_limited: Some(9),
+        ..Fault::default()
+    });
+    let def = definition(
+        json!([zuora_task("z")]),
+        json!([{ "name": "zuora-update-usage", "retryDelaySeconds": 1 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED");
+    assert_eq!(h.clock.sleeps(), [Duration::from_secs(9)]);
+    assert_eq!(
+        result.tasks[0].attempts[0].wait_reason.as_deref(),
+        Some("the server asked to wait 9000 ms")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_http_date_wins_over_a_shorter_backoff() {
+    let h = harness().await;
+    let at = std::time::SystemTime::now() + Duration::from_secs(40);
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        status: Some(503),
+        headers: vec![("Retry-After".into(), httpdate::fmt_http_date(at))],
+        ..Fault::default()
+    });
+    let def = definition(
+        json!([zuora_task("z")]),
+        json!([{ "name": "zuora-update-usage", "retryDelaySeconds": 1 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED");
+    let waited = h.clock.sleeps()[0].as_millis();
+    assert!((38_000..=40_000).contains(&waited), "{waited}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_on_a_post_is_retried_after_the_rebilly_epoch_and_succeeds() {
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        rate_limited: Some(30),
+        ..Fault::default()
+    });
+    let def = definition(
+        json!([rebilly_task("r")]),
+        json!([{ "name": "rebilly-create-usage", "retryDelaySeconds": 1 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED");
+    let waited = h.clock.sleeps()[0].as_millis();
+    assert!((28_000..=30_000).contains(&waited), "{waited}");
+    assert_eq!(h.mock.journal().len(), 2);
+    assert!(h.mock.record(Vendor::Rebilly, "usage_1").is_some());
+    assert!(
+        h.mock.record(Vendor::Rebilly, "usage_2").is_none(),
+        "exactly one usage record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_hits_a_500_is_not_sent_again() {
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        status: Some(500),
+        ..Fault::default()
+    });
+    let def = definition(
+        json!([rebilly_task("r")]),
+        json!([{ "name": "rebilly-create-usage", "retryDelaySeconds": 1 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(h.mock.journal().len(), 1, "no blind duplicate");
+    assert!(h.clock.sleeps().is_empty());
+    assert_eq!(
+        result.reason.as_deref(),
+        Some(
+            "task r failed (not retried: the call is not idempotent and may have been applied): 500 Internal Server Error. The server failed; a retry may help. The request may have been applied: check the record before sending it again (a duplicate may bill twice)."
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_could_not_connect_is_retried() {
+    let h = harness().await;
+    // A port with no listener: the connection is refused before anything is sent. The
+    // address is 127.0.0.2, where no other test's mock listens, so the freed port cannot
+    // be taken over meanwhile.
+    let closed = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut task = rebilly_task("r");
+    task["inputParameters"]["baseUrl"] =
+        json!(format!("http://127.0.0.1:{port}/rebilly/organizations/o"));
+    let def = definition(
+        json!([task]),
+        json!([{ "name": "rebilly-create-usage", "retryCount": 2, "retryDelaySeconds": 1 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(result.tasks[0].attempts.len(), 3);
+    assert_eq!(h.clock.sleeps().len(), 2);
+    let reason = result.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("task r failed (after 3 attempts): connection refused."),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_failure_stops_at_attempt_one_and_fails_the_workflow() {
+    let h = harness().await;
+    let mut task = zuora_task("z");
+    task["inputParameters"]["headers"]["Authorization"] = json!("Bearer wrong");
+    let def = definition(json!([task, rebilly_task("after")]), json!([]));
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(result.tasks.len(), 1);
+    assert_eq!(result.tasks[0].attempts.len(), 1);
+    assert_eq!(result.tasks[0].status, "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(h.mock.journal().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_task_failure_does_not_stop_the_workflow() {
+    let h = harness().await;
+    let mut task = zuora_task("z");
+    task["inputParameters"]["headers"]["Authorization"] = json!("Bearer wrong");
+    task["optional"] = json!(true);
+    let def = definition(json!([task, rebilly_task("after")]), json!([]));
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED");
+    assert_eq!(result.tasks[1].status, "COMPLETED");
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_path() {
+    let known = ["zuora-update-usage", "rebilly-create-usage", "http"];
+    let problems = validate(
+        &json!({
+            "name": "broken",
+            "inputParameters": ["qty"],
+            "tasks": [
+                { "name": "zuora-update-usage", "taskReferenceName": "a",
+                  "inputParameters": { "body": { "Quantity": "${later.output.response.body.quantity}", "UOM": "${workflow.input.uom}" } } },
+                { "name": "stripe-charge", "taskReferenceName": "b" },
+                { "name": "rebilly-create-usage", "taskReferenceName": "a" },
+                { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+                  "forkTasks": [[{ "name": "HTTP", "taskReferenceName": "x", "inputParameters": { "uri": "${y.output.z}" } }],
+                                [{ "name": "HTTP", "taskReferenceName": "y" }]] },
+                { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["x", "nope"] },
+                { "name": "s", "taskReferenceName": "s", "type": "SWITCH", "expression": "missing", "inputParameters": {} },
+                { "name": "rebilly-create-usage", "taskReferenceName": "later", "inputParameters": { "q": "${ghost.output.x}" } },
+            ],
+            "outputParameters": { "id": "${later.output.response.body.id}" },
+        }),
+        &known,
+    );
+    let problem = |path: &str, message: &str| Problem {
+        path: path.into(),
+        message: message.into(),
+    };
+    assert_eq!(
+        problems,
+        vec![
+            problem(
+                "$.tasks[0].inputParameters.body.Quantity",
+                "${later.output.response.body.quantity}: task `later` has not run at this point"
+            ),
+            problem(
+                "$.tasks[0].inputParameters.body.UOM",
+                "${workflow.input.uom}: workflow input `uom` is not declared in inputParameters"
+            ),
+            problem(
+                "$.tasks[1].name",
+                "unknown task `stripe-charge`; known: zuora-update-usage, rebilly-create-usage, http, HTTP"
+            ),
+            problem(
+                "$.tasks[2].taskReferenceName",
+                "duplicate taskReferenceName `a` (first used at $.tasks[0])"
+            ),
+            problem(
+                "$.tasks[3].forkTasks[0][0].inputParameters.uri",
+                "${y.output.z}: task `y` has not run at this point"
+            ),
+            problem(
+                "$.tasks[4].joinOn[1]",
+                "`nope` is not a task that ran before this JOIN"
+            ),
+            problem(
+                "$.tasks[5].expression",
+                "must name one of this SWITCH's inputParameters (value-param)"
+            ),
+            problem(
+                "$.tasks[6].inputParameters.q",
+                "${ghost.output.x}: unknown task reference `ghost`"
+            ),
+        ]
+    );
+}
+
+fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/workflows")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+async fn harness_cli(args: &[&str]) -> (u8, String, String) {
+    let mut argv = vec!["harness".to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = host_harness::cli::run(argv, &mut out, &mut err).await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_workflow_validates_and_runs_green_on_the_embedded_mock() {
+    let definition = example("end-of-period-usage-sync.json");
+    let (code, out, _) = harness_cli(&["validate", &definition]).await;
+    assert_eq!((code, out), (0, format!("{definition}: valid\n")));
+
+    let input = example("end-of-period-usage-sync.input.json");
+    let (code, out, err) = harness_cli(&["run", &definition, "--input", &input]).await;
+    assert_eq!(code, 0, "{err}");
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["status"], "COMPLETED");
+    let mut output = result["output"].clone();
+    let location = output["rebillyLocation"].take();
+    assert!(
+        location
+            .as_str()
+            .unwrap()
+            .ends_with("/rebilly/organizations/org_mock/usages/usage_1")
+    );
+    assert_eq!(
+        output,
+        json!({ "rebillyUsageId": "usage_1", "rebillyLocation": null, "zuoraUpdated": true, "elevateCap": 12000, "identifierBranch": "rename" })
+    );
+    let refs: Vec<&str> = result["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            "report_usage",
+            "correct_zuora",
+            "raise_cap",
+            "sync",
+            "sync_join",
+            "identifier_switch",
+            "rename_identifier"
+        ]
+    );
+    assert_eq!(
+        err.lines().count(),
+        4,
+        "one progress line per attempt: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_exits_1_with_problems_and_run_refuses_an_invalid_definition() {
+    let file = std::env::temp_dir().join(format!("harness-wf-{}.json", std::process::id()));
+    std::fs::write(
+        &file,
+        r#"{"name": "w", "tasks": [{"name": "nope", "taskReferenceName": "n"}]}"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, _) = harness_cli(&["validate", path]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("$.tasks[0].name: unknown task `nope`"),
+        "{out}"
+    );
+    let (code, out, err) = harness_cli(&["run", path]).await;
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        err.starts_with(&format!("harness: {path} is not valid")),
+        "{err}"
+    );
+}
