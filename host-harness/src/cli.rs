@@ -21,6 +21,10 @@ struct Cli {
     /// Compile the components without reading or writing the code cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Connections file (`harness.toml`). Without it, connections named `billingplatform`,
+    /// `zuora`, `elevate` and `rebilly` lead to the embedded mock with its credentials.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,7 +121,19 @@ pub async fn run(
         max_in_flight: 16,
         ..SandboxOptions::default()
     };
-    match execute(cli.command, options, out, err).await {
+    let config = match cli
+        .config
+        .as_deref()
+        .map(crate::connections::Connections::load)
+        .transpose()
+    {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = writeln!(err, "harness: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match execute(cli.command, options, config, out, err).await {
         Ok(code) => code,
         Err(e) => {
             match e.downcast::<UsageError>() {
@@ -161,6 +177,7 @@ fn unknown_task(e: SandboxError) -> anyhow::Error {
 async fn execute(
     command: Command,
     options: SandboxOptions,
+    config: Option<crate::connections::Connections>,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
@@ -169,7 +186,18 @@ async fn execute(
             task,
             input,
             base_url,
-        } => run_task(&task, &input, base_url.as_deref(), options, out, err).await,
+        } => {
+            run_task(
+                &task,
+                &input,
+                base_url.as_deref(),
+                options,
+                config,
+                out,
+                err,
+            )
+            .await
+        }
         Command::List => {
             let sandbox = Sandbox::builtin_with(options).await?;
             for info in sandbox.tasks() {
@@ -211,7 +239,10 @@ async fn execute(
         }
         Command::Validate { definition } => {
             let value = read_json(&definition)?;
-            let problems = crate::workflow::validate::validate(&value, &builtin_task_names());
+            let names = connection_names(config.as_ref());
+            let connections: Vec<&str> = names.iter().map(String::as_str).collect();
+            let problems =
+                crate::workflow::validate::validate(&value, &builtin_task_names(), &connections);
             if problems.is_empty() {
                 writeln!(out, "{}: valid", definition.display())?;
                 return Ok(EXIT_OK);
@@ -229,7 +260,10 @@ async fn execute(
         }
         Command::Run { definition, input } => {
             let value = read_json(&definition)?;
-            let problems = crate::workflow::validate::validate(&value, &builtin_task_names());
+            let names = connection_names(config.as_ref());
+            let connections: Vec<&str> = names.iter().map(String::as_str).collect();
+            let problems =
+                crate::workflow::validate::validate(&value, &builtin_task_names(), &connections);
             if !problems.is_empty() {
                 let listed: Vec<String> = problems
                     .iter()
@@ -269,12 +303,19 @@ async fn execute(
             let progress: crate::workflow::Progress = std::sync::Arc::new(move |line: &str| {
                 let _ = lines_tx.send(line.to_string());
             });
+            let connections =
+                config.unwrap_or_else(|| crate::connections::Connections::for_mock(&mock));
+            let credentials = std::sync::Arc::new(crate::connections::Credentials::new(
+                connections,
+                sandbox.http(),
+            ));
             let runner = crate::workflow::WorkflowRunner::new(
                 sandbox,
                 std::sync::Arc::new(crate::workflow::SystemClock::default()),
                 base_url_for,
                 progress,
-            );
+            )
+            .with_credentials(credentials);
             let running = runner.run(&def, input);
             tokio::pin!(running);
             let result = loop {
@@ -335,6 +376,7 @@ async fn run_task(
     input: &str,
     base_url: Option<&str>,
     options: SandboxOptions,
+    config: Option<crate::connections::Connections>,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
@@ -354,8 +396,10 @@ async fn run_task(
         .await
         .map_err(unknown_task)?;
 
-    // Without a server to call, start the embedded mock and call it.
-    let needs_mock = base_url.is_none() && !has_server(task, &value);
+    // Without a server to call (or a configured connection), start the embedded mock.
+    let named_connection = value.get("connection").is_some();
+    let needs_mock = (base_url.is_none() && !has_server(task, &value) && !named_connection)
+        || (named_connection && config.is_none());
     let mock = if needs_mock {
         Some(MockServer::start().await)
     } else {
@@ -365,10 +409,24 @@ async fn run_task(
         Some(vendor) => mock.base_url(vendor),
         None => mock.uri(),
     });
-    let prepared = runner::prepare(task, value, base_url.or(mock_base.as_deref()));
-    let outcome = runner::run_task(&sandbox, task, &prepared.input, prepared.policy)
-        .await
-        .map_err(unknown_task)?;
+    let connections = match (config, &mock) {
+        (Some(config), _) => Some(config),
+        (None, Some(mock)) => Some(crate::connections::Connections::for_mock(mock)),
+        (None, None) => None,
+    };
+    let credentials = connections
+        .map(|c| std::sync::Arc::new(crate::connections::Credentials::new(c, sandbox.http())));
+    let outcome = match runner::prepare_connected(
+        task,
+        value,
+        base_url.or(mock_base.as_deref()),
+        credentials.as_ref(),
+    ) {
+        Ok(prepared) => runner::run_task(&sandbox, task, &prepared.input, prepared.policy)
+            .await
+            .map_err(unknown_task)?,
+        Err(outcome) => *outcome,
+    };
     for line in outcome.guest_log.lines() {
         writeln!(err, "[{task}] {line}")?;
     }
@@ -383,6 +441,16 @@ fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| usage(format!("{} is not JSON: {e}", path.display())))
+}
+
+/// The configured connection names, or the embedded mock's.
+fn connection_names(config: Option<&crate::connections::Connections>) -> Vec<String> {
+    match config {
+        Some(config) => config.names().into_iter().map(String::from).collect(),
+        None => ["billingplatform", "elevate", "rebilly", "zuora"]
+            .map(String::from)
+            .to_vec(),
+    }
 }
 
 fn builtin_task_names() -> Vec<&'static str> {

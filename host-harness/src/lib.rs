@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod connections;
 pub mod mock;
 pub mod policy;
 pub mod pool;

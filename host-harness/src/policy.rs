@@ -1,6 +1,8 @@
 //! Which origins a run may reach.
 
+use crate::connections::Credentials;
 use std::fmt;
+use std::sync::Arc;
 
 /// An origin: scheme, host and port (the default port filled in).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -41,10 +43,12 @@ impl fmt::Display for Origin {
     }
 }
 
-/// The origins one run may send requests to; everything else is denied.
+/// The origins one run may send requests to (everything else is denied), and the
+/// connection whose credentials the host adds to requests for an origin.
 #[derive(Debug, Clone, Default)]
 pub struct SendPolicy {
     allowed: Vec<Origin>,
+    credentials: Vec<(Origin, String, Arc<Credentials>)>,
 }
 
 impl SendPolicy {
@@ -57,7 +61,31 @@ impl SendPolicy {
     pub fn allow(origins: impl IntoIterator<Item = Origin>) -> SendPolicy {
         SendPolicy {
             allowed: origins.into_iter().collect(),
+            credentials: Vec::new(),
         }
+    }
+
+    /// Also grant `origin` and authenticate its requests as `connection`.
+    pub fn with_connection(
+        mut self,
+        origin: Origin,
+        connection: &str,
+        credentials: Arc<Credentials>,
+    ) -> SendPolicy {
+        if !self.allowed.contains(&origin) {
+            self.allowed.push(origin.clone());
+        }
+        self.credentials
+            .push((origin, connection.to_string(), credentials));
+        self
+    }
+
+    /// The connection (and its credentials) for requests to `origin`, if any.
+    pub fn connection_for(&self, origin: &Origin) -> Option<(&str, &Arc<Credentials>)> {
+        self.credentials
+            .iter()
+            .find(|(o, _, _)| o == origin)
+            .map(|(_, name, credentials)| (name.as_str(), credentials))
     }
 
     /// Whether a request to `origin` may go out.

@@ -196,6 +196,67 @@ pub fn prepare(task: &str, mut input: Value, base_url: Option<&str>) -> Prepared
     }
 }
 
+/// Like [`prepare`], for an input that may name a `"connection"` instead of a server
+/// and credentials: the connection's base URL is filled in, its origin granted, and its
+/// credentials attached to requests for that origin by the host. An unknown connection
+/// is an `invalid-input` outcome (nothing is sent).
+pub fn prepare_connected(
+    task: &str,
+    mut input: Value,
+    base_url: Option<&str>,
+    credentials: Option<&std::sync::Arc<crate::connections::Credentials>>,
+) -> Result<PreparedInput, Box<TaskOutcome>> {
+    let Some(connection) = input.as_object_mut().and_then(|o| o.remove("connection")) else {
+        return Ok(prepare(task, input, base_url));
+    };
+    let invalid = |message: String| {
+        Box::new(TaskOutcome {
+            task: task.to_string(),
+            status: TaskStatus::FailedWithTerminalError,
+            output: json!({}),
+            failure: Some(TaskFailure {
+                kind: ErrorKind::InvalidInput,
+                message: format!("invalid input, nothing was sent: connection: {message}"),
+                fields: vec![("connection".into(), message)],
+                retry_after_ms: None,
+            }),
+            guest_log: String::new(),
+            reached_server: false,
+            idempotent: true,
+        })
+    };
+    let Some(name) = connection.as_str() else {
+        return Err(invalid("must be the name of a connection".into()));
+    };
+    let Some(credentials) = credentials else {
+        return Err(invalid(format!(
+            "unknown connection `{name}`: no connections are configured"
+        )));
+    };
+    let Some(found) = credentials.connections().get(name) else {
+        let known = credentials.connections().names().join(", ");
+        return Err(invalid(format!(
+            "unknown connection `{name}`; known: {known}"
+        )));
+    };
+    if task != "http" && input.get("baseUrl").is_some_and(|b| !b.is_null()) {
+        return Err(invalid(
+            "give either connection or baseUrl, not both".into(),
+        ));
+    }
+    let Some(origin) = found.origin() else {
+        return Err(invalid(format!(
+            "connection `{name}` has no usable base URL"
+        )));
+    };
+    let prepared = prepare(task, input, Some(&found.base_url));
+    // A task on a connection reaches that connection's origin and nothing else.
+    Ok(PreparedInput {
+        input: prepared.input,
+        policy: SendPolicy::deny_all().with_connection(origin, name, credentials.clone()),
+    })
+}
+
 /// Run a task once and classify the result.
 pub async fn run_task(
     sandbox: &Sandbox,

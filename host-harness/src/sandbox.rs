@@ -367,6 +367,11 @@ impl Sandbox {
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))
     }
 
+    /// The pooled HTTP client the runs share (logins for connections use it too).
+    pub fn http(&self) -> Arc<HttpPool> {
+        self.http.clone()
+    }
+
     /// How many components were loaded from the on-disk cache instead of compiled.
     pub fn cache_hits(&self) -> usize {
         self.cache_hits.load(Ordering::Relaxed)
@@ -545,8 +550,17 @@ impl WasiHttpHooks for PolicyHooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let (http, reached) = (self.http.clone(), self.reached.clone());
+        let connection = origin
+            .as_ref()
+            .and_then(|o| self.policy.connection_for(o))
+            .map(|(name, credentials)| (name.to_string(), credentials.clone()));
         Box::new(async move {
-            let result = http.send(request, options).await;
+            let result = match connection {
+                None => http.send(request, options).await,
+                Some((name, credentials)) => {
+                    send_authenticated(&http, request, options, &name, &credentials).await
+                }
+            };
             let not_sent = matches!(
                 result,
                 Err(wasmtime_wasi_http::Error::ConnectionRefused
@@ -562,6 +576,62 @@ impl WasiHttpHooks for PolicyHooks {
             ))
         })
     }
+}
+
+/// Send with the connection's credentials added (replacing any the guest set); on a 401,
+/// log in again once and resend. The body is buffered so that it can be resent.
+async fn send_authenticated(
+    http: &HttpPool,
+    request: http::Request<wasmtime_wasi_http::WasiBody>,
+    options: Option<wasmtime_wasi_http::RequestOptions>,
+    connection: &str,
+    credentials: &crate::connections::Credentials,
+) -> wasmtime_wasi_http::Result<http::Response<wasmtime_wasi_http::WasiBody>> {
+    use http_body_util::{BodyExt, Full};
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let build = |headers: Vec<(String, String)>| -> wasmtime_wasi_http::Result<_> {
+        let mut request = http::Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .version(parts.version)
+            .body(
+                Full::new(body.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+        *request.headers_mut() = parts.headers.clone();
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                wasmtime_wasi_http::Error::InternalError(Some("bad credential header name".into()))
+            })?;
+            let value = http::HeaderValue::from_str(&value).map_err(|_| {
+                wasmtime_wasi_http::Error::InternalError(Some("bad credential header value".into()))
+            })?;
+            request.headers_mut().insert(name, value);
+        }
+        Ok(request)
+    };
+    // A login failure reaches the component as an error that names the connection,
+    // never a secret.
+    let login_failed = |e: crate::connections::ConnectionError| {
+        wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))
+    };
+    let headers = credentials
+        .headers(connection)
+        .await
+        .map_err(login_failed)?;
+    let response = http.send(build(headers)?, options).await?;
+    if response.status() != http::StatusCode::UNAUTHORIZED || !credentials.refreshable(connection) {
+        return Ok(response);
+    }
+    credentials.invalidate(connection);
+    let headers = credentials
+        .headers(connection)
+        .await
+        .map_err(login_failed)?;
+    http.send(build(headers)?, options).await
 }
 
 /// Reading and writing precompiled component code.

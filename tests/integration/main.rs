@@ -4,6 +4,7 @@
 mod billingplatform;
 mod cli;
 mod components;
+mod connections;
 mod elevate;
 mod gzip;
 mod http_task;

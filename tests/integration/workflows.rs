@@ -456,6 +456,7 @@ fn validate_reports_every_problem_with_its_path() {
             "outputParameters": { "id": "${later.output.response.body.id}" },
         }),
         &known,
+        &["zuora"],
     );
     let problem = |path: &str, message: &str| Problem {
         path: path.into(),

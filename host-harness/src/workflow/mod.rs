@@ -200,6 +200,7 @@ pub struct WorkflowRunner {
     clock: Arc<dyn Clock>,
     base_url_for: BaseUrlFor,
     progress: Progress,
+    credentials: Option<Arc<crate::connections::Credentials>>,
 }
 
 struct Run {
@@ -227,7 +228,14 @@ impl WorkflowRunner {
             clock,
             base_url_for,
             progress,
+            credentials: None,
         }
+    }
+
+    /// Resolve the `"connection"` of task inputs with these credentials.
+    pub fn with_credentials(mut self, credentials: Arc<crate::connections::Credentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// Run a definition on a workflow input.
@@ -458,21 +466,44 @@ impl Run {
                     };
                 }
             };
-        let has_server = if component == "http" {
-            let request = input.get("http_request").unwrap_or(&input);
-            request
-                .get("uri")
-                .and_then(Value::as_str)
-                .is_some_and(|u| !u.starts_with('/'))
-        } else {
-            input.get("baseUrl").is_some_and(|b| !b.is_null())
-        };
+        let named_connection = input.get("connection").is_some();
+        let has_server = named_connection
+            || if component == "http" {
+                let request = input.get("http_request").unwrap_or(&input);
+                request
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| !u.starts_with('/'))
+            } else {
+                input.get("baseUrl").is_some_and(|b| !b.is_null())
+            };
         let base = if has_server {
             None
         } else {
             (self.runner.base_url_for)(&component)
         };
-        let prepared = runner::prepare(&component, input.clone(), base.as_deref());
+        let prepared = match runner::prepare_connected(
+            &component,
+            input.clone(),
+            base.as_deref(),
+            self.runner.credentials.as_ref(),
+        ) {
+            Ok(prepared) => prepared,
+            Err(outcome) => {
+                let message = outcome.failure.map(|f| f.message).unwrap_or_default();
+                let failed = record(
+                    task,
+                    &component,
+                    "FAILED_WITH_TERMINAL_ERROR",
+                    input,
+                    json!({}),
+                );
+                return Step {
+                    record: failed,
+                    failure: Some(format!("task {reference} failed: {message}")),
+                };
+            }
+        };
         let def = self.task_defs.get(&component).cloned().unwrap_or_default();
         let clock = &self.runner.clock;
         let first_started = clock.now_ms();

@@ -14,8 +14,12 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Check a definition (as JSON) against the known task names.
-pub fn validate(definition: &Value, known_tasks: &[&str]) -> Vec<Problem> {
+/// Check a definition (as JSON) against the known task and connection names.
+pub fn validate(
+    definition: &Value,
+    known_tasks: &[&str],
+    known_connections: &[&str],
+) -> Vec<Problem> {
     let def: WorkflowDef = match serde_json::from_value(definition.clone()) {
         Ok(def) => def,
         Err(e) => {
@@ -29,6 +33,7 @@ pub fn validate(definition: &Value, known_tasks: &[&str]) -> Vec<Problem> {
     collect_references(&def.tasks, &mut all);
     let mut checker = Checker {
         known: known_tasks,
+        connections: known_connections,
         inputs: def.input_parameters.iter().cloned().collect(),
         all,
         seen: HashMap::new(),
@@ -70,6 +75,7 @@ fn collect_references(tasks: &[WorkflowTask], all: &mut BTreeSet<String>) {
 
 struct Checker<'a> {
     known: &'a [&'a str],
+    connections: &'a [&'a str],
     inputs: BTreeSet<String>,
     all: BTreeSet<String>,
     seen: HashMap<String, String>,
@@ -110,6 +116,18 @@ impl Checker<'_> {
             );
             match kind {
                 TaskKind::Component => {
+                    if let Some(Value::String(name)) = task.input_parameters.get("connection")
+                        && !name.contains("${")
+                        && !self.connections.contains(&name.as_str())
+                    {
+                        self.problem(
+                            format!("{at}.inputParameters.connection"),
+                            format!(
+                                "unknown connection `{name}`; known: {}",
+                                self.connections.join(", ")
+                            ),
+                        );
+                    }
                     if !self.known.contains(&task.component()) {
                         self.problem(
                             format!("{at}.name"),

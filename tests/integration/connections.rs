@@ -1,0 +1,257 @@
+//! Connections: the host logs in, caches the token, injects credentials for the
+//! connection's origin only, refreshes once on 401, and no secret reaches a component,
+//! an output, a log line or an error.
+
+use host_harness::connections::{Connections, Credentials};
+use host_harness::mock::MockServer;
+use host_harness::runner;
+use integration_tests::{json, sandbox};
+use serde_json::json;
+use std::sync::Arc;
+
+const SECRETS: [&str; 7] = [
+    "mock-zuora-token",
+    "mock-client-secret",
+    "mock-password",
+    "mock-bp-session",
+    "mock-elevate-token",
+    "sk_sandbox_mock",
+    "wrong-password-xyz",
+];
+
+fn assert_no_secret(text: &str) {
+    for secret in SECRETS {
+        assert!(
+            !text.contains(secret),
+            "secret {secret} leaked into: {text}"
+        );
+    }
+}
+
+async fn run_connected(
+    credentials: &Arc<Credentials>,
+    task: &str,
+    input: serde_json::Value,
+) -> host_harness::runner::TaskOutcome {
+    match runner::prepare_connected(task, input, None, Some(credentials)) {
+        Ok(prepared) => {
+            assert_no_secret(&prepared.input);
+            runner::run_task(sandbox().await, task, &prepared.input, prepared.policy)
+                .await
+                .unwrap()
+        }
+        Err(outcome) => *outcome,
+    }
+}
+
+fn zuora_input() -> serde_json::Value {
+    json!({ "connection": "zuora", "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" }, "body": { "UOM": "Each" } })
+}
+
+async fn mock_credentials(mock: &MockServer) -> Arc<Credentials> {
+    Arc::new(Credentials::new(
+        Connections::for_mock(mock),
+        sandbox().await.http(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zuora_connection_logs_in_once_and_injects_the_token() {
+    let mock = MockServer::start().await;
+    let credentials = mock_credentials(&mock).await;
+    for _ in 0..2 {
+        let printed = json(&run_connected(&credentials, "zuora-update-usage", zuora_input()).await);
+        assert_eq!(printed["status"], "COMPLETED");
+        assert_no_secret(&printed.to_string());
+    }
+    let journal = mock.journal();
+    let calls: Vec<(&str, &str)> = journal
+        .iter()
+        .map(|e| (e.method.as_str(), e.path.as_str()))
+        .collect();
+    let put = "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
+    assert_eq!(
+        calls,
+        [("POST", "/zuora/oauth/token"), ("PUT", put), ("PUT", put)]
+    );
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        "client_id=mock-client-id&client_secret=mock-client-secret&grant_type=client_credentials"
+    );
+    assert_eq!(
+        journal[1].header("authorization"),
+        Some("Bearer mock-zuora-token")
+    );
+    assert_eq!(credentials.logins(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_logs_in_again_once_and_resends() {
+    let mock = MockServer::start().await;
+    let credentials = mock_credentials(&mock).await;
+    assert_eq!(
+        json(&run_connected(&credentials, "zuora-update-usage", zuora_input()).await)["status"],
+        "COMPLETED"
+    );
+    mock.clear_journal();
+    mock.inject(host_harness::mock::Fault {
+        path: "/zuora/v1/".into(),
+        times: 1,
+        status: Some(401),
+        body: Some(json!({ "message": "Authentication error" })),
+        ..Default::default()
+    });
+    let printed = json(&run_connected(&credentials, "zuora-update-usage", zuora_input()).await);
+    assert_eq!(printed["status"], "COMPLETED");
+    let calls: Vec<String> = mock
+        .journal()
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    let put = "PUT /zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
+    assert_eq!(calls, [put, "POST /zuora/oauth/token", put]);
+    assert_eq!(credentials.logins(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billingplatform_and_elevate_logins_supply_their_headers() {
+    let mock = MockServer::start().await;
+    let credentials = mock_credentials(&mock).await;
+    let bp = json!({ "connection": "billingplatform", "body": { "brmObjects": { "Id": "1001", "UsageIdentifier": "X" } } });
+    assert_eq!(
+        json(&run_connected(&credentials, "billingplatform-update-usage-identifier", bp).await)["status"],
+        "COMPLETED"
+    );
+    let elevate = json!({
+        "connection": "elevate",
+        "path": { "usage_product_inventory_id": 1 },
+        "body": [{ "op": "replace", "path": "/billable", "value": false }],
+    });
+    assert_eq!(
+        json(
+            &run_connected(
+                &credentials,
+                "elevate-patch-usage-product-inventory",
+                elevate
+            )
+            .await
+        )["status"],
+        "COMPLETED"
+    );
+    let journal = mock.journal();
+    let calls: Vec<String> = journal
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "POST /billingplatform/acme/rest/2.0/login",
+            "PUT /billingplatform/acme/rest/2.0/USAGE_IDENTIFIER",
+            "POST /elevate/v1/authenticate",
+            "PATCH /elevate/v1/usage-product-inventories/1",
+        ]
+    );
+    assert_eq!(journal[1].header("sessionid"), Some("mock-bp-session"));
+    assert_eq!(
+        journal[3].header("authorization"),
+        Some("Bearer mock-elevate-token")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_go_only_to_the_connections_origin() {
+    let mock = MockServer::start().await;
+    let other = MockServer::start().await;
+    let credentials = mock_credentials(&mock).await;
+    // An http task on the connection may not reach another origin, so no token leaves.
+    let input =
+        json!({ "connection": "zuora", "uri": format!("{}/zuora/v1/object/usage/x", other.uri()) });
+    let printed = json(&run_connected(&credentials, "http", input).await);
+    assert_eq!(printed["error"]["kind"], "denied");
+    assert!(other.journal().is_empty());
+    assert_eq!(credentials.logins(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_connection_is_invalid_input_and_nothing_is_sent() {
+    let mock = MockServer::start().await;
+    let credentials = mock_credentials(&mock).await;
+    let mut input = zuora_input();
+    input["connection"] = json!("zuora-prod");
+    let printed = json(&run_connected(&credentials, "zuora-update-usage", input).await);
+    assert_eq!(printed["error"]["kind"], "invalid-input");
+    assert_eq!(
+        printed["error"]["fields"],
+        json!([{ "field": "connection", "message": "unknown connection `zuora-prod`; known: billingplatform, elevate, rebilly, zuora" }])
+    );
+    assert!(mock.journal().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_login_names_the_connection_but_not_the_secret() {
+    let mock = MockServer::start().await;
+    let dir = std::env::temp_dir().join(format!("harness-conn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("password");
+    std::fs::write(&secret, "wrong-password-xyz\n").unwrap();
+    let config = format!(
+        "[connections.bp]\nbase_url = \"{}\"\nauth = {{ type = \"billingplatform-login\", username = \"mock-user\", password_file = \"{}\" }}\n",
+        mock.base_url(host_harness::mock::Vendor::BillingPlatform),
+        secret.display()
+    );
+    let credentials = Arc::new(Credentials::new(
+        Connections::parse(&config).unwrap(),
+        sandbox().await.http(),
+    ));
+    let input = json!({ "connection": "bp", "body": { "brmObjects": { "Id": "1001", "UsageIdentifier": "X" } } });
+    let outcome = run_connected(
+        &credentials,
+        "billingplatform-update-usage-identifier",
+        input,
+    )
+    .await;
+    let printed = json(&outcome);
+    assert_eq!(printed["status"], "FAILED");
+    assert!(
+        printed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection `bp`: login failed:"),
+        "{printed}"
+    );
+    assert_no_secret(&printed.to_string());
+    assert_no_secret(&outcome.guest_log);
+    // The login was refused; the update itself was never sent.
+    let calls: Vec<String> = mock
+        .journal()
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(calls, ["POST /billingplatform/acme/rest/2.0/login"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_workflow_run_prints_no_secret() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows");
+    let argv = [
+        "harness".to_string(),
+        "run".into(),
+        root.join("end-of-period-usage-sync.json")
+            .display()
+            .to_string(),
+        "--input".into(),
+        root.join("end-of-period-usage-sync.input.json")
+            .display()
+            .to_string(),
+    ];
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = host_harness::cli::run(argv.to_vec(), &mut out, &mut err).await;
+    let (out, err) = (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_no_secret(&out);
+    assert_no_secret(&err);
+}
