@@ -591,3 +591,15 @@ async fn validate_exits_1_with_problems_and_run_refuses_an_invalid_definition() 
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_written_into_a_definition_are_redacted_in_the_result() {
+    let h = harness().await;
+    let def = definition(json!([zuora_task("z")]), json!([]));
+    let printed = run(&h, &def, json!({})).await.to_json();
+    assert_eq!(
+        printed["tasks"][0]["input"]["headers"],
+        json!({ "Authorization": "***" })
+    );
+    assert!(!printed.to_string().contains("mock-zuora-token"));
+}

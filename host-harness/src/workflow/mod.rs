@@ -171,7 +171,7 @@ impl WorkflowResult {
                     "task": t.task,
                     "status": t.status,
                     "attempts": attempts,
-                    "input": t.input,
+                    "input": redacted(&t.input),
                     "output": t.output,
                 })
             })
@@ -640,6 +640,34 @@ fn wait_before(
         }
         _ => (backoff, format!("{logic} backoff")),
     }
+}
+
+/// Header names whose values are credentials.
+const CREDENTIAL_HEADERS: [&str; 6] = [
+    "authorization",
+    "reb-apikey",
+    "sessionid",
+    "cookie",
+    "proxy-authorization",
+    "x-api-key",
+];
+
+/// The input with credential header values (given literally instead of through a
+/// connection) replaced by `***`, for printing.
+fn redacted(input: &Value) -> Value {
+    let mut input = input.clone();
+    let request = match input.get_mut("http_request") {
+        Some(nested) => nested,
+        None => &mut input,
+    };
+    if let Some(Value::Object(headers)) = request.get_mut("headers") {
+        for (name, value) in headers.iter_mut() {
+            if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                *value = Value::String("***".into());
+            }
+        }
+    }
+    input
 }
 
 fn timed_out(task: &str, seconds: u64) -> TaskOutcome {
