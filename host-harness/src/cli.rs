@@ -241,8 +241,14 @@ async fn execute(
             let value = read_json(&definition)?;
             let names = connection_names(config.as_ref());
             let connections: Vec<&str> = names.iter().map(String::as_str).collect();
-            let problems =
-                crate::workflow::validate::validate(&value, &builtin_task_names(), &connections);
+            let sandbox = Sandbox::builtin_with(options).await?;
+            let schemas = task_schemas(&sandbox);
+            let problems = crate::workflow::validate::validate(
+                &value,
+                &builtin_task_names(),
+                &connections,
+                &schemas,
+            );
             if problems.is_empty() {
                 writeln!(out, "{}: valid", definition.display())?;
                 return Ok(EXIT_OK);
@@ -262,8 +268,20 @@ async fn execute(
             let value = read_json(&definition)?;
             let names = connection_names(config.as_ref());
             let connections: Vec<&str> = names.iter().map(String::as_str).collect();
-            let problems =
-                crate::workflow::validate::validate(&value, &builtin_task_names(), &connections);
+            let sandbox = std::sync::Arc::new(
+                Sandbox::builtin_with(SandboxOptions {
+                    max_in_flight: 64,
+                    ..options
+                })
+                .await?,
+            );
+            let schemas = task_schemas(&sandbox);
+            let problems = crate::workflow::validate::validate(
+                &value,
+                &builtin_task_names(),
+                &connections,
+                &schemas,
+            );
             if !problems.is_empty() {
                 let listed: Vec<String> = problems
                     .iter()
@@ -281,13 +299,6 @@ async fn execute(
                 Some(file) => read_json(&file)?,
                 None => serde_json::json!({}),
             };
-            let sandbox = std::sync::Arc::new(
-                Sandbox::builtin_with(SandboxOptions {
-                    max_in_flight: 64,
-                    ..options
-                })
-                .await?,
-            );
             // Tasks that name no server call the embedded mock.
             let mock = std::sync::Arc::new(MockServer::start().await);
             let base_url_for: crate::workflow::BaseUrlFor = {
@@ -441,6 +452,19 @@ fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| usage(format!("{} is not JSON: {e}", path.display())))
+}
+
+/// Every loaded task's input JSON Schema, by task name.
+fn task_schemas(sandbox: &Sandbox) -> std::collections::BTreeMap<String, serde_json::Value> {
+    sandbox
+        .tasks()
+        .filter_map(|info| {
+            Some((
+                info.name.clone(),
+                serde_json::from_str(&info.input_schema).ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// The configured connection names, or the embedded mock's.

@@ -434,9 +434,19 @@ async fn an_optional_task_failure_does_not_stop_the_workflow() {
     assert_eq!(result.tasks[1].status, "COMPLETED");
 }
 
-#[test]
-fn validate_reports_every_problem_with_its_path() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_every_problem_with_its_path() {
     let known = ["zuora-update-usage", "rebilly-create-usage", "http"];
+    let schemas: std::collections::BTreeMap<String, Value> = integration_tests::sandbox()
+        .await
+        .tasks()
+        .map(|info| {
+            (
+                info.name.clone(),
+                serde_json::from_str(&info.input_schema).unwrap(),
+            )
+        })
+        .collect();
     let problems = validate(
         &json!({
             "name": "broken",
@@ -452,11 +462,14 @@ fn validate_reports_every_problem_with_its_path() {
                 { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["x", "nope"] },
                 { "name": "s", "taskReferenceName": "s", "type": "SWITCH", "expression": "missing", "inputParameters": {} },
                 { "name": "rebilly-create-usage", "taskReferenceName": "later", "inputParameters": { "q": "${ghost.output.x}" } },
+                { "name": "rebilly-create-usage", "taskReferenceName": "literal",
+                  "inputParameters": { "connection": "rebilly-prod", "body": { "subscriptionId": "sub_1", "quantity": true } } },
             ],
             "outputParameters": { "id": "${later.output.response.body.id}" },
         }),
         &known,
         &["zuora"],
+        &schemas,
     );
     let problem = |path: &str, message: &str| Problem {
         path: path.into(),
@@ -482,8 +495,16 @@ fn validate_reports_every_problem_with_its_path() {
                 "duplicate taskReferenceName `a` (first used at $.tasks[0])"
             ),
             problem(
+                "$.tasks[2].inputParameters",
+                "\"body\" is a required property"
+            ),
+            problem(
                 "$.tasks[3].forkTasks[0][0].inputParameters.uri",
                 "${y.output.z}: task `y` has not run at this point"
+            ),
+            problem(
+                "$.tasks[3].forkTasks[1][0].inputParameters",
+                "{} is not valid under any of the schemas listed in the 'oneOf' keyword"
             ),
             problem(
                 "$.tasks[4].joinOn[1]",
@@ -496,6 +517,14 @@ fn validate_reports_every_problem_with_its_path() {
             problem(
                 "$.tasks[6].inputParameters.q",
                 "${ghost.output.x}: unknown task reference `ghost`"
+            ),
+            problem(
+                "$.tasks[7].inputParameters.connection",
+                "unknown connection `rebilly-prod`; known: zuora"
+            ),
+            problem(
+                "$.tasks[7].inputParameters.body.quantity",
+                "true is not valid under any of the schemas listed in the 'oneOf' keyword"
             ),
         ]
     );

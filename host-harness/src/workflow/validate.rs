@@ -3,7 +3,7 @@
 use super::definition::{TaskKind, WorkflowDef, WorkflowTask};
 use super::expression::{self, Step};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One problem in a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +15,13 @@ pub struct Problem {
 }
 
 /// Check a definition (as JSON) against the known task and connection names.
+/// Task inputs written without expressions are also checked against the task's input
+/// JSON Schema (`schemas`: task name → schema; a task without one is not checked).
 pub fn validate(
     definition: &Value,
     known_tasks: &[&str],
     known_connections: &[&str],
+    schemas: &BTreeMap<String, Value>,
 ) -> Vec<Problem> {
     let def: WorkflowDef = match serde_json::from_value(definition.clone()) {
         Ok(def) => def,
@@ -34,6 +37,7 @@ pub fn validate(
     let mut checker = Checker {
         known: known_tasks,
         connections: known_connections,
+        schemas,
         inputs: def.input_parameters.iter().cloned().collect(),
         all,
         seen: HashMap::new(),
@@ -76,6 +80,7 @@ fn collect_references(tasks: &[WorkflowTask], all: &mut BTreeSet<String>) {
 struct Checker<'a> {
     known: &'a [&'a str],
     connections: &'a [&'a str],
+    schemas: &'a BTreeMap<String, Value>,
     inputs: BTreeSet<String>,
     all: BTreeSet<String>,
     seen: HashMap<String, String>,
@@ -128,6 +133,7 @@ impl Checker<'_> {
                             ),
                         );
                     }
+                    self.check_literal_input(task, &at);
                     if !self.known.contains(&task.component()) {
                         self.problem(
                             format!("{at}.name"),
@@ -208,6 +214,60 @@ impl Checker<'_> {
                 }
             }
             available.insert(reference);
+        }
+    }
+
+    /// Check an input with no expressions against the task's schema, with the server
+    /// the host fills in (a connection's or the embedded mock's) stood in by a placeholder.
+    fn check_literal_input(&mut self, task: &WorkflowTask, at: &str) {
+        let input = Value::Object(task.input_parameters.clone());
+        let Some(schema) = self.schemas.get(task.component()) else {
+            return;
+        };
+        if !expression::references(&input).is_empty() {
+            return;
+        }
+        let mut input = input;
+        let placeholder = "https://server.invalid";
+        if let Some(object) = input.as_object_mut() {
+            object.remove("connection");
+            if task.component() == "http" {
+                let request = match object
+                    .get_mut("http_request")
+                    .and_then(Value::as_object_mut)
+                {
+                    Some(nested) => nested,
+                    None => object,
+                };
+                if let Some(Value::String(uri)) = request.get_mut("uri")
+                    && uri.starts_with('/')
+                {
+                    *uri = format!("{placeholder}{uri}");
+                }
+            } else if !object.contains_key("baseUrl") {
+                object.insert("baseUrl".into(), placeholder.into());
+            }
+        }
+        let Ok(validator) = jsonschema::validator_for(schema) else {
+            return;
+        };
+        let found: Vec<(String, String)> = validator
+            .iter_errors(&input)
+            .map(|error| {
+                let pointer = error.instance_path().as_str().to_string();
+                let path: String = pointer
+                    .split('/')
+                    .skip(1)
+                    .map(|part| match part.parse::<usize>() {
+                        Ok(index) => format!("[{index}]"),
+                        Err(_) => format!(".{}", part.replace("~1", "/").replace("~0", "~")),
+                    })
+                    .collect();
+                (format!("{at}.inputParameters{path}"), error.to_string())
+            })
+            .collect();
+        for (path, message) in found {
+            self.problem(path, message);
         }
     }
 
