@@ -22,6 +22,9 @@ const TASKS: [(&str, &str); 5] = [
     ("http", "http"),
 ];
 
+/// (name, crate name) of components built only for the tests, never shipped.
+const TEST_COMPONENTS: [(&str, &str); 1] = [("snoop", "test-snoop")];
+
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() -> Result<()> {
@@ -31,7 +34,13 @@ fn main() -> Result<()> {
         .context("host-harness sits in the workspace root")?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
-    for watched in ["wit", "plugin", "Cargo.lock", "Cargo.toml"] {
+    for watched in [
+        "wit",
+        "plugin",
+        "tests/components",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         watch(&root.join(watched))?;
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -52,7 +61,7 @@ fn main() -> Result<()> {
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CLIPPY_ARGS")
         .env_remove("CARGO_BUILD_TARGET");
-    for (_, krate) in TASKS {
+    for (_, krate) in TASKS.iter().chain(&TEST_COMPONENTS) {
         build.args(["-p", krate]);
     }
     let status = build
@@ -76,6 +85,21 @@ fn main() -> Result<()> {
         }
         generated.push_str(&format!(
             "    ({task:?}, {:?}),\n",
+            wasm.display().to_string()
+        ));
+    }
+    generated.push_str("];\n");
+    generated.push_str(
+        "/// Components built only for the tests (never shipped): (name, path of the `.wasm`).\n\
+         pub const TEST_COMPONENTS: &[(&str, &str)] = &[\n",
+    );
+    for (name, krate) in TEST_COMPONENTS {
+        let wasm = target_dir
+            .join(TARGET)
+            .join("guest")
+            .join(format!("{}.wasm", krate.replace('-', "_")));
+        generated.push_str(&format!(
+            "    ({name:?}, {:?}),\n",
             wasm.display().to_string()
         ));
     }

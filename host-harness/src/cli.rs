@@ -54,6 +54,10 @@ enum Command {
     Validate {
         /// The definition (Conductor JSON).
         definition: PathBuf,
+        /// Task definitions in a separate file (a JSON array, as Conductor keeps them);
+        /// they add to, and win over, the definition's inline `taskDefinitions`.
+        #[arg(long)]
+        task_definitions: Option<PathBuf>,
     },
     /// Validate, then run a workflow definition locally, with progress on stderr and the
     /// result as JSON on stdout.
@@ -63,6 +67,10 @@ enum Command {
         /// The workflow input (JSON object).
         #[arg(long)]
         input: Option<PathBuf>,
+        /// Task definitions in a separate file (a JSON array, as Conductor keeps them);
+        /// they add to, and win over, the definition's inline `taskDefinitions`.
+        #[arg(long)]
+        task_definitions: Option<PathBuf>,
     },
     /// Measure task cost against a native pooled HTTP baseline, in one process.
     Bench {
@@ -237,8 +245,12 @@ async fn execute(
             writeln!(out, "{}", serde_json::to_string_pretty(&described)?)?;
             Ok(EXIT_OK)
         }
-        Command::Validate { definition } => {
-            let value = read_json(&definition)?;
+        Command::Validate {
+            definition,
+            task_definitions,
+        } => {
+            let value =
+                with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
             let names = connection_names(config.as_ref());
             let connections: Vec<&str> = names.iter().map(String::as_str).collect();
             let sandbox = Sandbox::builtin_with(options).await?;
@@ -264,8 +276,13 @@ async fn execute(
             )?;
             Ok(EXIT_FAILED)
         }
-        Command::Run { definition, input } => {
-            let value = read_json(&definition)?;
+        Command::Run {
+            definition,
+            input,
+            task_definitions,
+        } => {
+            let value =
+                with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
             let names = connection_names(config.as_ref());
             let connections: Vec<&str> = names.iter().map(String::as_str).collect();
             let sandbox = std::sync::Arc::new(
@@ -452,6 +469,41 @@ fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| usage(format!("{} is not JSON: {e}", path.display())))
+}
+
+/// Merge task definitions kept in a separate file into the definition's
+/// `taskDefinitions` (the file's entry wins for a task named in both).
+fn with_task_definitions(
+    mut definition: serde_json::Value,
+    file: Option<&std::path::Path>,
+) -> Result<serde_json::Value> {
+    let Some(file) = file else {
+        return Ok(definition);
+    };
+    let extra = read_json(file)?;
+    let serde_json::Value::Array(extra) = extra else {
+        return Err(usage(format!(
+            "{}: must be a JSON array of task definitions",
+            file.display()
+        )));
+    };
+    let Some(object) = definition.as_object_mut() else {
+        return Ok(definition);
+    };
+    let names: Vec<serde_json::Value> = extra
+        .iter()
+        .filter_map(|d| d.get("name").cloned())
+        .collect();
+    let mut merged: Vec<serde_json::Value> = match object.remove("taskDefinitions") {
+        Some(serde_json::Value::Array(inline)) => inline
+            .into_iter()
+            .filter(|d| d.get("name").is_none_or(|n| !names.contains(n)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    merged.extend(extra);
+    object.insert("taskDefinitions".into(), serde_json::Value::Array(merged));
+    Ok(definition)
 }
 
 /// Every loaded task's input JSON Schema, by task name.

@@ -255,3 +255,59 @@ async fn the_example_workflow_run_prints_no_secret() {
     assert_no_secret(&out);
     assert_no_secret(&err);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_looking_for_its_credentials_finds_none() {
+    use host_harness::sandbox::{Sandbox, SandboxOptions, TEST_COMPONENTS};
+    let mock = MockServer::start().await;
+    let mut snooping = Sandbox::with_options(SandboxOptions {
+        max_in_flight: 4,
+        ..SandboxOptions::default()
+    })
+    .unwrap();
+    let (_, path) = TEST_COMPONENTS
+        .iter()
+        .find(|(name, _)| *name == "snoop")
+        .unwrap();
+    assert_eq!(
+        snooping.load(std::path::Path::new(path)).await.unwrap(),
+        "snoop"
+    );
+    let credentials = Arc::new(Credentials::new(
+        Connections::for_mock(&mock),
+        snooping.http(),
+    ));
+    // Log in first, so that a token exists in the host while the component runs.
+    credentials.headers("zuora").await.unwrap();
+    let prepared = runner::prepare_connected(
+        "snoop",
+        json!({ "connection": "zuora" }),
+        None,
+        Some(&credentials),
+    )
+    .unwrap();
+    let outcome = runner::run_task(&snooping, "snoop", &prepared.input, prepared.policy)
+        .await
+        .unwrap();
+    let printed = json(&outcome);
+    assert_eq!(printed["status"], "COMPLETED");
+    let seen = &printed["output"];
+    assert_eq!(seen["env"], json!([]));
+    assert_eq!(seen["args"], json!([]));
+    assert!(
+        seen["root"].as_str().unwrap().starts_with("error: "),
+        "{seen}"
+    );
+    assert!(
+        seen["config"].as_str().unwrap().starts_with("error: "),
+        "{seen}"
+    );
+    assert_eq!(seen["stdin"], "");
+    assert_eq!(
+        seen["input"],
+        json!({ "baseUrl": mock.base_url(host_harness::mock::Vendor::Zuora) }).to_string()
+    );
+    assert_no_secret(&printed.to_string());
+    // What the component printed is captured, not lost or mixed into the output.
+    assert_eq!(outcome.guest_log, "snoop looked around\n");
+}

@@ -632,3 +632,54 @@ async fn credentials_written_into_a_definition_are_redacted_in_the_result() {
     );
     assert!(!printed.to_string().contains("mock-zuora-token"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
+    let closed = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = std::env::temp_dir().join(format!("harness-taskdefs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let definition = dir.join("wf.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "probe",
+            "tasks": [{ "name": "HTTP", "taskReferenceName": "probe", "inputParameters": { "uri": format!("http://127.0.0.2:{port}/") } }],
+            "taskDefinitions": [{ "name": "http", "retryCount": 0 }],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let task_definitions = dir.join("taskdefs.json");
+    std::fs::write(
+        &task_definitions,
+        json!([{ "name": "http", "retryCount": 1, "retryDelaySeconds": 0 }]).to_string(),
+    )
+    .unwrap();
+
+    let (code, out, _) = harness_cli(&["run", definition.to_str().unwrap()]).await;
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            code,
+            result["tasks"][0]["attempts"].as_array().unwrap().len()
+        ),
+        (1, 1)
+    );
+
+    let file = task_definitions.to_str().unwrap();
+    let (code, out, _) = harness_cli(&[
+        "run",
+        definition.to_str().unwrap(),
+        "--task-definitions",
+        file,
+    ])
+    .await;
+    let result: Value = serde_json::from_str(&out).unwrap();
+    let attempts = result["tasks"][0]["attempts"].as_array().unwrap();
+    assert_eq!((code, attempts.len()), (1, 2));
+    assert_eq!(attempts[0]["kind"], "transport");
+    assert_eq!(attempts[0]["waitMs"], 0);
+    assert_eq!(attempts[0]["waitReason"], "FIXED backoff");
+}
