@@ -464,6 +464,8 @@ async fn validate_reports_every_problem_with_its_path() {
                 { "name": "rebilly-create-usage", "taskReferenceName": "later", "inputParameters": { "q": "${ghost.output.x}" } },
                 { "name": "rebilly-create-usage", "taskReferenceName": "literal",
                   "inputParameters": { "connection": "rebilly-prod", "body": { "subscriptionId": "sub_1", "quantity": true } } },
+                { "name": "rebilly-create-usage", "taskReferenceName": "mixed",
+                  "inputParameters": { "body": { "subscriptionId": "${workflow.input.qty}", "quantity": -1 } } },
             ],
             "outputParameters": { "id": "${later.output.response.body.id}" },
         }),
@@ -525,6 +527,10 @@ async fn validate_reports_every_problem_with_its_path() {
             problem(
                 "$.tasks[7].inputParameters.body.quantity",
                 "true is not valid under any of the schemas listed in the 'oneOf' keyword"
+            ),
+            problem(
+                "$.tasks[8].inputParameters.body.quantity",
+                "-1 is not valid under any of the schemas listed in the 'oneOf' keyword"
             ),
         ]
     );

@@ -224,9 +224,10 @@ impl Checker<'_> {
         let Some(schema) = self.schemas.get(task.component()) else {
             return;
         };
-        if !expression::references(&input).is_empty() {
-            return;
-        }
+        // Values computed by expressions are known only at run time: errors at or above
+        // them are not reported; errors on literal values are.
+        let mut computed = Vec::new();
+        expression_pointers(&input, String::new(), &mut computed);
         let mut input = input;
         let placeholder = "https://server.invalid";
         if let Some(object) = input.as_object_mut() {
@@ -253,6 +254,12 @@ impl Checker<'_> {
         };
         let found: Vec<(String, String)> = validator
             .iter_errors(&input)
+            .filter(|error| {
+                let pointer = error.instance_path().as_str();
+                !computed
+                    .iter()
+                    .any(|c| c == pointer || c.starts_with(&format!("{pointer}/")))
+            })
             .map(|error| {
                 let pointer = error.instance_path().as_str().to_string();
                 let path: String = pointer
@@ -325,5 +332,24 @@ impl Checker<'_> {
             return Some(format!("task `{root}` has not run at this point"));
         }
         Some(format!("unknown task reference `{root}`"))
+    }
+}
+
+/// The JSON Pointers of every string holding an expression.
+fn expression_pointers(value: &Value, pointer: String, found: &mut Vec<String>) {
+    match value {
+        Value::String(text) if text.contains("${") => found.push(pointer),
+        Value::Object(map) => {
+            for (key, value) in map {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                expression_pointers(value, format!("{pointer}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, value) in items.iter().enumerate() {
+                expression_pointers(value, format!("{pointer}/{i}"), found);
+            }
+        }
+        _ => {}
     }
 }
