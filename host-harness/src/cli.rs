@@ -251,16 +251,8 @@ async fn execute(
         } => {
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
-            let names = connection_names(config.as_ref());
-            let connections: Vec<&str> = names.iter().map(String::as_str).collect();
             let sandbox = Sandbox::builtin_with(options).await?;
-            let schemas = task_schemas(&sandbox);
-            let problems = crate::workflow::validate::validate(
-                &value,
-                &builtin_task_names(),
-                &connections,
-                &schemas,
-            );
+            let problems = definition_problems(&value, config.as_ref(), &sandbox);
             if problems.is_empty() {
                 writeln!(out, "{}: valid", definition.display())?;
                 return Ok(EXIT_OK);
@@ -283,8 +275,6 @@ async fn execute(
         } => {
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
-            let names = connection_names(config.as_ref());
-            let connections: Vec<&str> = names.iter().map(String::as_str).collect();
             let sandbox = std::sync::Arc::new(
                 Sandbox::builtin_with(SandboxOptions {
                     max_in_flight: 64,
@@ -292,13 +282,7 @@ async fn execute(
                 })
                 .await?,
             );
-            let schemas = task_schemas(&sandbox);
-            let problems = crate::workflow::validate::validate(
-                &value,
-                &builtin_task_names(),
-                &connections,
-                &schemas,
-            );
+            let problems = definition_problems(&value, config.as_ref(), &sandbox);
             if !problems.is_empty() {
                 let listed: Vec<String> = problems
                     .iter()
@@ -506,9 +490,16 @@ fn with_task_definitions(
     Ok(definition)
 }
 
-/// Every loaded task's input JSON Schema, by task name.
-fn task_schemas(sandbox: &Sandbox) -> std::collections::BTreeMap<String, serde_json::Value> {
-    sandbox
+/// Every problem of a definition: task and connection names, references, and literal
+/// inputs against each loaded task's input JSON Schema.
+fn definition_problems(
+    definition: &serde_json::Value,
+    config: Option<&crate::connections::Connections>,
+    sandbox: &Sandbox,
+) -> Vec<crate::workflow::validate::Problem> {
+    let names = connection_names(config);
+    let connections: Vec<&str> = names.iter().map(String::as_str).collect();
+    let schemas: std::collections::BTreeMap<String, serde_json::Value> = sandbox
         .tasks()
         .filter_map(|info| {
             Some((
@@ -516,9 +507,9 @@ fn task_schemas(sandbox: &Sandbox) -> std::collections::BTreeMap<String, serde_j
                 serde_json::from_str(&info.input_schema).ok()?,
             ))
         })
-        .collect()
+        .collect();
+    crate::workflow::validate::validate(definition, &builtin_task_names(), &connections, &schemas)
 }
-
 /// The configured connection names, or the embedded mock's.
 fn connection_names(config: Option<&crate::connections::Connections>) -> Vec<String> {
     match config {

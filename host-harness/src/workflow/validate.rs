@@ -15,8 +15,8 @@ pub struct Problem {
 }
 
 /// Check a definition (as JSON) against the known task and connection names.
-/// Task inputs written without expressions are also checked against the task's input
-/// JSON Schema (`schemas`: task name → schema; a task without one is not checked).
+/// The literal values of task inputs are also checked against the task's input JSON
+/// Schema (`schemas`: task name → schema; a task without one is not checked).
 pub fn validate(
     definition: &Value,
     known_tasks: &[&str],
@@ -217,8 +217,8 @@ impl Checker<'_> {
         }
     }
 
-    /// Check an input with no expressions against the task's schema, with the server
-    /// the host fills in (a connection's or the embedded mock's) stood in by a placeholder.
+    /// Check an input's literal values against the task's schema, with the server the
+    /// host fills in (a connection's or the embedded mock's) stood in by a placeholder.
     fn check_literal_input(&mut self, task: &WorkflowTask, at: &str) {
         let input = Value::Object(task.input_parameters.clone());
         let Some(schema) = self.schemas.get(task.component()) else {

@@ -16,10 +16,9 @@ mod bindings {
 use bindings::exports::usage_billing::tasks::billingplatform_usage_identifier::{
     Guest as UsageIdentifier, UpdateRequest,
 };
-use bindings::exports::usage_billing::tasks::task::Guest as Task;
 use serde_json::{Map, Value, json};
 use task_guest::rules::{self, Problems};
-use task_guest::{Endpoint, HeaderRule, HttpResponse, Method, TaskError, TaskInfo};
+use task_guest::{Endpoint, HeaderRule, HttpResponse, Method, TaskError};
 
 /// The endpoint, from BillingPlatform's documentation.
 pub static ENDPOINT: Endpoint = Endpoint {
@@ -123,15 +122,7 @@ fn check_success(response: &HttpResponse) -> Option<TaskError> {
 
 struct Component;
 
-impl Task for Component {
-    fn info() -> TaskInfo {
-        task_guest::info(&ENDPOINT)
-    }
-
-    fn run(input: String) -> Result<String, TaskError> {
-        task_guest::run(&ENDPOINT, &input)
-    }
-}
+task_guest::endpoint_task!(Component, ENDPOINT);
 
 impl UsageIdentifier for Component {
     fn update(request: UpdateRequest) -> Result<HttpResponse, TaskError> {

@@ -12,10 +12,9 @@ mod bindings {
 use bindings::exports::usage_billing::tasks::elevate_usage_product_inventory::{
     Guest as UsageProductInventory, PatchOp, PatchRequest,
 };
-use bindings::exports::usage_billing::tasks::task::Guest as Task;
 use serde_json::{Map, Value, json};
 use task_guest::rules::{self, Problems};
-use task_guest::{Endpoint, HeaderRule, HttpResponse, Method, PathParam, TaskError, TaskInfo};
+use task_guest::{Endpoint, HeaderRule, HttpResponse, Method, PathParam, TaskError};
 
 /// The endpoint, from Elevate's documentation.
 pub static ENDPOINT: Endpoint = Endpoint {
@@ -152,15 +151,7 @@ fn pointer(field: &str, value: Option<&Value>, required: bool, problems: &mut Pr
 
 struct Component;
 
-impl Task for Component {
-    fn info() -> TaskInfo {
-        task_guest::info(&ENDPOINT)
-    }
-
-    fn run(input: String) -> Result<String, TaskError> {
-        task_guest::run(&ENDPOINT, &input)
-    }
-}
+task_guest::endpoint_task!(Component, ENDPOINT);
 
 impl UsageProductInventory for Component {
     fn patch(request: PatchRequest) -> Result<HttpResponse, TaskError> {

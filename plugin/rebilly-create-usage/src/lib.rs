@@ -15,10 +15,9 @@ mod bindings {
 use bindings::exports::usage_billing::tasks::rebilly_usage::{
     CreateRequest, Guest as RebillyUsage,
 };
-use bindings::exports::usage_billing::tasks::task::Guest as Task;
 use serde_json::{Map, Value};
 use task_guest::rules::{self, Problems};
-use task_guest::{Endpoint, HeaderRule, HttpResponse, Method, TaskError, TaskInfo};
+use task_guest::{Endpoint, HeaderRule, HttpResponse, Method, TaskError};
 
 /// The endpoint, from Rebilly's documentation.
 pub static ENDPOINT: Endpoint = Endpoint {
@@ -146,15 +145,7 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
 
 struct Component;
 
-impl Task for Component {
-    fn info() -> TaskInfo {
-        task_guest::info(&ENDPOINT)
-    }
-
-    fn run(input: String) -> Result<String, TaskError> {
-        task_guest::run(&ENDPOINT, &input)
-    }
-}
+task_guest::endpoint_task!(Component, ENDPOINT);
 
 impl RebillyUsage for Component {
     fn create(request: CreateRequest) -> Result<HttpResponse, TaskError> {

@@ -135,6 +135,24 @@ macro_rules! bind_world {
     };
 }
 
+/// Implement the generated `task` interface for `$component` with an [`Endpoint`]:
+/// `info` describes it and `run` validates, sends and classifies. Use it inside the crate
+/// where [`bind_world!`] generated the `bindings` module.
+#[macro_export]
+macro_rules! endpoint_task {
+    ($component:ident, $endpoint:expr) => {
+        impl bindings::exports::usage_billing::tasks::task::Guest for $component {
+            fn info() -> task_guest::TaskInfo {
+                task_guest::info(&$endpoint)
+            }
+
+            fn run(input: String) -> Result<String, task_guest::TaskError> {
+                task_guest::run(&$endpoint, &input)
+            }
+        }
+    };
+}
+
 /// Header rule: `Authorization` must be `Bearer <token>`.
 pub fn bearer(field: &str, value: &str, problems: &mut Problems) {
     let token = value

@@ -10,13 +10,11 @@ mod bindings {
     task_guest::bind_world!("zuora-update-usage");
 }
 
-use bindings::exports::usage_billing::tasks::task::Guest as Task;
 use bindings::exports::usage_billing::tasks::zuora_usage::{Guest as ZuoraUsage, UpdateRequest};
 use serde_json::{Map, Value};
 use task_guest::rules::{self, Problems};
 use task_guest::{
     Endpoint, HeaderRule, HttpResponse, Method, PathParam, QueryKind, QueryParam, TaskError,
-    TaskInfo,
 };
 
 /// The endpoint, from Zuora's documentation.
@@ -187,15 +185,7 @@ fn check_success(response: &HttpResponse) -> Option<TaskError> {
 
 struct Component;
 
-impl Task for Component {
-    fn info() -> TaskInfo {
-        task_guest::info(&ENDPOINT)
-    }
-
-    fn run(input: String) -> Result<String, TaskError> {
-        task_guest::run(&ENDPOINT, &input)
-    }
-}
+task_guest::endpoint_task!(Component, ENDPOINT);
 
 impl ZuoraUsage for Component {
     fn update(request: UpdateRequest) -> Result<HttpResponse, TaskError> {
