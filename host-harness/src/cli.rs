@@ -300,12 +300,14 @@ async fn execute(
                 Some(file) => read_json(&file)?,
                 None => serde_json::json!({}),
             };
-            // Tasks that name no server call the embedded mock.
+            // Without --config, tasks that name no server call the embedded mock. With it,
+            // such a task fails on its missing baseUrl: real usage never goes to a mock.
             let mock = std::sync::Arc::new(MockServer::start().await);
+            let use_mock = config.is_none();
             let base_url_for: crate::workflow::BaseUrlFor = {
                 let mock = mock.clone();
                 std::sync::Arc::new(move |task: &str| {
-                    Some(match mock_vendor(task) {
+                    use_mock.then(|| match mock_vendor(task) {
                         Some(vendor) => mock.base_url(vendor),
                         None => mock.uri(),
                     })
@@ -410,8 +412,8 @@ async fn run_task(
 
     // Without a server to call (or a configured connection), start the embedded mock.
     let named_connection = value.get("connection").is_some();
-    let needs_mock = (base_url.is_none() && !has_server(task, &value) && !named_connection)
-        || (named_connection && config.is_none());
+    let needs_mock =
+        config.is_none() && (named_connection || (base_url.is_none() && !has_server(task, &value)));
     let mock = if needs_mock {
         Some(MockServer::start().await)
     } else {

@@ -73,6 +73,7 @@ impl SecretSource {
         };
         match self {
             SecretSource::Env(name) => std::env::var(name)
+                .map(|s| s.trim().to_string())
                 .map_err(|_| error(format!("environment variable {name} is not set"))),
             SecretSource::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim().to_string())

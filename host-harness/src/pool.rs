@@ -73,6 +73,8 @@ impl HttpPool {
             .and_then(|o| o.between_bytes_timeout)
             .unwrap_or(DEFAULT_TIMEOUT);
         let client = self.client(connect);
+        // The first-byte wait also covers setting up a connection when the pool has no
+        // idle one (hyper-util does not say when the connection is ready).
         let response = match tokio::time::timeout(first_byte, client.request(request)).await {
             Err(_) => return Err(Error::ConnectionReadTimeout),
             Ok(Err(e)) => return Err(classify(&e)),
@@ -92,9 +94,14 @@ impl HttpPool {
 fn classify(error: &hyper_util::client::legacy::Error) -> Error {
     use std::error::Error as _;
     if error.is_connect() {
-        let text = format!("{:?}", error.source());
-        if text.contains("timed out") || text.contains("Timeout") {
-            return Error::ConnectionTimeout;
+        let mut source = error.source();
+        while let Some(inner) = source {
+            if let Some(io) = inner.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                return Error::ConnectionTimeout;
+            }
+            source = inner.source();
         }
         return Error::ConnectionRefused;
     }

@@ -273,6 +273,13 @@ pub async fn run_task(
     Ok(classify(task, idempotent, &granted, run))
 }
 
+/// Whether sending this input to `task` twice has the effect of sending it once: the
+/// task's own idempotency, or for `http` its method's (RFC 9110 9.2.2).
+pub fn is_idempotent(sandbox: &Sandbox, task: &str, input: &str) -> bool {
+    sandbox.info(task).is_some_and(|info| info.idempotent)
+        || (task == "http" && http_method_is_idempotent(input))
+}
+
 /// Whether the `http` task input's method (default GET) is idempotent (RFC 9110 9.2.2).
 fn http_method_is_idempotent(input: &str) -> bool {
     let Ok(input) = serde_json::from_str::<Value>(input) else {

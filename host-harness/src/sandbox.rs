@@ -313,11 +313,12 @@ impl Sandbox {
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
         let started = Instant::now();
         let state = RunState::new(&self.limits, policy, self.http.clone());
-        let (stdout, stderr, denied, reached) = (
+        let (stdout, stderr, denied, reached, in_flight) = (
             state.stdout.clone(),
             state.stderr.clone(),
             state.hooks.denied.clone(),
             state.hooks.reached.clone(),
+            state.hooks.in_flight.clone(),
         );
         let mut store = self.store(state);
         let call = async {
@@ -330,6 +331,15 @@ impl Sandbox {
         let result = match tokio::time::timeout(self.limits.timeout, call).await {
             Ok(Ok(returned)) => RunResult::Returned(returned),
             Ok(Err(trap)) => RunResult::Stopped(stopped_message(&trap, &self.limits)),
+            // Cut off while a request was out: the server may have acted on it, so this is
+            // a transport failure with an unknown outcome, not a sandbox stop.
+            Err(_) if in_flight.load(Ordering::SeqCst) > 0 => {
+                reached.store(true, Ordering::SeqCst);
+                RunResult::Returned(Err(TaskError::Transport(format!(
+                    "the run exceeded its time limit of {} ms while waiting for the server",
+                    self.limits.timeout.as_millis()
+                ))))
+            }
             Err(_) => RunResult::Stopped(format!(
                 "stopped: the run exceeded its time limit of {} ms",
                 self.limits.timeout.as_millis()
@@ -480,6 +490,7 @@ impl RunState {
                 policy,
                 denied: Arc::new(Mutex::new(Vec::new())),
                 reached: Arc::new(AtomicBool::new(false)),
+                in_flight: Arc::new(AtomicUsize::new(0)),
                 http,
             },
             limits: StoreLimitsBuilder::new()
@@ -520,6 +531,7 @@ struct PolicyHooks {
     policy: SendPolicy,
     denied: Arc<Mutex<Vec<String>>>,
     reached: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
     http: Arc<HttpPool>,
 }
 
@@ -549,26 +561,34 @@ impl WasiHttpHooks for PolicyHooks {
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let (http, reached) = (self.http.clone(), self.reached.clone());
+        let (http, reached, in_flight) = (
+            self.http.clone(),
+            self.reached.clone(),
+            self.in_flight.clone(),
+        );
         let connection = origin
             .as_ref()
             .and_then(|o| self.policy.connection_for(o))
             .map(|(name, credentials)| (name.to_string(), credentials.clone()));
         Box::new(async move {
+            in_flight.fetch_add(1, Ordering::SeqCst);
             let result = match connection {
                 None => http.send(request, options).await,
                 Some((name, credentials)) => {
                     send_authenticated(&http, request, options, &name, &credentials).await
                 }
             };
+            // Refused or timed-out connections, and failed logins (InternalError), sent nothing.
             let not_sent = matches!(
                 result,
                 Err(wasmtime_wasi_http::Error::ConnectionRefused
-                    | wasmtime_wasi_http::Error::ConnectionTimeout)
+                    | wasmtime_wasi_http::Error::ConnectionTimeout
+                    | wasmtime_wasi_http::Error::InternalError(_))
             );
             if !not_sent {
                 reached.store(true, Ordering::SeqCst);
             }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
             let response = result?;
             Ok((
                 response,
@@ -656,7 +676,9 @@ mod code_cache {
     /// Write precompiled code atomically (temporary file, then rename).
     pub(super) fn store(dir: &Path, path: &Path, code: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         std::fs::write(&temporary, code)?;
         std::fs::rename(&temporary, path)
     }

@@ -256,3 +256,40 @@ async fn server_error_after_post_says_the_outcome_is_unknown() {
         "503 Service Unavailable. The server failed; a retry may help. The request may have been applied: check the record before sending it again (a duplicate may bill twice)."
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_off_while_waiting_for_the_server_reports_an_unknown_outcome() {
+    use host_harness::sandbox::{Limits, Sandbox, SandboxOptions};
+    let mock = MockServer::start().await;
+    mock.inject(host_harness::mock::Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        delay_ms: 3_000,
+        ..Default::default()
+    });
+    let options = SandboxOptions {
+        limits: Limits {
+            timeout: std::time::Duration::from_millis(300),
+            ..Limits::default()
+        },
+        max_in_flight: 4,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::builtin_only(TASK, options).await.unwrap();
+    let prepared = host_harness::runner::prepare(
+        TASK,
+        input(json!({ "subscriptionId": "sub_mock_001", "quantity": 1 })),
+        Some(&mock.base_url(Vendor::Rebilly)),
+    );
+    let outcome = host_harness::runner::run_task(&sandbox, TASK, &prepared.input, prepared.policy)
+        .await
+        .unwrap();
+    let printed = json(&outcome);
+    assert_eq!(printed["status"], "FAILED");
+    assert_eq!(printed["error"]["kind"], "transport");
+    assert!(outcome.reached_server);
+    assert_eq!(
+        printed["error"]["message"],
+        "the run exceeded its time limit of 300 ms while waiting for the server. The request may have been applied: check the record before sending it again (a duplicate may bill twice)."
+    );
+}

@@ -341,3 +341,15 @@ async fn unrecognised_fields_400_is_rejected() {
         "400 Bad Request: Error - unrecognised fields. The vendor rejected the request; fix the input and run it again."
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_url_with_a_bad_port_is_invalid_input() {
+    let mut input = input(json!({ "UOM": "Each" }));
+    input["baseUrl"] = json!("https://rest.zuora.com:12ab");
+    let printed = json(&integration_tests::run_with_base(TASK, input, None).await);
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(
+        printed["error"]["fields"],
+        json!([{ "field": "baseUrl", "message": "the port must be a number from 1 to 65535" }])
+    );
+}

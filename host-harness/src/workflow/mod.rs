@@ -521,7 +521,11 @@ impl Run {
             let outcome = if def.timeout_seconds > 0 {
                 match tokio::time::timeout(Duration::from_secs(def.timeout_seconds), run).await {
                     Ok(outcome) => outcome,
-                    Err(_) => Ok(timed_out(&component, def.timeout_seconds)),
+                    Err(_) => Ok(timed_out(
+                        &component,
+                        def.timeout_seconds,
+                        runner::is_idempotent(&self.runner.sandbox, &component, &prepared.input),
+                    )),
                 }
             } else {
                 run.await
@@ -572,12 +576,22 @@ impl Run {
                 .then(|| wait_before(&def, number + 1, failure.retry_after_ms, clock.as_ref()));
             let over_total = wait.as_ref().is_some_and(|(ms, _)| {
                 def.total_timeout_seconds > 0
-                    && clock.now_ms() - first_started + ms
+                    && clock
+                        .now_ms()
+                        .saturating_sub(first_started)
+                        .saturating_add(*ms)
                         > def.total_timeout_seconds.saturating_mul(1000)
+            });
+            // A server asking for longer than the definition allows fails the task rather
+            // than stalling the workflow (or retrying early into another 429).
+            let over_max = wait.as_ref().is_some_and(|(ms, _)| {
+                *ms > def.max_retry_delay_seconds.saturating_mul(1000)
+                    && def.max_retry_delay_seconds > 0
+                    || *ms > MAX_WAIT_MS
             });
             let status = outcome.status.as_str();
             match wait {
-                Some((ms, reason)) if !over_total => {
+                Some((ms, reason)) if !over_total && !over_max => {
                     (self.runner.progress)(&format!(
                         "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms; waiting {ms} ms ({reason})",
                         failure.kind.as_str()
@@ -589,7 +603,12 @@ impl Run {
                     number += 1;
                 }
                 _ => {
-                    let why = if over_total {
+                    let why = if over_max {
+                        let ms = wait.as_ref().map_or(0, |(ms, _)| *ms);
+                        format!(
+                            " (the server asked to wait {ms} ms, longer than maxRetryDelaySeconds or 24 hours allow)"
+                        )
+                    } else if over_total {
                         format!(
                             " (the next wait would pass totalTimeoutSeconds {})",
                             def.total_timeout_seconds
@@ -621,6 +640,9 @@ impl Run {
     }
 }
 
+/// The longest wait a run accepts from a server, whatever the definition says: 24 hours.
+const MAX_WAIT_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// The wait before attempt `next`: the larger of the backoff and the server's wait.
 fn wait_before(
     def: &TaskDef,
@@ -628,7 +650,9 @@ fn wait_before(
     retry_after_ms: Option<u64>,
     clock: &dyn Clock,
 ) -> (u64, String) {
-    let backoff = def.backoff_ms(next) + clock.jitter_ms(def.backoff_jitter_ms);
+    let backoff = def
+        .backoff_ms(next)
+        .saturating_add(clock.jitter_ms(def.backoff_jitter_ms));
     let logic = match def.retry_logic {
         definition::RetryLogic::Fixed => "FIXED",
         definition::RetryLogic::ExponentialBackoff => "EXPONENTIAL_BACKOFF",
@@ -670,7 +694,7 @@ fn redacted(input: &Value) -> Value {
     input
 }
 
-fn timed_out(task: &str, seconds: u64) -> TaskOutcome {
+fn timed_out(task: &str, seconds: u64, idempotent: bool) -> TaskOutcome {
     TaskOutcome {
         task: task.to_string(),
         status: TaskStatus::Failed,
@@ -682,8 +706,9 @@ fn timed_out(task: &str, seconds: u64) -> TaskOutcome {
             retry_after_ms: None,
         }),
         guest_log: String::new(),
+        // The attempt may have sent its request before it was cut off.
         reached_server: true,
-        idempotent: false,
+        idempotent,
     }
 }
 

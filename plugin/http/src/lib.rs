@@ -156,6 +156,7 @@ fn build_request(input: &Value) -> Result<OutgoingRequest, TaskError> {
         headers: out,
         body: if gzip { rules::gzip(&body) } else { body },
         options,
+        url_field: field("uri"),
     })
 }
 

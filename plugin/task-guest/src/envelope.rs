@@ -171,6 +171,7 @@ impl Endpoint {
             headers: Vec::new(),
             body: Vec::new(),
             options,
+            url_field: "baseUrl".into(),
         };
         if let Some(body) = body {
             let has_content_type = headers

@@ -92,6 +92,21 @@ pub fn parse_url(text: &str) -> Result<(String, String, String), &'static str> {
     if authority.is_empty() || authority.contains('@') {
         return Err("must name a host (and no user info)");
     }
+    let after_host = match authority.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .map(|(_, after)| after)
+            .ok_or("an IPv6 host must end with ]")?,
+        None => authority.find(':').map_or("", |at| &authority[at..]),
+    };
+    if !after_host.is_empty() {
+        let port = after_host
+            .strip_prefix(':')
+            .ok_or("only a :port may follow the host")?;
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err("the port must be a number from 1 to 65535");
+        }
+    }
     Ok((scheme, authority.to_string(), path.to_string()))
 }
 
@@ -109,7 +124,10 @@ pub fn percent_encode(text: &str) -> String {
 }
 
 /// Headers the transport sets itself; a task input may not.
-const TRANSPORT_HEADERS: [&str; 9] = [
+const TRANSPORT_HEADERS: [&str; 12] = [
+    "proxy-authorization",
+    "proxy-authenticate",
+    "http2-settings",
     "host",
     "content-length",
     "transfer-encoding",
@@ -430,6 +448,15 @@ mod tests {
             Ok(("https".into(), "rest.zuora.com:8443".into(), "/v1?x".into()))
         );
         assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("http://[::1]:8080/").is_ok());
+        assert_eq!(
+            parse_url("https://h:12ab/"),
+            Err("the port must be a number from 1 to 65535")
+        );
+        assert_eq!(
+            parse_url("https://h:0/"),
+            Err("the port must be a number from 1 to 65535")
+        );
         assert!(parse_url("https://user@x/").is_err());
         assert!(parse_url("rest.zuora.com").is_err());
     }

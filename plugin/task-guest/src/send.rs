@@ -28,6 +28,8 @@ pub struct OutgoingRequest {
     pub body: Vec<u8>,
     /// Timeouts.
     pub options: RequestOptions,
+    /// The input field the URL came from (`baseUrl`, `uri`), for errors.
+    pub url_field: String,
 }
 
 /// Send the request and read the whole response (gzip decoded). Failures without an
@@ -42,8 +44,12 @@ pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
             request.body.len().to_string().into_bytes(),
         ));
     }
-    let headers = Fields::from_list(&list)
-        .map_err(|e| TaskError::Transport(format!("request headers refused: {e:?}")))?;
+    let headers = Fields::from_list(&list).map_err(|e| {
+        invalid_input(
+            "headers",
+            format!("refused by the HTTP layer ({e:?}): check the header names and values"),
+        )
+    })?;
     let outgoing = WasiRequest::new(headers);
     let method = match request.method {
         Method::Get => WasiMethod::Get,
@@ -55,6 +61,12 @@ pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
         Method::Options => WasiMethod::Options,
     };
     let invalid = |what: &str| TaskError::Transport(format!("request {what} refused by the host"));
+    let bad_url = |what: &str| {
+        invalid_input(
+            &request.url_field,
+            format!("the {what} is not valid in an HTTP request URL"),
+        )
+    };
     outgoing
         .set_method(&method)
         .map_err(|()| invalid("method"))?;
@@ -68,10 +80,10 @@ pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
         .map_err(|()| invalid("scheme"))?;
     outgoing
         .set_authority(Some(&request.authority))
-        .map_err(|()| invalid("authority"))?;
+        .map_err(|()| bad_url("host and port"))?;
     outgoing
         .set_path_with_query(Some(&request.path_with_query))
-        .map_err(|()| invalid("path"))?;
+        .map_err(|()| bad_url("path or query"))?;
 
     let options = WasiOptions::new();
     let ms = |ms: u32| u64::from(ms) * 1_000_000;
@@ -164,6 +176,13 @@ pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
         headers,
         body,
     })
+}
+
+fn invalid_input(field: &str, message: String) -> TaskError {
+    TaskError::InvalidInput(vec![crate::FieldError {
+        field: field.to_string(),
+        message,
+    }])
 }
 
 fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, TaskError> {
