@@ -18,6 +18,8 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Idle keep-alive connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many distinct connect timeouts get a pool of their own before the pools are reset.
+const MAX_CLIENTS: usize = 16;
 /// wasi:http's default when a guest names no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -37,6 +39,11 @@ impl std::fmt::Debug for HttpPool {
 impl HttpPool {
     fn client(&self, connect_timeout: Duration) -> Client<Connector, WasiBody> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        // Connect timeouts come from task inputs: keep a bounded number of pools (a
+        // dropped client's in-flight requests finish on their own clones).
+        if clients.len() >= MAX_CLIENTS && !clients.contains_key(&connect_timeout) {
+            clients.clear();
+        }
         clients
             .entry(connect_timeout)
             .or_insert_with(|| {
