@@ -307,7 +307,7 @@ async fn execute(
             let base_url_for: crate::workflow::BaseUrlFor = {
                 let mock = mock.clone();
                 std::sync::Arc::new(move |task: &str| {
-                    use_mock.then(|| match mock_vendor(task) {
+                    use_mock.then(|| match Vendor::for_task(task) {
                         Some(vendor) => mock.base_url(vendor),
                         None => mock.uri(),
                     })
@@ -412,14 +412,15 @@ async fn run_task(
 
     // Without a server to call (or a configured connection), start the embedded mock.
     let named_connection = value.get("connection").is_some();
+    let names_server = runner::names_server(task, &value);
     let needs_mock =
-        config.is_none() && (named_connection || (base_url.is_none() && !has_server(task, &value)));
+        config.is_none() && (named_connection || (base_url.is_none() && !names_server));
     let mock = if needs_mock {
         Some(MockServer::start().await)
     } else {
         None
     };
-    let mock_base = mock.as_ref().map(|mock| match mock_vendor(task) {
+    let mock_base = mock.as_ref().map(|mock| match Vendor::for_task(task) {
         Some(vendor) => mock.base_url(vendor),
         None => mock.uri(),
     });
@@ -527,27 +528,4 @@ fn builtin_task_names() -> Vec<&'static str> {
         .iter()
         .map(|(name, _)| *name)
         .collect()
-}
-
-/// Whether the input names a server itself (`baseUrl`, or an absolute `uri` for `http`).
-fn has_server(task: &str, input: &serde_json::Value) -> bool {
-    if task == "http" {
-        let request = input.get("http_request").unwrap_or(input);
-        request
-            .get("uri")
-            .and_then(|u| u.as_str())
-            .is_some_and(|u| !u.starts_with('/'))
-    } else {
-        input.get("baseUrl").is_some_and(|b| !b.is_null())
-    }
-}
-
-fn mock_vendor(task: &str) -> Option<Vendor> {
-    match task {
-        "billingplatform-update-usage-identifier" => Some(Vendor::BillingPlatform),
-        "zuora-update-usage" => Some(Vendor::Zuora),
-        "elevate-patch-usage-product-inventory" => Some(Vendor::Elevate),
-        "rebilly-create-usage" => Some(Vendor::Rebilly),
-        _ => None,
-    }
 }

@@ -109,6 +109,17 @@ impl Vendor {
             .find(|vendor| vendor.name().eq_ignore_ascii_case(name))
     }
 
+    /// The vendor a task name calls (`None` for the generic `http` task).
+    pub fn for_task(task: &str) -> Option<Vendor> {
+        match task {
+            "billingplatform-update-usage-identifier" => Some(Vendor::BillingPlatform),
+            "zuora-update-usage" => Some(Vendor::Zuora),
+            "elevate-patch-usage-product-inventory" => Some(Vendor::Elevate),
+            "rebilly-create-usage" => Some(Vendor::Rebilly),
+            _ => None,
+        }
+    }
+
     /// The path prefix (after the server URI) of the vendor's base URL.
     fn base_path(self) -> &'static str {
         match self {

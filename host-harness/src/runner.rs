@@ -155,6 +155,23 @@ pub struct PreparedInput {
     pub policy: SendPolicy,
 }
 
+/// Whether a task input names its server itself: a `baseUrl`, an absolute `uri` for
+/// `http`, or a `connection`. An input that does not is sent to a default (the mock).
+pub fn names_server(task: &str, input: &Value) -> bool {
+    if input.get("connection").is_some() {
+        return true;
+    }
+    if task == "http" {
+        let request = input.get("http_request").unwrap_or(input);
+        request
+            .get("uri")
+            .and_then(Value::as_str)
+            .is_some_and(|u| !u.starts_with('/'))
+    } else {
+        input.get("baseUrl").is_some_and(|b| !b.is_null())
+    }
+}
+
 /// Fill in the base URL and work out the granted origin. For an endpoint task,
 /// `base_url` (when given) replaces the input's `baseUrl`, and the origin of `baseUrl`
 /// is granted. For the `http` task, a relative `uri` (starting with `/`) is resolved
@@ -264,10 +281,10 @@ pub async fn run_task(
     input: &str,
     policy: SendPolicy,
 ) -> Result<TaskOutcome, SandboxError> {
-    let info = sandbox
-        .info(task)
-        .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
-    let idempotent = info.idempotent || (task == "http" && http_method_is_idempotent(input));
+    if sandbox.info(task).is_none() {
+        return Err(SandboxError::UnknownTask(task.to_string()));
+    }
+    let idempotent = is_idempotent(sandbox, task, input);
     let granted: Vec<String> = policy.origins().iter().map(ToString::to_string).collect();
     let run = sandbox.run(task, input, policy).await?;
     Ok(classify(task, idempotent, &granted, run))

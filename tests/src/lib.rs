@@ -22,13 +22,7 @@ pub async fn sandbox() -> &'static Sandbox {
 
 /// The mock vendor a task talks to.
 pub fn vendor_of(task: &str) -> Vendor {
-    match task {
-        "billingplatform-update-usage-identifier" => Vendor::BillingPlatform,
-        "zuora-update-usage" => Vendor::Zuora,
-        "elevate-patch-usage-product-inventory" => Vendor::Elevate,
-        "rebilly-create-usage" => Vendor::Rebilly,
-        other => panic!("no vendor for task {other}"),
-    }
+    Vendor::for_task(task).unwrap_or_else(|| panic!("no vendor for task {task}"))
 }
 
 /// Run an endpoint task against `mock` (its `baseUrl` set to the mock's vendor base).

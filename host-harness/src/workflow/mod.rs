@@ -452,31 +452,10 @@ impl Run {
                 Ok(input) => input,
                 Err(e) => {
                     let message = format!("task {reference}: {e}");
-                    let mut failed = record(
-                        task,
-                        &component,
-                        "FAILED_WITH_TERMINAL_ERROR",
-                        json!({}),
-                        json!({}),
-                    );
-                    failed.attempts.clear();
-                    return Step {
-                        record: failed,
-                        failure: Some(message),
-                    };
+                    return Step::terminal(task, &component, json!({}), message);
                 }
             };
-        let named_connection = input.get("connection").is_some();
-        let has_server = named_connection
-            || if component == "http" {
-                let request = input.get("http_request").unwrap_or(&input);
-                request
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .is_some_and(|u| !u.starts_with('/'))
-            } else {
-                input.get("baseUrl").is_some_and(|b| !b.is_null())
-            };
+        let has_server = runner::names_server(&component, &input);
         let base = if has_server {
             None
         } else {
@@ -491,17 +470,8 @@ impl Run {
             Ok(prepared) => prepared,
             Err(outcome) => {
                 let message = outcome.failure.map(|f| f.message).unwrap_or_default();
-                let failed = record(
-                    task,
-                    &component,
-                    "FAILED_WITH_TERMINAL_ERROR",
-                    input,
-                    json!({}),
-                );
-                return Step {
-                    record: failed,
-                    failure: Some(format!("task {reference} failed: {message}")),
-                };
+                let message = format!("task {reference} failed: {message}");
+                return Step::terminal(task, &component, input, message);
             }
         };
         let def = self.task_defs.get(&component).cloned().unwrap_or_default();
@@ -534,17 +504,7 @@ impl Run {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     let message = format!("task {reference}: {e}");
-                    let failed = record(
-                        task,
-                        &component,
-                        "FAILED_WITH_TERMINAL_ERROR",
-                        input,
-                        json!({}),
-                    );
-                    return Step {
-                        record: failed,
-                        failure: Some(message),
-                    };
+                    return Step::terminal(task, &component, input, message);
                 }
             };
             let duration_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -722,6 +682,21 @@ impl Step {
         Step {
             record,
             failure: None,
+        }
+    }
+
+    /// A component task that failed outside its attempts (unresolvable reference,
+    /// unknown connection, sandbox error): terminal, with no output.
+    fn terminal(task: &WorkflowTask, component: &str, input: Value, failure: String) -> Step {
+        Step {
+            record: record(
+                task,
+                component,
+                "FAILED_WITH_TERMINAL_ERROR",
+                input,
+                json!({}),
+            ),
+            failure: Some(failure),
         }
     }
 }
