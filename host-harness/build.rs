@@ -23,7 +23,7 @@ const TASKS: [(&str, &str); 5] = [
 ];
 
 /// (name, crate name) of components built only for the tests, never shipped.
-const TEST_COMPONENTS: [(&str, &str); 1] = [("snoop", "test-snoop")];
+const TEST_COMPONENTS: [(&str, &str); 2] = [("snoop", "test-snoop"), ("hostile", "test-hostile")];
 
 const TARGET: &str = "wasm32-wasip2";
 

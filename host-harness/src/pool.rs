@@ -63,12 +63,26 @@ impl HttpPool {
             .clone()
     }
 
-    /// Send one request through the pool; the response body enforces the
-    /// between-bytes timeout.
+    /// Send one request through the pool with the default wire limits, noting nothing
+    /// (for the host's own calls, such as logins).
     pub async fn send(
         &self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        self.send_limited(request, options, WireLimits::default(), &Notes::default())
+            .await
+    }
+
+    /// Send one request through the pool; the response body enforces the
+    /// between-bytes timeout and `limits`. When a timeout or limit ends the exchange,
+    /// a sentence naming it and its value is added to `notes`.
+    pub async fn send_limited(
+        &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        limits: WireLimits,
+        notes: &Notes,
     ) -> Result<http::Response<WasiBody>, Error> {
         let connect = options
             .and_then(|o| o.connect_timeout)
@@ -83,18 +97,99 @@ impl HttpPool {
         // The first-byte wait also covers setting up a connection when the pool has no
         // idle one (hyper-util does not say when the connection is ready).
         let response = match tokio::time::timeout(first_byte, client.request(request)).await {
-            Err(_) => return Err(Error::ConnectionReadTimeout),
-            Ok(Err(e)) => return Err(classify(&e)),
+            Err(_) => {
+                notes.add(format!(
+                    "no response within {} ms (readTimeOut, the first-byte timeout)",
+                    first_byte.as_millis()
+                ));
+                return Err(Error::ConnectionReadTimeout);
+            }
+            Ok(Err(e)) => {
+                let error = classify(&e);
+                if matches!(error, Error::ConnectionTimeout) {
+                    notes.add(format!(
+                        "no connection within {} ms (connectionTimeOut)",
+                        connect.as_millis()
+                    ));
+                }
+                return Err(error);
+            }
             Ok(Ok(response)) => response,
         };
+        let header_bytes: usize = response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_bytes > limits.header_bytes {
+            notes.add(format!(
+                "the response headers ({header_bytes} bytes) exceed the limit of {} bytes (response_header_bytes)",
+                limits.header_bytes
+            ));
+            return Err(Error::HttpResponseHeaderSectionSize(
+                u32::try_from(header_bytes).ok(),
+            ));
+        }
+        if let Some(length) = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            && length > limits.body_bytes
+        {
+            notes.add(body_limit_note(limits.body_bytes));
+            return Err(Error::HttpResponseBodySize(Some(length)));
+        }
+        let notes = notes.clone();
         Ok(response.map(|body| {
             TimedBody {
                 body,
                 between,
                 timer: Box::pin(tokio::time::sleep(between)),
+                remaining: limits.body_bytes,
+                limit: limits.body_bytes,
+                notes,
             }
             .boxed_unsync()
         }))
+    }
+}
+
+fn body_limit_note(limit: u64) -> String {
+    format!("the response body exceeds the limit of {limit} bytes (response_body_bytes)")
+}
+
+/// Caps on what one response may bring in.
+#[derive(Debug, Clone, Copy)]
+pub struct WireLimits {
+    /// Response body bytes as received.
+    pub body_bytes: u64,
+    /// Response header section bytes (names, values and separators).
+    pub header_bytes: usize,
+}
+
+impl Default for WireLimits {
+    fn default() -> Self {
+        WireLimits {
+            body_bytes: 16 << 20,
+            header_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Sentences about what ended an exchange (a timeout or limit, with its value), collected
+/// for the run's error message.
+#[derive(Debug, Clone, Default)]
+pub struct Notes(std::sync::Arc<Mutex<Vec<String>>>);
+
+impl Notes {
+    /// Add one sentence.
+    pub fn add(&self, note: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(note);
+    }
+
+    /// Everything noted so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -135,6 +230,9 @@ struct TimedBody {
     body: hyper::body::Incoming,
     between: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    remaining: u64,
+    limit: u64,
+    notes: Notes,
 }
 
 impl http_body::Body for TimedBody {
@@ -147,6 +245,12 @@ impl http_body::Body for TimedBody {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                let size = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if size > self.remaining {
+                    self.notes.add(body_limit_note(self.limit));
+                    return Poll::Ready(Some(Err(Error::HttpResponseBodySize(None))));
+                }
+                self.remaining -= size;
                 let deadline = tokio::time::Instant::now() + self.between;
                 self.timer.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
@@ -154,7 +258,13 @@ impl http_body::Body for TimedBody {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Ready(()) => {
+                    self.notes.add(format!(
+                        "the response body stalled for more than {} ms (readTimeOut, the between-bytes timeout)",
+                        self.between.as_millis()
+                    ));
+                    Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

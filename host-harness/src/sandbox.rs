@@ -4,18 +4,14 @@
 //! outgoing HTTP limited to the origins the run was granted.
 
 use crate::policy::{Origin, SendPolicy};
-use crate::pool::HttpPool;
+use crate::pool::{HttpPool, Notes, WireLimits};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
-};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -60,15 +56,31 @@ pub enum SandboxError {
     Engine(String),
 }
 
-/// Per-run limits.
-#[derive(Debug, Clone)]
+/// Per-run limits. Each is reported by name and value when a run hits it; the names
+/// are the keys of `[limits]` in `harness.toml`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Wall-clock limit for one run, including its HTTP exchange.
+    /// Wall-clock limit for one run, including its HTTP exchange (`timeout_ms`). A
+    /// component that computes without end is stopped by it: the engine's epoch ticks
+    /// every 10 ms and the run yields to the deadline on each tick.
     pub timeout: Duration,
-    /// Cap on a component's linear memory, in bytes.
+    /// Cap on a component's linear memory, in bytes (`memory_mib`).
     pub memory_bytes: usize,
-    /// Cap on guest stdout/stderr captured, in bytes each.
+    /// Cap on the elements of any one table (`table_elements`).
+    pub table_elements: usize,
+    /// Fuel per run (`fuel`, off by default): roughly one unit per wasm instruction; a
+    /// deterministic CPU budget, at some cost in speed.
+    pub fuel: Option<u64>,
+    /// Cap on a response body as received, in bytes (`response_body_bytes`).
+    pub response_body_bytes: u64,
+    /// Cap on a response's header section (names and values), in bytes
+    /// (`response_header_bytes`).
+    pub response_header_bytes: usize,
+    /// Cap on the task's output JSON, in bytes (`output_bytes`).
     pub output_bytes: usize,
+    /// Cap on the guest's stdout and stderr kept, in bytes each (`log_bytes`); the rest
+    /// is dropped, not an error.
+    pub log_bytes: usize,
 }
 
 impl Default for Limits {
@@ -77,7 +89,12 @@ impl Default for Limits {
             // Zuora times requests out at 120 s; a run gets a little more.
             timeout: Duration::from_secs(130),
             memory_bytes: 64 << 20,
-            output_bytes: 64 << 10,
+            table_elements: 20_000,
+            fuel: None,
+            response_body_bytes: 16 << 20,
+            response_header_bytes: 64 << 10,
+            output_bytes: 16 << 20,
+            log_bytes: 64 << 10,
         }
     }
 }
@@ -175,6 +192,9 @@ impl Sandbox {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        if options.limits.fuel.is_some() {
+            config.consume_fuel(true);
+        }
         if options.max_in_flight > 0 {
             let mut pooling = PoolingAllocationConfig::new();
             let n = options.max_in_flight;
@@ -184,6 +204,7 @@ impl Sandbox {
             pooling.total_memories(n.saturating_mul(2));
             pooling.total_tables(n.saturating_mul(4));
             pooling.max_memory_size(options.limits.memory_bytes);
+            pooling.table_elements(options.limits.table_elements);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
             // Reserve only what a memory may grow to, so a large pool stays small in
             // address space.
@@ -313,12 +334,13 @@ impl Sandbox {
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
         let started = Instant::now();
         let state = RunState::new(&self.limits, policy, self.http.clone());
-        let (stdout, stderr, denied, reached, in_flight) = (
+        let (stdout, stderr, denied, reached, in_flight, notes) = (
             state.stdout.clone(),
             state.stderr.clone(),
             state.hooks.denied.clone(),
             state.hooks.reached.clone(),
             state.hooks.in_flight.clone(),
+            state.hooks.notes.clone(),
         );
         let mut store = self.store(state);
         let call = async {
@@ -328,9 +350,20 @@ impl Sandbox {
                 .call_run(&mut store, input)
                 .await
         };
-        let result = match tokio::time::timeout(self.limits.timeout, call).await {
+        let timed = tokio::time::timeout(self.limits.timeout, call).await;
+        let result = match timed {
+            Ok(Ok(Ok(output))) if output.len() > self.limits.output_bytes => {
+                RunResult::Stopped(format!(
+                    "stopped: the task output of {} bytes exceeds the limit of {} bytes (output_bytes)",
+                    output.len(),
+                    self.limits.output_bytes
+                ))
+            }
             Ok(Ok(returned)) => RunResult::Returned(returned),
-            Ok(Err(trap)) => RunResult::Stopped(stopped_message(&trap, &self.limits)),
+            Ok(Err(trap)) => {
+                let hit = store.data().limiter.hit.clone();
+                RunResult::Stopped(stopped_message(&trap, hit.as_deref(), &self.limits))
+            }
             // Cut off while a request was out: the server may have acted on it, so this is
             // a transport failure with an unknown outcome, not a sandbox stop.
             Err(_) if in_flight.load(Ordering::SeqCst) > 0 => {
@@ -346,12 +379,24 @@ impl Sandbox {
             )),
         };
         drop(store);
+        // Name the timeout or limit that ended an exchange: the component only saw an
+        // error code.
+        let notes = notes.all();
+        let result = match result {
+            RunResult::Returned(Err(TaskError::Transport(message))) if !notes.is_empty() => {
+                RunResult::Returned(Err(TaskError::Transport(format!(
+                    "{message}: {}",
+                    notes.join("; ")
+                ))))
+            }
+            other => other,
+        };
         let denied = denied.lock().map(|d| d.clone()).unwrap_or_default();
         Ok(TaskRun {
             result,
             denied,
-            stdout: stdout.contents().to_vec(),
-            stderr: stderr.contents().to_vec(),
+            stdout: stdout.contents(),
+            stderr: stderr.contents(),
             duration: started.elapsed(),
             reached_server: reached.load(Ordering::SeqCst),
         })
@@ -422,7 +467,11 @@ impl Sandbox {
 
     fn store(&self, state: RunState) -> Store<RunState> {
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.limiter);
+        if let Some(fuel) = self.limits.fuel {
+            // Cannot fail: fuel is enabled on the engine whenever a limit is set.
+            let _ = store.set_fuel(fuel);
+        }
         // Yield to the executor on every epoch tick so that the wall-clock deadline can
         // stop a component that computes without end.
         store.epoch_deadline_async_yield_and_update(1);
@@ -430,17 +479,27 @@ impl Sandbox {
     }
 }
 
-fn stopped_message(trap: &wasmtime::Error, limits: &Limits) -> String {
-    let text = format!("{trap:#}");
-    if text.contains("memory")
-        && (text.contains("grow") || text.contains("limit") || text.contains("allocat"))
-    {
-        format!(
-            "stopped: the component exceeded its memory limit of {} bytes ({text})",
-            limits.memory_bytes
-        )
-    } else {
-        format!("stopped: the component trapped: {text}")
+/// Why a run stopped, naming the limit and its value when it hit one.
+fn stopped_message(trap: &wasmtime::Error, limit_hit: Option<&str>, limits: &Limits) -> String {
+    if let Some(limit) = limit_hit {
+        return format!("stopped: {limit}");
+    }
+    match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => format!(
+            "stopped: the component used up its fuel limit of {} (fuel)",
+            limits.fuel.unwrap_or_default()
+        ),
+        Some(wasmtime::Trap::StackOverflow) => {
+            "stopped: the component overflowed the host stack (a recursion without end?)".into()
+        }
+        // Rust and C components keep their stack in linear memory: overflowing it is an
+        // out-of-bounds access.
+        Some(wasmtime::Trap::MemoryOutOfBounds) => format!(
+            "stopped: the component trapped: {} (its stack overflowed, or it has a bug)",
+            wasmtime::Trap::MemoryOutOfBounds
+        ),
+        Some(other) => format!("stopped: the component trapped: {other}"),
+        None => format!("stopped: the component failed: {}", trap.root_cause()),
     }
 }
 
@@ -465,15 +524,15 @@ struct RunState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: PolicyHooks,
-    limits: StoreLimits,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    limiter: RunLimiter,
+    stdout: LogPipe,
+    stderr: LogPipe,
 }
 
 impl RunState {
     fn new(limits: &Limits, policy: SendPolicy, http: Arc<HttpPool>) -> RunState {
-        let stdout = MemoryOutputPipe::new(limits.output_bytes);
-        let stderr = MemoryOutputPipe::new(limits.output_bytes);
+        let stdout = LogPipe::new(limits.log_bytes);
+        let stderr = LogPipe::new(limits.log_bytes);
         // No preopened directories, no environment, no arguments, no stdin, no sockets.
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
@@ -492,14 +551,17 @@ impl RunState {
                 reached: Arc::new(AtomicBool::new(false)),
                 in_flight: Arc::new(AtomicUsize::new(0)),
                 http,
+                notes: Notes::default(),
+                wire: WireLimits {
+                    body_bytes: limits.response_body_bytes,
+                    header_bytes: limits.response_header_bytes,
+                },
             },
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(32)
-                .tables(32)
-                .memories(8)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: RunLimiter {
+                memory_bytes: limits.memory_bytes,
+                table_elements: limits.table_elements,
+                hit: None,
+            },
             stdout,
             stderr,
         }
@@ -525,6 +587,165 @@ impl WasiHttpView for RunState {
     }
 }
 
+/// The per-run memory and table caps. Growing past one stops the run (a trap rather than
+/// a failed allocation the guest might mishandle) and records which limit was hit.
+struct RunLimiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    hit: Option<String>,
+}
+
+impl wasmtime::ResourceLimiter for RunLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            let hit = format!(
+                "the component exceeded its memory limit of {} bytes (memory_mib = {}) asking for {desired} bytes",
+                self.memory_bytes,
+                self.memory_bytes >> 20
+            );
+            self.hit = Some(hit.clone());
+            return Err(wasmtime::format_err!("{hit}"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            let hit = format!(
+                "the component exceeded its table limit of {} elements (table_elements) asking for {desired}",
+                self.table_elements
+            );
+            self.hit = Some(hit.clone());
+            return Err(wasmtime::format_err!("{hit}"));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// Captured guest stdout or stderr: keeps the first `capacity` bytes and counts the rest,
+/// so a chatty component loses log lines, never its run.
+#[derive(Clone)]
+struct LogPipe {
+    capacity: usize,
+    kept: Arc<Mutex<(Vec<u8>, u64)>>,
+}
+
+impl LogPipe {
+    fn new(capacity: usize) -> LogPipe {
+        LogPipe {
+            capacity,
+            kept: Arc::new(Mutex::new((Vec::new(), 0))),
+        }
+    }
+
+    fn take(&self, bytes: &[u8]) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.capacity.saturating_sub(kept.0.len());
+        let taken = bytes.len().min(room);
+        kept.0.extend_from_slice(&bytes[..taken]);
+        kept.1 += (bytes.len() - taken) as u64;
+    }
+
+    /// What was kept, with a note of how much was dropped.
+    fn contents(&self) -> Vec<u8> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let mut contents = kept.0.clone();
+        if kept.1 > 0 {
+            contents.extend_from_slice(
+                format!(
+                    "\n[{} more bytes dropped: the limit is {} bytes (log_bytes)]\n",
+                    kept.1, self.capacity
+                )
+                .as_bytes(),
+            );
+        }
+        contents
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for LogPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for LogPipe {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for LogPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.take(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for LogPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LogPipe {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.take(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// The outgoing-HTTP hook: requests to granted origins go out, the rest are refused
 /// with `HttpRequestDenied` and recorded.
 struct PolicyHooks {
@@ -533,6 +754,8 @@ struct PolicyHooks {
     reached: Arc<AtomicBool>,
     in_flight: Arc<AtomicUsize>,
     http: Arc<HttpPool>,
+    notes: Notes,
+    wire: WireLimits,
 }
 
 type SendFuture = Box<
@@ -561,10 +784,12 @@ impl WasiHttpHooks for PolicyHooks {
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let (http, reached, in_flight) = (
+        let (http, reached, in_flight, notes, wire) = (
             self.http.clone(),
             self.reached.clone(),
             self.in_flight.clone(),
+            self.notes.clone(),
+            self.wire,
         );
         let connection = origin
             .as_ref()
@@ -573,9 +798,14 @@ impl WasiHttpHooks for PolicyHooks {
         Box::new(async move {
             in_flight.fetch_add(1, Ordering::SeqCst);
             let result = match connection {
-                None => http.send(request, options).await,
+                None => http.send_limited(request, options, wire, &notes).await,
                 Some((name, credentials)) => {
-                    send_authenticated(&http, request, options, &name, &credentials).await
+                    let to = Destination {
+                        http: &http,
+                        wire,
+                        notes: &notes,
+                    };
+                    send_authenticated(to, request, options, &name, &credentials).await
                 }
             };
             // Refused or timed-out connections, and failed logins (InternalError), sent nothing.
@@ -601,7 +831,7 @@ impl WasiHttpHooks for PolicyHooks {
 /// Send with the connection's credentials added (replacing any the guest set); on a 401,
 /// log in again once and resend. The body is buffered so that it can be resent.
 async fn send_authenticated(
-    http: &HttpPool,
+    to: Destination<'_>,
     request: http::Request<wasmtime_wasi_http::WasiBody>,
     options: Option<wasmtime_wasi_http::RequestOptions>,
     connection: &str,
@@ -642,7 +872,10 @@ async fn send_authenticated(
         .headers(connection)
         .await
         .map_err(login_failed)?;
-    let response = http.send(build(headers)?, options).await?;
+    let response = to
+        .http
+        .send_limited(build(headers)?, options, to.wire, to.notes)
+        .await?;
     if response.status() != http::StatusCode::UNAUTHORIZED || !credentials.refreshable(connection) {
         return Ok(response);
     }
@@ -651,7 +884,17 @@ async fn send_authenticated(
         .headers(connection)
         .await
         .map_err(login_failed)?;
-    http.send(build(headers)?, options).await
+    to.http
+        .send_limited(build(headers)?, options, to.wire, to.notes)
+        .await
+}
+
+/// The pool a run sends through, with its wire limits and where it notes what it hit.
+#[derive(Clone, Copy)]
+struct Destination<'a> {
+    http: &'a HttpPool,
+    wire: WireLimits,
+    notes: &'a Notes,
 }
 
 /// Reading and writing precompiled component code.

@@ -136,5 +136,8 @@ async fn slow_reply_past_read_timeout_is_a_transport_error() {
         .await,
     );
     assert_eq!(printed["error"]["kind"], "transport");
-    assert_eq!(printed["error"]["message"], "read timed out (readTimeOut).");
+    assert_eq!(
+        printed["error"]["message"],
+        "read timed out (readTimeOut): no response within 200 ms (readTimeOut, the first-byte timeout)."
+    );
 }

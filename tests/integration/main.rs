@@ -8,6 +8,7 @@ mod connections;
 mod elevate;
 mod gzip;
 mod http_task;
+mod limits;
 mod performance;
 mod policy;
 mod rate_limits;

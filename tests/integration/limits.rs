@@ -1,0 +1,259 @@
+//! Per-run limits: a component that loops, allocates, recurses, traps, floods its output
+//! or waits on a slow server is stopped with a message naming the limit and its value,
+//! and the next task in the same sandbox still completes.
+
+use host_harness::mock::{Fault, MockServer, Vendor};
+use host_harness::policy::{Origin, SendPolicy};
+use host_harness::runner::{self, TaskOutcome};
+use host_harness::sandbox::{BUILTIN_COMPONENTS, Limits, Sandbox, SandboxOptions, TEST_COMPONENTS};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Small limits, so that hitting them is quick.
+fn small_limits() -> Limits {
+    Limits {
+        timeout: Duration::from_millis(1_000),
+        memory_bytes: 16 << 20,
+        output_bytes: 1 << 20,
+        log_bytes: 4 << 10,
+        response_body_bytes: 4 << 10,
+        response_header_bytes: 2 << 10,
+        ..Limits::default()
+    }
+}
+
+async fn sandbox_with(limits: Limits) -> Sandbox {
+    let mut sandbox = Sandbox::with_options(SandboxOptions {
+        limits,
+        max_in_flight: 8,
+        ..SandboxOptions::default()
+    })
+    .unwrap();
+    for (name, path) in TEST_COMPONENTS.iter().chain(BUILTIN_COMPONENTS) {
+        if ["hostile", "zuora-update-usage", "http"].contains(name) {
+            sandbox.load(Path::new(path)).await.unwrap();
+        }
+    }
+    sandbox
+}
+
+static LIMITED: OnceCell<Sandbox> = OnceCell::const_new();
+
+/// One sandbox with [`small_limits`], the `hostile` test component and two real tasks.
+async fn limited() -> &'static Sandbox {
+    LIMITED.get_or_init(|| sandbox_with(small_limits())).await
+}
+
+async fn hostile(sandbox: &Sandbox, input: Value) -> TaskOutcome {
+    runner::run_task(
+        sandbox,
+        "hostile",
+        &input.to_string(),
+        SendPolicy::deny_all(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A real task on the same sandbox completes after the hostile one was stopped.
+async fn next_task_completes(sandbox: &Sandbox) {
+    let mock = MockServer::start().await;
+    let input = json!({
+        "baseUrl": mock.base_url(Vendor::Zuora),
+        "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+        "headers": { "Authorization": "Bearer mock-zuora-token" },
+        "body": { "UOM": "Each" },
+    });
+    let prepared = runner::prepare("zuora-update-usage", input, None);
+    let outcome = runner::run_task(
+        sandbox,
+        "zuora-update-usage",
+        &prepared.input,
+        prepared.policy,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.to_json()["status"], "COMPLETED", "{outcome:?}");
+    assert_eq!(mock.journal().len(), 1);
+}
+
+fn assert_stopped(outcome: &TaskOutcome, message: &str) {
+    let printed = outcome.to_json();
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR", "{printed}");
+    assert_eq!(printed["error"]["kind"], "sandbox", "{printed}");
+    assert_eq!(printed["error"]["retryable"], false);
+    assert_eq!(printed["error"]["message"], message, "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_loops_forever_is_stopped_at_the_time_limit() {
+    let sandbox = limited().await;
+    let outcome = hostile(sandbox, json!({ "do": "loop" })).await;
+    assert_stopped(
+        &outcome,
+        "stopped: the run exceeded its time limit of 1000 ms",
+    );
+    next_task_completes(sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_allocates_without_end_is_stopped_at_the_memory_limit() {
+    let sandbox = limited().await;
+    let outcome = hostile(sandbox, json!({ "do": "allocate" })).await;
+    let message = outcome.to_json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with(
+            "stopped: the component exceeded its memory limit of 16777216 bytes (memory_mib = 16) asking for "
+        ),
+        "{message}"
+    );
+    assert_stopped(&outcome, &message);
+    next_task_completes(sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_recurses_without_end_is_stopped_when_its_stack_overflows() {
+    let sandbox = limited().await;
+    let outcome = hostile(sandbox, json!({ "do": "recurse" })).await;
+    assert_stopped(
+        &outcome,
+        "stopped: the component trapped: wasm trap: out of bounds memory access (its stack overflowed, or it has a bug)",
+    );
+    next_task_completes(sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_traps_is_stopped_and_its_panic_is_in_the_log() {
+    let sandbox = limited().await;
+    let outcome = hostile(sandbox, json!({ "do": "trap" })).await;
+    assert_stopped(
+        &outcome,
+        "stopped: the component trapped: wasm trap: wasm `unreachable` instruction executed",
+    );
+    assert!(
+        outcome
+            .guest_log
+            .contains("hostile component panics on purpose"),
+        "{}",
+        outcome.guest_log
+    );
+    next_task_completes(sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_over_the_limit_stops_the_run() {
+    let sandbox = limited().await;
+    let outcome = hostile(sandbox, json!({ "do": "output", "bytes": 2 << 20 })).await;
+    assert_stopped(
+        &outcome,
+        "stopped: the task output of 2097152 bytes exceeds the limit of 1048576 bytes (output_bytes)",
+    );
+    next_task_completes(sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_log_output_is_cut_at_the_log_limit_without_failing_the_run() {
+    let sandbox = limited().await;
+    let outcome = hostile(sandbox, json!({ "do": "log", "bytes": 1 << 20 })).await;
+    assert_eq!(outcome.to_json()["status"], "COMPLETED");
+    let expected = format!(
+        "{}\n[{} more bytes dropped: the limit is 4096 bytes (log_bytes)]\n",
+        "y".repeat(4096),
+        (1 << 20) - 4096
+    );
+    assert_eq!(outcome.guest_log, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_out_of_fuel_is_stopped_naming_the_fuel_limit() {
+    let sandbox = sandbox_with(Limits {
+        fuel: Some(5_000_000),
+        ..small_limits()
+    })
+    .await;
+    let outcome = hostile(&sandbox, json!({ "do": "loop" })).await;
+    assert_stopped(
+        &outcome,
+        "stopped: the component used up its fuel limit of 5000000 (fuel)",
+    );
+    next_task_completes(&sandbox).await;
+}
+
+async fn http_get(sandbox: &Sandbox, mock: &MockServer, extra: Value) -> Value {
+    let mut input = json!({ "uri": format!("{}/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb", mock.uri()) });
+    for (key, value) in extra.as_object().unwrap() {
+        input[key] = value.clone();
+    }
+    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
+    runner::run_task(sandbox, "http", &input.to_string(), policy)
+        .await
+        .unwrap()
+        .to_json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_over_the_limit_fails_as_transport_naming_the_limit() {
+    let sandbox = limited().await;
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        status: Some(200),
+        body: Some(Value::String("z".repeat(5_000))),
+        ..Fault::default()
+    });
+    let printed = http_get(sandbox, &mock, json!({})).await;
+    assert_eq!(printed["status"], "FAILED", "{printed}");
+    assert_eq!(printed["error"]["kind"], "transport");
+    assert_eq!(
+        printed["error"]["message"],
+        "HTTP transport error: ErrorCode::HttpResponseBodySize(Some(5000)): the response body exceeds the limit of 4096 bytes (response_body_bytes)."
+    );
+    next_task_completes(sandbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_headers_over_the_limit_fail_as_transport_naming_the_limit() {
+    let sandbox = limited().await;
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        status: Some(200),
+        headers: vec![("X-Padding".into(), "p".repeat(3_000))],
+        body: Some(json!({})),
+        ..Fault::default()
+    });
+    let printed = http_get(sandbox, &mock, json!({})).await;
+    assert_eq!(printed["status"], "FAILED", "{printed}");
+    assert_eq!(printed["error"]["kind"], "transport");
+    assert_eq!(
+        printed["error"]["message"],
+        "HTTP transport error: ErrorCode::HttpResponseHeaderSectionSize(Some(3227)): the response headers (3227 bytes) exceed the limit of 2048 bytes (response_header_bytes)."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_slower_than_read_timeout_fails_as_transport_naming_read_timeout() {
+    let sandbox = limited().await;
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        delay_ms: 900,
+        ..Fault::default()
+    });
+    let printed = http_get(sandbox, &mock, json!({ "readTimeOut": 200 })).await;
+    assert_eq!(printed["status"], "FAILED", "{printed}");
+    assert_eq!(printed["error"]["kind"], "transport");
+    assert_eq!(
+        printed["error"]["message"],
+        "read timed out (readTimeOut): no response within 200 ms (readTimeOut, the first-byte timeout)."
+    );
+    next_task_completes(sandbox).await;
+}
