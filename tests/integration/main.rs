@@ -6,9 +6,11 @@ mod cli;
 mod components;
 mod connections;
 mod elevate;
+mod faults;
 mod gzip;
 mod http_task;
 mod performance;
+
 mod policy;
 mod rate_limits;
 mod rebilly;
