@@ -10,8 +10,8 @@ mod faults;
 mod gzip;
 mod http_task;
 mod performance;
-
 mod policy;
+mod properties;
 mod rate_limits;
 mod rebilly;
 mod workflows;
