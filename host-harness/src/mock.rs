@@ -4,8 +4,10 @@
 //!
 //! All four vendors share one port and are told apart by a path prefix; see
 //! [`MockServer::base_url`]. Every vendor request is journaled ([`MockServer::journal`]),
-//! and tests can inject faults ([`Fault`]) such as delays, dropped connections, arbitrary
-//! statuses or the vendor's own rate-limit answer.
+//! and tests can inject faults ([`Fault`]) such as delays, dropped connections (before
+//! the request body is read, or after the request was applied), arbitrary statuses, the
+//! vendor's own rate-limit answer or a truncated gzip body, each either for the next
+//! `times` matching requests or drawn at random with a seeded probability.
 //!
 //! Choices the vendors leave undocumented, made here explicitly:
 //! - Zuora answers an unknown usage id with 404
@@ -35,6 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
 use self::state::MockState;
@@ -142,8 +145,12 @@ pub struct JournalEntry {
     pub query: Option<String>,
     /// All headers as received, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
-    /// The raw body bytes as received (still gzipped if it was).
+    /// The raw body bytes as received (still gzipped if it was). Empty when
+    /// [`JournalEntry::body_unread`].
     pub body: Vec<u8>,
+    /// The connection was closed by a `dropBeforeBody` fault before the body was read:
+    /// whatever body the client sent is unknown (and `body` is empty).
+    pub body_unread: bool,
 }
 
 impl JournalEntry {
@@ -180,6 +187,13 @@ impl JournalEntry {
 ///
 /// Serde (camelCase) so the same JSON works on `POST /__admin/faults`, e.g.
 /// `{"path":"/zuora/v1","times":2,"status":503,"headers":[["Retry-After","2"]]}`.
+///
+/// What a request that draws the fault goes through, in order: `delayMs`; then
+/// `dropBeforeBody` (nothing read past the head, nothing applied) or, once the body is
+/// read, `drop` (nothing applied); then the answer: `rateLimited`, else `status`, else the
+/// vendor's normal handling (its side effect applied and stored); then
+/// `dropAfterApply` (the answer is never sent) or `truncateGzip` (the answer's body is
+/// sent gzipped and cut short).
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Fault {
@@ -187,7 +201,8 @@ pub struct Fault {
     pub method: Option<String>,
     /// Match requests whose path starts with this.
     pub path: String,
-    /// How many matching requests get the fault (0 is treated as 1).
+    /// How many matching requests get the fault (0 is treated as 1). With `probability`,
+    /// how many times the fault may be drawn, 0 meaning without limit.
     pub times: u32,
     /// Respond with this status instead of handling the request.
     pub status: Option<u16>,
@@ -197,10 +212,31 @@ pub struct Fault {
     pub body: Option<serde_json::Value>,
     /// Respond with the vendor's own 429 (body and headers), asking to wait this many seconds.
     pub rate_limited: Option<u64>,
-    /// Sleep this long before answering (then the fault response or normal handling).
+    /// Sleep this long before answering (then the fault response or normal handling). A
+    /// delayed request is handled to the end even when the client gives up meanwhile, as
+    /// a real server would: [`MockServer::wait_until_idle`] waits for it.
     pub delay_ms: u64,
-    /// Read the request, then close the connection without any response.
+    /// Read the request, then close the connection without any response (nothing is
+    /// applied).
     pub drop: bool,
+    /// Close the connection right after reading the request head, without reading the
+    /// body and without applying anything. The request is journaled with an empty body
+    /// and [`JournalEntry::body_unread`] set.
+    pub drop_before_body: bool,
+    /// Handle the request normally (the vendor's side effect is applied and stored), then
+    /// close the connection without sending the response: the server applied it but the
+    /// reply was lost.
+    pub drop_after_apply: bool,
+    /// Send the response (normal handling, or the `status` / `rateLimited` answer) with
+    /// its body gzipped (`Content-Encoding: gzip`, whatever the request accepts) and cut
+    /// off in the middle, so that it is not a valid gzip stream; `Content-Length` is the
+    /// number of bytes actually sent.
+    pub truncate_gzip: bool,
+    /// Draw the fault for each matching request with this probability (0 to 1) from the
+    /// mock's seeded random sequence ([`MockServer::set_fault_seed`]) instead of for
+    /// every matching request. A request that does not draw it goes on to the next
+    /// matching fault.
+    pub probability: Option<f64>,
 }
 
 /// What the server task and the [`MockServer`] handle share.
@@ -211,6 +247,10 @@ struct MockShared {
     address: SocketAddr,
     /// TCP connections accepted so far.
     connections: AtomicUsize,
+    /// Vendor requests being handled right now.
+    requests_in_flight: AtomicUsize,
+    /// Signalled whenever a vendor request has been handled.
+    request_done: Notify,
 }
 
 impl MockShared {
@@ -219,9 +259,32 @@ impl MockShared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Counts a vendor request as in flight until the returned guard is dropped.
+    fn begin_request(self: &Arc<Self>) -> RequestInFlight {
+        self.requests_in_flight.fetch_add(1, Ordering::SeqCst);
+        RequestInFlight {
+            shared: Arc::clone(self),
+        }
+    }
+
     /// `http://127.0.0.1:PORT`.
     fn uri(&self) -> String {
         format!("http://{}", self.address)
+    }
+}
+
+/// A vendor request being handled; counted in [`MockShared::requests_in_flight`].
+struct RequestInFlight {
+    /// Where the count is kept.
+    shared: Arc<MockShared>,
+}
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        self.shared
+            .requests_in_flight
+            .fetch_sub(1, Ordering::SeqCst);
+        self.shared.request_done.notify_waiters();
     }
 }
 
@@ -253,6 +316,8 @@ impl MockServer {
             state: Mutex::new(MockState::seeded()),
             address,
             connections: AtomicUsize::new(0),
+            requests_in_flight: AtomicUsize::new(0),
+            request_done: Notify::new(),
         });
         let accept_task = tokio::spawn(accept_connections(listener, Arc::clone(&shared)));
         Ok(MockServer {
@@ -297,9 +362,31 @@ impl MockServer {
         self.shared.lock().record(vendor, id)
     }
 
-    /// Restores the seeded records and counters, clears the journal and the faults.
+    /// Restores the seeded records and counters, clears the journal and the faults, and
+    /// restarts the random sequence of `probability` faults from its seed.
     pub fn reset(&self) {
         self.shared.lock().reset();
+    }
+
+    /// Seeds the random sequence that `probability` faults draw from, and restarts it:
+    /// the same seed and the same requests draw the same faults. The seed is kept across
+    /// [`MockServer::reset`] (the default seed is 0).
+    pub fn set_fault_seed(&self, seed: u64) {
+        self.shared.lock().set_fault_seed(seed);
+    }
+
+    /// Waits until no vendor request is being handled, e.g. until a request delayed by a
+    /// fault, whose client has given up, has been applied.
+    pub async fn wait_until_idle(&self) {
+        loop {
+            let mut done = std::pin::pin!(self.shared.request_done.notified());
+            // Registered before the count is read, so that no wake-up is missed.
+            done.as_mut().enable();
+            if self.shared.requests_in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
     }
 
     /// TCP connections accepted so far.
@@ -769,6 +856,223 @@ mod tests {
             server.base_url(Vendor::Elevate),
             format!("{}/elevate/v1", server.uri())
         );
+        Ok(())
+    }
+
+    /// A valid Rebilly usage creation: path, headers, body.
+    const REBILLY_USAGES: &str = "/rebilly/organizations/org_mock/usages";
+    const REBILLY_KEY: (&str, &str) = ("reb-apikey", "sk_sandbox_mock");
+    const REBILLY_USAGE: &[u8] = br#"{"subscriptionId":"sub_mock_001","quantity":2}"#;
+
+    #[tokio::test]
+    async fn drop_before_body_applies_nothing_and_journals_the_head_only() -> TestResult {
+        let server = MockServer::start().await;
+        server.inject(Fault {
+            path: "/rebilly/".to_owned(),
+            drop_before_body: true,
+            ..Fault::default()
+        });
+        let dropped = send(
+            &server,
+            "POST",
+            REBILLY_USAGES,
+            &[REBILLY_KEY],
+            REBILLY_USAGE,
+        )
+        .await;
+        assert!(dropped.is_err());
+        assert_eq!(server.record(Vendor::Rebilly, "usage_1"), None);
+        let journal = server.journal();
+        assert_eq!(journal.len(), 1);
+        assert_eq!(
+            (journal[0].method.as_str(), journal[0].path.as_str()),
+            ("POST", REBILLY_USAGES)
+        );
+        assert_eq!(journal[0].header("reb-apikey"), Some("sk_sandbox_mock"));
+        assert!(journal[0].body.is_empty() && journal[0].body_unread);
+        let shown = send(&server, "GET", "/__admin/journal", &[], b"").await?;
+        assert_eq!(shown.json()[0]["bodyUnread"], json!(true));
+        assert_eq!(shown.json()[0]["body"], json!(""));
+        // The fault is used up: the same request now creates the usage.
+        let created = send(
+            &server,
+            "POST",
+            REBILLY_USAGES,
+            &[REBILLY_KEY],
+            REBILLY_USAGE,
+        )
+        .await?;
+        assert_eq!(created.status, StatusCode::CREATED);
+        assert!(!server.journal()[1].body_unread);
+        assert_eq!(server.journal()[1].body, REBILLY_USAGE);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn drop_after_apply_stores_the_effect_but_sends_no_response() -> TestResult {
+        let server = MockServer::start().await;
+        server.inject(Fault {
+            method: Some("POST".to_owned()),
+            path: "/rebilly/".to_owned(),
+            drop_after_apply: true,
+            ..Fault::default()
+        });
+        let dropped = send(
+            &server,
+            "POST",
+            REBILLY_USAGES,
+            &[REBILLY_KEY],
+            REBILLY_USAGE,
+        )
+        .await;
+        assert!(dropped.is_err());
+        let usage = server
+            .record(Vendor::Rebilly, "usage_1")
+            .ok_or("the usage was applied")?;
+        assert_eq!(usage["quantity"].to_string(), "2");
+        assert_eq!(server.journal().len(), 1);
+        assert_eq!(server.journal()[0].body, REBILLY_USAGE);
+        let next = send(
+            &server,
+            "POST",
+            REBILLY_USAGES,
+            &[REBILLY_KEY],
+            REBILLY_USAGE,
+        )
+        .await?;
+        assert_eq!(next.json()["id"], json!("usage_2"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn truncate_gzip_applies_and_sends_half_a_gzip_body() -> TestResult {
+        let server = MockServer::start().await;
+        server.inject(Fault {
+            path: "/zuora/".to_owned(),
+            truncate_gzip: true,
+            ..Fault::default()
+        });
+        let id = "8ad08ae29085a77b0190908bfdd67abb";
+        let update = send(
+            &server,
+            "PUT",
+            &format!("/zuora/v1/object/usage/{id}"),
+            &[("authorization", "Bearer mock-zuora-token")],
+            br#"{"Quantity":12.5}"#,
+        )
+        .await?;
+        assert_eq!(update.status, StatusCode::OK);
+        assert_eq!(update.header("content-encoding"), Some("gzip"));
+        assert_eq!(
+            update.header("content-length"),
+            Some(update.body.len().to_string().as_str())
+        );
+        assert!(update.body.starts_with(&[0x1f, 0x8b]), "a gzip header");
+        assert!(request::gunzip(&update.body).is_err());
+        let stored = server.record(Vendor::Zuora, id).unwrap_or_default();
+        assert_eq!(stored["Quantity"].to_string(), "12.5");
+        // A status fault's answer can be truncated too.
+        server.inject(Fault {
+            path: "/zuora/".to_owned(),
+            status: Some(503),
+            body: Some(json!({ "message": "busy" })),
+            truncate_gzip: true,
+            ..Fault::default()
+        });
+        let busy = send(&server, "GET", "/zuora/v1/object/usage/x", &[], b"").await?;
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(request::gunzip(&busy.body).is_err());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn probability_faults_are_drawn_from_the_seeded_sequence() -> TestResult {
+        let server = MockServer::start().await;
+        let statuses = |seed: u64| {
+            let server = &server;
+            async move {
+                let reset = send(
+                    server,
+                    "POST",
+                    "/__admin/reset",
+                    &[],
+                    format!(r#"{{"faultSeed":{seed}}}"#).as_bytes(),
+                )
+                .await?;
+                assert_eq!(reset.status, StatusCode::NO_CONTENT);
+                let posted = send(
+                    server,
+                    "POST",
+                    "/__admin/faults",
+                    &[],
+                    br#"{"path":"/zuora","status":503,"probability":0.5}"#,
+                )
+                .await?;
+                assert_eq!(posted.status, StatusCode::CREATED);
+                assert_eq!(posted.json()["probability"], json!(0.5));
+                let mut statuses = Vec::new();
+                for _ in 0..40 {
+                    let reply = send(server, "GET", "/zuora/v1/object/usage/x", &[], b"").await?;
+                    statuses.push(reply.status.as_u16());
+                }
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(statuses)
+            }
+        };
+        let first = statuses(3).await?;
+        let faulted = first.iter().filter(|status| **status == 503).count();
+        // Unlimited (times 0), about half drawn; the rest reach the vendor (401 here).
+        assert!((5..=35).contains(&faulted), "{first:?}");
+        assert!(first.iter().all(|status| [401, 503].contains(status)));
+        assert_eq!(
+            statuses(3).await?,
+            first,
+            "the same seed replays the same faults"
+        );
+        assert_ne!(statuses(4).await?, first);
+        // set_fault_seed restarts the sequence, and the seed survives a reset.
+        server.set_fault_seed(3);
+        server.reset();
+        server.inject(Fault {
+            path: "/zuora".to_owned(),
+            status: Some(503),
+            probability: Some(0.5),
+            ..Fault::default()
+        });
+        let mut again = Vec::new();
+        for _ in 0..40 {
+            let reply = send(&server, "GET", "/zuora/v1/object/usage/x", &[], b"").await?;
+            again.push(reply.status.as_u16());
+        }
+        assert_eq!(again, first);
+        let bad = send(&server, "POST", "/__admin/reset", &[], br#"{"seed":1}"#).await?;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_delayed_request_is_applied_even_when_the_client_gave_up() -> TestResult {
+        let server = MockServer::start().await;
+        server.inject(Fault {
+            path: "/rebilly/".to_owned(),
+            delay_ms: 1000,
+            ..Fault::default()
+        });
+        let gave_up = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            send(
+                &server,
+                "POST",
+                REBILLY_USAGES,
+                &[REBILLY_KEY],
+                REBILLY_USAGE,
+            ),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the client timed out");
+        server.wait_until_idle().await;
+        assert!(server.record(Vendor::Rebilly, "usage_1").is_some());
+        // Nothing in flight: returns at once.
+        server.wait_until_idle().await;
         Ok(())
     }
 }

@@ -126,6 +126,15 @@ async fn rejects_quantity_with_four_decimal_places() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_quantity_text_with_leading_zeros_that_json_cannot_carry() {
+    assert_rejected_before_sending(
+        json!({ "subscriptionId": "sub_mock_001", "quantity": "007" }),
+        json!([{ "field": "body.quantity", "message": "must not have leading zeros" }]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_read_only_fields() {
     let why = "read-only: Rebilly sets it; remove it from the input";
     assert_rejected_before_sending(

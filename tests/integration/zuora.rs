@@ -160,6 +160,16 @@ async fn rejects_quantity_that_is_not_a_decimal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_quantity_text_with_leading_zeros_that_json_cannot_carry() {
+    assert_rejected_before_sending(
+        json!({ "Quantity": "-086" }),
+        auth(),
+        json!([{ "field": "body.Quantity", "message": "must not have leading zeros" }]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_rbe_status_outside_its_enum() {
     assert_rejected_before_sending(
         json!({ "RbeStatus": "Done" }),

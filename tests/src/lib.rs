@@ -5,17 +5,29 @@ use host_harness::mock::{MockServer, Vendor};
 use host_harness::runner::{self, TaskOutcome};
 use host_harness::sandbox::{Limits, Sandbox};
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 
-static SANDBOX: OnceCell<Sandbox> = OnceCell::const_new();
+static SANDBOX: OnceCell<Arc<Sandbox>> = OnceCell::const_new();
 
 /// The shared sandbox with every shipped component compiled once.
 pub async fn sandbox() -> &'static Sandbox {
+    shared_sandbox_ref().await
+}
+
+/// The same shared sandbox, as the `Arc` a `WorkflowRunner` takes.
+pub async fn shared_sandbox() -> Arc<Sandbox> {
+    Arc::clone(shared_sandbox_ref().await)
+}
+
+async fn shared_sandbox_ref() -> &'static Arc<Sandbox> {
     SANDBOX
         .get_or_init(|| async {
-            Sandbox::builtin(Limits::default())
-                .await
-                .expect("loading the built-in components")
+            Arc::new(
+                Sandbox::builtin(Limits::default())
+                    .await
+                    .expect("loading the built-in components"),
+            )
         })
         .await
 }

@@ -61,10 +61,21 @@ pub(super) fn handle(
             _ => method_not_allowed("POST, DELETE"),
         },
         "/reset" => match *method {
-            Method::POST => {
-                shared.lock().reset();
-                MockResponse::empty(StatusCode::NO_CONTENT)
-            }
+            Method::POST => match reset_options(body) {
+                Ok(options) => {
+                    let mut state = shared.lock();
+                    if let Some(seed) = options.fault_seed {
+                        state.set_fault_seed(seed);
+                    }
+                    state.reset();
+                    MockResponse::empty(StatusCode::NO_CONTENT)
+                }
+                Err(error) => admin_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    Some(&format!("Invalid reset options: {error}")),
+                ),
+            },
             _ => method_not_allowed("POST"),
         },
         "/credentials" => match *method {
@@ -91,7 +102,26 @@ pub(super) fn handle(
     }
 }
 
-/// The journal as `[{"method","path","query","headers":[[name,value]],"body","gzipped"}]`,
+/// The optional body of `POST /__admin/reset`: `{"faultSeed": 42}` seeds the random
+/// sequence of `probability` faults.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+struct ResetOptions {
+    /// The new fault seed (`None`: keep the current one).
+    fault_seed: Option<u64>,
+}
+
+/// Parses the reset options; an empty body means none.
+fn reset_options(body: &[u8]) -> serde_json::Result<ResetOptions> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(ResetOptions::default())
+    } else {
+        serde_json::from_slice(body)
+    }
+}
+
+/// The journal as
+/// `[{"method","path","query","headers":[[name,value]],"body","gzipped","bodyUnread"}]`,
 /// the body decoded and shown as (lossy UTF-8) text.
 fn journal_json(journal: &[JournalEntry]) -> Value {
     Value::Array(
@@ -109,6 +139,7 @@ fn journal_json(journal: &[JournalEntry]) -> Value {
                         .collect::<Vec<_>>(),
                     "body": String::from_utf8_lossy(&entry.decoded_body()),
                     "gzipped": entry.is_gzipped(),
+                    "bodyUnread": entry.body_unread,
                 })
             })
             .collect(),

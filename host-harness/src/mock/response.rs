@@ -79,23 +79,45 @@ impl MockResponse {
     /// Headers whose name or value HTTP cannot carry (possible from injected faults) are
     /// left out.
     pub(super) fn into_hyper(self, gzip_allowed: bool) -> Response<Full<Bytes>> {
+        if gzip_allowed && self.body.len() > GZIP_THRESHOLD_BYTES {
+            self.gzipped(|compressed| compressed).into_raw_hyper()
+        } else {
+            self.into_raw_hyper()
+        }
+    }
+
+    /// Converts to a hyper response whose body is gzipped (whatever its size and the
+    /// request's `Accept-Encoding`) and then cut to half its length: never a valid gzip
+    /// stream, since at least the 8-byte trailer is missing. `Content-Length` is the
+    /// length of what is sent.
+    pub(super) fn into_hyper_truncated_gzip(self) -> Response<Full<Bytes>> {
+        self.gzipped(|mut compressed| {
+            compressed.truncate(compressed.len() / 2);
+            compressed
+        })
+        .into_raw_hyper()
+    }
+
+    /// The response with its body gzipped, passed through `cut`, and marked
+    /// `Content-Encoding: gzip` (unchanged if compressing fails).
+    fn gzipped(mut self, cut: impl FnOnce(Vec<u8>) -> Vec<u8>) -> MockResponse {
+        if let Ok(compressed) = gzip(&self.body) {
+            self.headers
+                .retain(|(name, _)| !name.eq_ignore_ascii_case("content-encoding"));
+            self.headers
+                .push(("content-encoding".to_owned(), "gzip".to_owned()));
+            self.body = cut(compressed);
+        }
+        self
+    }
+
+    /// Converts to a hyper response as it is.
+    fn into_raw_hyper(self) -> Response<Full<Bytes>> {
         let MockResponse {
             status,
-            mut headers,
+            headers,
             body,
         } = self;
-        let body = if gzip_allowed && body.len() > GZIP_THRESHOLD_BYTES {
-            match gzip(&body) {
-                Ok(compressed) => {
-                    headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-encoding"));
-                    headers.push(("content-encoding".to_owned(), "gzip".to_owned()));
-                    compressed
-                }
-                Err(_) => body,
-            }
-        } else {
-            body
-        };
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         for (name, value) in headers {
@@ -142,6 +164,31 @@ mod tests {
                 .get("content-encoding")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn truncated_gzip_bodies_never_decode() {
+        for body in [String::new(), "x".to_owned(), "hello gzip".repeat(300)] {
+            let response = MockResponse::json(StatusCode::CREATED, &Value::String(body.clone()))
+                .with_header("Content-Encoding", "identity");
+            let full = gzip(&response.body).unwrap_or_default();
+            let truncated = response.into_hyper_truncated_gzip();
+            assert_eq!(truncated.status(), StatusCode::CREATED);
+            let encodings: Vec<_> = truncated
+                .headers()
+                .get_all("content-encoding")
+                .iter()
+                .collect();
+            assert_eq!(encodings, [&"gzip"], "{body:?}");
+            let sent = truncated.into_body();
+            let sent = http_body::Body::size_hint(&sent)
+                .exact()
+                .unwrap_or_default();
+            assert_eq!(sent, (full.len() / 2) as u64, "{body:?}");
+            let mut cut = full;
+            cut.truncate(cut.len() / 2);
+            assert!(super::super::request::gunzip(&cut).is_err(), "{body:?}");
+        }
     }
 
     #[test]

@@ -14,8 +14,9 @@ use super::state::MockState;
 use super::{Fault, JournalEntry, MockShared, Vendor, admin};
 use super::{billingplatform, elevate, rebilly, zuora};
 
-/// The service error that makes hyper close the connection without answering: how a
-/// `drop` fault (or a broken request body) ends the exchange.
+/// The service error that makes hyper close the connection without answering: how the
+/// `drop`, `dropBeforeBody` and `dropAfterApply` faults (or a broken request body) end
+/// the exchange.
 #[derive(Debug)]
 pub(super) struct ConnectionDropped;
 
@@ -44,22 +45,62 @@ pub(super) async fn serve_request(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ConnectionDropped> {
     let (parts, body) = request.into_parts();
-    let raw_body = body
+    if is_admin_path(parts.uri.path()) {
+        let raw_body = read_body(body).await?;
+        return Ok(
+            admin::handle(&shared, &parts.method, parts.uri.path(), &raw_body).into_hyper(false),
+        );
+    }
+    let in_flight = shared.begin_request();
+    // The fault is drawn on the request head, so that it can act before the body is read.
+    let fault = shared
+        .lock()
+        .faults
+        .take_matching(parts.method.as_str(), parts.uri.path());
+    if let Some(fault) = fault.as_ref().filter(|fault| fault.drop_before_body) {
+        shared.lock().journal.push(journal_entry(&parts, None));
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        }
+        return Err(ConnectionDropped);
+    }
+    let raw_body = read_body(body).await?;
+    shared
+        .lock()
+        .journal
+        .push(journal_entry(&parts, Some(&raw_body)));
+    match fault {
+        // A delayed request is handled to the end in a task of its own: hyper drops this
+        // future when the client goes away, but a server that was slow to answer still
+        // applies the request.
+        Some(fault) if fault.delay_ms > 0 => {
+            let handled = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+                let answer = answer(&shared, parts, &raw_body, Some(&fault));
+                drop(in_flight);
+                answer
+            });
+            handled.await.unwrap_or(Err(ConnectionDropped))
+        }
+        fault => answer(&shared, parts, &raw_body, fault.as_ref()),
+    }
+}
+
+/// Reads a whole request body; a broken one drops the connection.
+async fn read_body(body: Incoming) -> Result<Bytes, ConnectionDropped> {
+    Ok(body
         .collect()
         .await
         .map_err(|_| ConnectionDropped)?
-        .to_bytes();
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().map(str::to_owned);
+        .to_bytes())
+}
 
-    if is_admin_path(&path) {
-        return Ok(admin::handle(&shared, &parts.method, &path, &raw_body).into_hyper(false));
-    }
-
-    let entry = JournalEntry {
+/// The journal entry of a vendor request; `raw_body` is `None` when the body was not read.
+fn journal_entry(parts: &http::request::Parts, raw_body: Option<&Bytes>) -> JournalEntry {
+    JournalEntry {
         method: parts.method.as_str().to_owned(),
-        path: path.clone(),
-        query: query.clone(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
         headers: parts
             .headers
             .iter()
@@ -70,35 +111,40 @@ pub(super) async fn serve_request(
                 )
             })
             .collect(),
-        body: raw_body.to_vec(),
-    };
-    let fault = {
-        let mut state = shared.lock();
-        state.journal.push(entry);
-        state.faults.take_matching(parts.method.as_str(), &path)
-    };
-    if let Some(fault) = &fault {
-        if fault.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
-        }
-        if fault.drop {
-            return Err(ConnectionDropped);
-        }
+        body: raw_body.map(|body| body.to_vec()).unwrap_or_default(),
+        body_unread: raw_body.is_none(),
     }
+}
 
+/// Handles a vendor request whose body has been read, as the fault it drew (if any) says:
+/// dropped unanswered, answered by the fault, or handled by the vendor, and then maybe
+/// dropped after all or answered with a truncated gzip body.
+fn answer(
+    shared: &MockShared,
+    parts: http::request::Parts,
+    raw_body: &[u8],
+    fault: Option<&Fault>,
+) -> Result<Response<Full<Bytes>>, ConnectionDropped> {
+    if fault.is_some_and(|fault| fault.drop) {
+        return Err(ConnectionDropped);
+    }
     let request = VendorRequest::new(
         parts.method,
-        path,
-        query,
+        parts.uri.path().to_owned(),
+        parts.uri.query().map(str::to_owned),
         parts.headers,
-        &raw_body,
+        raw_body,
         shared.address,
     );
     let response = {
         let mut state = shared.lock();
-        respond(&mut state, &request, fault.as_ref())
+        respond(&mut state, &request, fault)
     };
-    Ok(response.into_hyper(request.accepts_gzip()))
+    match fault {
+        Some(fault) if fault.drop_after_apply => Err(ConnectionDropped),
+        Some(fault) if fault.truncate_gzip => Ok(response.into_hyper_truncated_gzip()),
+        _ => Ok(response.into_hyper(request.accepts_gzip())),
+    }
 }
 
 /// The response to a vendor request, given the fault it drew (if any).

@@ -49,10 +49,42 @@ pub fn execute(endpoint: &Endpoint, input: Value) -> Result<HttpResponse, TaskEr
     let request = endpoint.build_request(&input)?;
     let response = send(&request)?;
     let response = classify(response)?;
+    if let Some(unreadable) = unreadable_success(&response) {
+        return Err(unreadable);
+    }
     match (endpoint.check_success)(&response) {
         Some(rejected) => Err(rejected),
         None => Ok(response),
     }
+}
+
+/// Every vendor endpoint answers success with a JSON body (the record, or Zuora's
+/// `{"Success": …}`). A 2xx whose body is empty or not JSON (a proxy's HTML page, a body
+/// cut short) is no usable answer: it cannot tell whether the request was applied, so
+/// it is a `transport` failure (retried when the call is idempotent, checked first when
+/// it is not) rather than a success that nothing downstream can read.
+fn unreadable_success(response: &HttpResponse) -> Option<TaskError> {
+    if body_json(response).is_some() {
+        return None;
+    }
+    let status = format!("{} {}", response.status_code, response.reason_phrase);
+    let cannot_tell = "the vendor answers JSON, so whether the request was applied cannot be told";
+    Some(TaskError::Transport(if response.body.is_empty() {
+        format!("{status} with an empty body: {cannot_tell}")
+    } else {
+        let content_type = response
+            .headers
+            .iter()
+            .find(|(name, _)| name == "content-type")
+            .map_or("no content type", |(_, value)| value.as_str());
+        let text = String::from_utf8_lossy(&response.body);
+        let start: String = text.chars().take(60).collect();
+        let more = if start.len() < text.len() { "…" } else { "" };
+        format!(
+            "{status} with a body that is not JSON ({content_type}, {} bytes): {cannot_tell}; it begins {start:?}{more}",
+            response.body.len()
+        )
+    }))
 }
 
 /// Parse a task input string as JSON, reporting a parse error as an input error.

@@ -287,14 +287,21 @@ pub fn decimal(field: &str, value: &Value, problems: &mut Problems) -> Option<De
             return None;
         }
     };
-    let parsed = Decimal::parse(&text);
-    if parsed.is_none() {
+    let Some(parsed) = Decimal::parse(&text) else {
         problems.add(
             field,
             "must be a plain decimal number like 12.5 or -3 (no exponent)",
         );
+        return None;
+    };
+    // Sent as a JSON number with exactly this text, which JSON allows only without
+    // leading zeros (`007`, `-0012.5` are not JSON numbers).
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    if digits.starts_with('0') && digits.len() > 1 && !digits.starts_with("0.") {
+        problems.add(field, "must not have leading zeros");
+        return None;
     }
-    parsed
+    Some(parsed)
 }
 
 /// The JSON number with exactly the decimal's text.
@@ -409,6 +416,29 @@ mod tests {
     fn decimal_refuses_exponents_signs_and_bare_points() {
         for text in ["1e3", "+1", ".5", "5.", "", "-", "1.2.3", "0x10", " 1"] {
             assert_eq!(Decimal::parse(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn decimal_fields_refuse_leading_zeros_json_cannot_carry() {
+        for (text, ok) in [
+            ("0", true),
+            ("-0", true),
+            ("0.5", true),
+            ("-0.001", true),
+            ("10.05", true),
+            ("007", false),
+            ("-086", false),
+            ("00.5", false),
+            ("-00", false),
+        ] {
+            let mut problems = Problems::default();
+            let decimal = decimal("q", &Value::String(text.into()), &mut problems);
+            assert_eq!(decimal.is_some(), ok, "{text}");
+            assert_eq!(problems.is_empty(), ok, "{text}");
+            if let Some(decimal) = decimal {
+                assert_eq!(decimal_json(&decimal).to_string(), text);
+            }
         }
     }
 
