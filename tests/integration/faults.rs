@@ -541,7 +541,10 @@ async fn a_reply_slower_than_read_timeout_is_a_transport_failure_and_the_late_ef
     }
     for case in &CASES {
         let printed = case.run(&mock, fault(), short_read_timeout).await;
-        let expected = Expected::transport("read timed out (readTimeOut).", 1);
+        let expected = Expected::transport(
+            "read timed out (readTimeOut): no response within 200 ms (readTimeOut, the first-byte timeout).",
+            1,
+        );
         assert_outcome(case, &mock, "slow reply", &printed, &expected);
         case.assert_one_request(&mock, "slow reply", false);
     }
@@ -571,7 +574,7 @@ async fn a_reply_slower_than_read_timeout_is_a_transport_failure_and_the_late_ef
         assert_eq!(
             result.reason.as_deref(),
             Some(
-                format!("task call failed (not retried: the call is not idempotent and may have been applied): read timed out (readTimeOut).{UNKNOWN_OUTCOME}")
+                format!("task call failed (not retried: the call is not idempotent and may have been applied): read timed out (readTimeOut): no response within 200 ms (readTimeOut, the first-byte timeout).{UNKNOWN_OUTCOME}")
                     .as_str()
             ),
             "{name}"
