@@ -25,6 +25,16 @@ struct Cli {
     /// `zuora`, `elevate` and `rebilly` lead to the embedded mock with its credentials.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Wall-clock limit of one task run, in milliseconds (default 130000; overrides
+    /// `[limits] timeout_ms`).
+    #[arg(long, global = true)]
+    timeout_ms: Option<u64>,
+    /// Linear memory cap of one task run, in MiB (default 64; overrides `[limits] memory_mib`).
+    #[arg(long, global = true)]
+    memory_mib: Option<u64>,
+    /// Fuel per task run, a deterministic CPU budget (default off; overrides `[limits] fuel`).
+    #[arg(long, global = true)]
+    fuel: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,16 +129,6 @@ pub async fn run(
             return code;
         }
     };
-    let options = SandboxOptions {
-        cache_dir: if cli.no_cache {
-            None
-        } else {
-            cli.cache_dir.or_else(sandbox::default_cache_dir)
-        },
-        // One command runs one task at a time: a small instance pool.
-        max_in_flight: 16,
-        ..SandboxOptions::default()
-    };
     let config = match cli
         .config
         .as_deref()
@@ -140,6 +140,40 @@ pub async fn run(
             let _ = writeln!(err, "harness: {e}");
             return EXIT_USAGE;
         }
+    };
+    // Limits: defaults, then `[limits]` of the config, then the command line.
+    let overrides = crate::connections::LimitsEntry {
+        timeout_ms: cli.timeout_ms,
+        memory_mib: cli.memory_mib,
+        fuel: cli.fuel,
+        ..Default::default()
+    };
+    let limits = config
+        .as_ref()
+        .map_or(Ok(sandbox::Limits::default()), |c| {
+            c.limits().apply(sandbox::Limits::default())
+        })
+        .and_then(|limits| overrides.apply(limits));
+    let limits = match limits {
+        Ok(limits) => limits,
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "harness: {}",
+                e.replace("limits.", "--").replace('_', "-")
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let options = SandboxOptions {
+        limits,
+        cache_dir: if cli.no_cache {
+            None
+        } else {
+            cli.cache_dir.or_else(sandbox::default_cache_dir)
+        },
+        // One command runs one task at a time: a small instance pool.
+        max_in_flight: 16,
     };
     match execute(cli.command, options, config, out, err).await {
         Ok(code) => code,
@@ -319,6 +353,7 @@ async fn execute(
             });
             let connections =
                 config.unwrap_or_else(|| crate::connections::Connections::for_mock(&mock));
+            let policy = connections.policy().clone();
             let credentials = std::sync::Arc::new(crate::connections::Credentials::new(
                 connections,
                 sandbox.http(),
@@ -329,7 +364,8 @@ async fn execute(
                 base_url_for,
                 progress,
             )
-            .with_credentials(credentials);
+            .with_credentials(credentials)
+            .with_policy(policy);
             let running = runner.run(&def, input);
             tokio::pin!(running);
             let result = loop {

@@ -15,8 +15,9 @@
 //! Secrets come from an environment variable (`…_env`) or a file (`…_file`), never
 //! from the definition or the config file itself.
 
-use crate::policy::Origin;
+use crate::policy::{AddressRules, AllowRule, Origin, PolicyConfig};
 use crate::pool::HttpPool;
+use crate::sandbox::Limits;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
@@ -143,6 +144,152 @@ impl Connection {
 struct ConfigFile {
     #[serde(default)]
     connections: BTreeMap<String, ConnectionEntry>,
+    #[serde(default)]
+    policy: PolicyEntry,
+    #[serde(default)]
+    limits: LimitsEntry,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PolicyEntry {
+    #[serde(default)]
+    allow: Vec<AllowEntry>,
+    #[serde(default)]
+    allow_addresses: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowEntry {
+    origin: String,
+    methods: Option<Vec<String>>,
+    tasks: Option<Vec<String>>,
+}
+
+/// `[limits]` of `harness.toml`: each key overrides one default of [`Limits`].
+#[derive(Deserialize, Default, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsEntry {
+    /// Wall-clock limit of one run, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Linear memory cap, in MiB.
+    pub memory_mib: Option<u64>,
+    /// Table elements cap.
+    pub table_elements: Option<u64>,
+    /// Fuel per run (0: off).
+    pub fuel: Option<u64>,
+    /// Response body cap, in bytes.
+    pub response_body_bytes: Option<u64>,
+    /// Response header section cap, in bytes.
+    pub response_header_bytes: Option<u64>,
+    /// Task output cap, in bytes.
+    pub output_bytes: Option<u64>,
+    /// Captured stdout/stderr cap, in bytes each.
+    pub log_bytes: Option<u64>,
+}
+
+impl LimitsEntry {
+    /// `base` with these overrides, or the first key out of its range.
+    pub fn apply(&self, mut base: Limits) -> Result<Limits, String> {
+        let ranged = |key: &str, value: Option<u64>, min: u64, max: u64| match value {
+            Some(v) if !(min..=max).contains(&v) => Err(format!(
+                "limits.{key}: must be between {min} and {max}, not {v}"
+            )),
+            other => Ok(other),
+        };
+        if let Some(ms) = ranged("timeout_ms", self.timeout_ms, 1, 86_400_000)? {
+            base.timeout = Duration::from_millis(ms);
+        }
+        if let Some(mib) = ranged("memory_mib", self.memory_mib, 1, 4096)? {
+            base.memory_bytes = (mib as usize) << 20;
+        }
+        if let Some(n) = ranged("table_elements", self.table_elements, 1, 10_000_000)? {
+            base.table_elements = n as usize;
+        }
+        if let Some(fuel) = self.fuel {
+            base.fuel = (fuel > 0).then_some(fuel);
+        }
+        if let Some(n) = ranged("response_body_bytes", self.response_body_bytes, 1, 1 << 30)? {
+            base.response_body_bytes = n;
+        }
+        if let Some(n) = ranged(
+            "response_header_bytes",
+            self.response_header_bytes,
+            1024,
+            1 << 20,
+        )? {
+            base.response_header_bytes = n as usize;
+        }
+        if let Some(n) = ranged("output_bytes", self.output_bytes, 1, 1 << 30)? {
+            base.output_bytes = n as usize;
+        }
+        if let Some(n) = ranged("log_bytes", self.log_bytes, 0, 1 << 30)? {
+            base.log_bytes = n as usize;
+        }
+        Ok(base)
+    }
+}
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+fn policy_config(entry: PolicyEntry) -> Result<PolicyConfig, String> {
+    let mut allow = Vec::new();
+    for (i, rule) in entry.allow.into_iter().enumerate() {
+        let at = format!("policy.allow[{i}]");
+        let origin = Origin::of_url(&rule.origin)
+            .filter(|_| {
+                url::Url::parse(&rule.origin).is_ok_and(|u| {
+                    u.path() == "/" && u.query().is_none() && u.username().is_empty()
+                })
+            })
+            .ok_or_else(|| {
+                format!(
+                    "{at}.origin: must be an origin such as https://api.example.com (scheme, host, optional port; no path), not `{}`",
+                    rule.origin
+                )
+            })?;
+        let methods = match rule.methods {
+            None => None,
+            Some(methods) => {
+                let mut upper = Vec::new();
+                for method in methods {
+                    let m = method.to_ascii_uppercase();
+                    if !METHODS.contains(&m.as_str()) {
+                        return Err(format!(
+                            "{at}.methods: `{method}` is not an HTTP method ({})",
+                            METHODS.join(", ")
+                        ));
+                    }
+                    upper.push(m);
+                }
+                Some(upper)
+            }
+        };
+        allow.push(AllowRule {
+            origin,
+            methods,
+            tasks: rule.tasks,
+        });
+    }
+    let mut nets = Vec::new();
+    for (i, text) in entry.allow_addresses.iter().enumerate() {
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                format!(
+                    "policy.allow_addresses[{i}]: `{text}` is not an IP address or CIDR range such as 10.0.0.0/8"
+                )
+            })?;
+        nets.push(net);
+    }
+    Ok(PolicyConfig {
+        allow,
+        addresses: AddressRules::allowing(nets),
+    })
 }
 
 #[derive(Deserialize)]
@@ -190,10 +337,13 @@ fn source(env: Option<String>, file: Option<String>, what: &str) -> Result<Secre
     }
 }
 
-/// The connections a run may use.
+/// The harness configuration (`harness.toml`): the connections a run may use, the
+/// outgoing policy (`[policy]`) and the per-run limits (`[limits]`).
 #[derive(Debug, Clone, Default)]
 pub struct Connections {
     by_name: BTreeMap<String, Connection>,
+    policy: PolicyConfig,
+    limits: LimitsEntry,
 }
 
 impl Connections {
@@ -210,6 +360,9 @@ impl Connections {
     /// Parse the TOML text of a config file.
     pub fn parse(text: &str) -> Result<Connections, String> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let policy = policy_config(file.policy)?;
+        file.limits.apply(Limits::default())?;
+        let limits = file.limits;
         let mut by_name = BTreeMap::new();
         for (name, entry) in file.connections {
             let at = |e: String| format!("connections.{name}.auth: {e}");
@@ -268,7 +421,22 @@ impl Connections {
                 },
             );
         }
-        Ok(Connections { by_name })
+        Ok(Connections {
+            by_name,
+            policy,
+            limits,
+        })
+    }
+
+    /// The `[policy]`: origins granted beyond connections, and non-public addresses
+    /// tasks may reach.
+    pub fn policy(&self) -> &PolicyConfig {
+        &self.policy
+    }
+
+    /// The `[limits]` overrides.
+    pub fn limits(&self) -> &LimitsEntry {
+        &self.limits
     }
 
     /// The embedded mock's connections (`billingplatform`, `zuora`, `elevate`,
@@ -321,7 +489,16 @@ impl Connections {
                 )
             })
             .collect();
-        Connections { by_name }
+        // The embedded mock listens on loopback: allowed explicitly, by its host.
+        let policy = PolicyConfig {
+            allow: Vec::new(),
+            addresses: AddressRules::default().trust_host(&mock_host(mock)),
+        };
+        Connections {
+            by_name,
+            policy,
+            limits: LimitsEntry::default(),
+        }
     }
 
     /// One connection.
@@ -551,4 +728,10 @@ impl Credentials {
         }
         serde_json::from_slice(&bytes).map_err(|_| format!("{url} answered {status} without JSON"))
     }
+}
+
+fn mock_host(mock: &crate::mock::MockServer) -> String {
+    Origin::of_url(&mock.uri())
+        .map(|o| o.host)
+        .unwrap_or_else(|| "127.0.0.1".into())
 }

@@ -2,19 +2,22 @@
 //! origin (hyper-util's pool), TLS by rustls with the webpki roots, and wasi:http's
 //! per-request timeouts (connect, first byte, between bytes) honoured.
 
+use crate::policy::AddressRules;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
 
 /// Idle keep-alive connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,11 +26,12 @@ const MAX_CLIENTS: usize = 16;
 /// wasi:http's default when a guest names no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// A pooled HTTP/1.1 client. One client per connect timeout (a connector's timeout is
-/// fixed), each pooling connections per origin.
+/// A pooled HTTP/1.1 client. One client per connect timeout and address rules (both are
+/// fixed in a connector), each pooling connections per origin; so a connection made under
+/// looser address rules is never reused under stricter ones.
 #[derive(Default)]
 pub struct HttpPool {
-    clients: Mutex<HashMap<Duration, Client<Connector, WasiBody>>>,
+    clients: Mutex<HashMap<(Duration, AddressRules), Client<Connector, WasiBody>>>,
 }
 
 impl std::fmt::Debug for HttpPool {
@@ -37,17 +41,24 @@ impl std::fmt::Debug for HttpPool {
 }
 
 impl HttpPool {
-    fn client(&self, connect_timeout: Duration) -> Client<Connector, WasiBody> {
+    fn client(
+        &self,
+        connect_timeout: Duration,
+        addresses: &AddressRules,
+    ) -> Client<Connector, WasiBody> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (connect_timeout, addresses.clone());
         // Connect timeouts come from task inputs: keep a bounded number of pools (a
         // dropped client's in-flight requests finish on their own clones).
-        if clients.len() >= MAX_CLIENTS && !clients.contains_key(&connect_timeout) {
+        if clients.len() >= MAX_CLIENTS && !clients.contains_key(&key) {
             clients.clear();
         }
         clients
-            .entry(connect_timeout)
+            .entry(key)
             .or_insert_with(|| {
-                let mut http = HttpConnector::new();
+                let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+                    rules: Arc::new(addresses.clone()),
+                });
                 http.enforce_http(false);
                 http.set_connect_timeout(Some(connect_timeout));
                 http.set_nodelay(true);
@@ -70,8 +81,21 @@ impl HttpPool {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, Error> {
-        self.send_limited(request, options, WireLimits::default(), &Notes::default())
-            .await
+        // The host's own calls go only to configured connections, and the operator's
+        // config named those hosts.
+        let trusted = request
+            .uri()
+            .host()
+            .map(|host| AddressRules::default().trust_host(host))
+            .unwrap_or_default();
+        self.send_limited(
+            request,
+            options,
+            WireLimits::default(),
+            &trusted,
+            &Notes::default(),
+        )
+        .await
     }
 
     /// Send one request through the pool; the response body enforces the
@@ -82,8 +106,21 @@ impl HttpPool {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         limits: WireLimits,
+        addresses: &AddressRules,
         notes: &Notes,
     ) -> Result<http::Response<WasiBody>, Error> {
+        // An IP literal is connected to without a lookup: check it here (names are
+        // checked by the resolver, on the addresses actually connected to).
+        if let Some(host) = request.uri().host() {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(address) = bare.parse::<std::net::IpAddr>()
+                && let Some(refusal) = addresses.refusal(host, address)
+            {
+                notes.deny(denial(request.uri(), &refusal));
+                return Err(Error::HttpRequestDenied);
+            }
+        }
+        let uri = request.uri().clone();
         let connect = options
             .and_then(|o| o.connect_timeout)
             .unwrap_or(DEFAULT_TIMEOUT);
@@ -93,7 +130,7 @@ impl HttpPool {
         let between = options
             .and_then(|o| o.between_bytes_timeout)
             .unwrap_or(DEFAULT_TIMEOUT);
-        let client = self.client(connect);
+        let client = self.client(connect, addresses);
         // The first-byte wait also covers setting up a connection when the pool has no
         // idle one (hyper-util does not say when the connection is ready).
         let response = match tokio::time::timeout(first_byte, client.request(request)).await {
@@ -105,6 +142,10 @@ impl HttpPool {
                 return Err(Error::ConnectionReadTimeout);
             }
             Ok(Err(e)) => {
+                if let Some(refusal) = address_refusal(&e) {
+                    notes.deny(denial(&uri, &refusal));
+                    return Err(Error::HttpRequestDenied);
+                }
                 let error = classify(&e);
                 if matches!(error, Error::ConnectionTimeout) {
                     notes.add(format!(
@@ -176,20 +217,123 @@ impl Default for WireLimits {
     }
 }
 
-/// Sentences about what ended an exchange (a timeout or limit, with its value), collected
-/// for the run's error message.
+/// Sentences about what ended an exchange (a timeout or limit, with its value), and the
+/// address policy's refusals, collected for the run's error message.
 #[derive(Debug, Clone, Default)]
-pub struct Notes(std::sync::Arc<Mutex<Vec<String>>>);
+pub struct Notes(std::sync::Arc<Mutex<(Vec<String>, Vec<String>)>>);
 
 impl Notes {
     /// Add one sentence.
     pub fn add(&self, note: String) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(note);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .push(note);
     }
 
-    /// Everything noted so far.
+    /// Everything noted so far (refusals apart).
     pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
+    /// Record a refusal by the address policy.
+    pub fn deny(&self, refusal: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .push(refusal);
+    }
+
+    /// Take the refusals recorded so far.
+    pub fn take_denials(&self) -> Vec<String> {
+        std::mem::take(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()).1)
+    }
+}
+
+fn denial(uri: &http::Uri, refusal: &str) -> String {
+    let origin = crate::policy::Origin::of_uri(uri)
+        .map(|o| o.to_string())
+        .unwrap_or_else(|| uri.to_string());
+    format!("the sandbox denied a request to {origin}: {refusal}")
+}
+
+/// The address-policy refusal inside a connect error, if that is what failed it.
+fn address_refusal(error: &hyper_util::client::legacy::Error) -> Option<String> {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(inner) = source {
+        if let Some(refused) = inner.downcast_ref::<AddressRefused>() {
+            return Some(refused.0.clone());
+        }
+        // An io::Error's source skips the error it wraps: look inside.
+        if let Some(refused) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref()?.downcast_ref::<AddressRefused>())
+        {
+            return Some(refused.0.clone());
+        }
+        source = inner.source();
+    }
+    None
+}
+
+/// A lookup whose every address the run's rules refuse.
+#[derive(Debug)]
+struct AddressRefused(String);
+
+impl std::fmt::Display for AddressRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AddressRefused {}
+
+/// DNS resolution that drops the addresses the run's [`AddressRules`] refuse, so the
+/// connection goes only to checked addresses (no window for a second, different lookup
+/// answer). A name with no address left fails with [`AddressRefused`].
+#[derive(Clone)]
+struct GuardedResolver {
+    rules: Arc<AddressRules>,
+}
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, std::io::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let rules = self.rules.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refusal = None;
+            let allowed: Vec<std::net::SocketAddr> = found
+                .into_iter()
+                .filter(|address| match rules.refusal(&host, address.ip()) {
+                    None => true,
+                    Some(why) => {
+                        refusal.get_or_insert(why);
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), refusal) {
+                (true, Some(why)) => Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    AddressRefused(why),
+                )),
+                _ => Ok(allowed.into_iter()),
+            }
+        })
     }
 }
 

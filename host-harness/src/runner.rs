@@ -224,7 +224,14 @@ pub fn prepare_connected(
     credentials: Option<&std::sync::Arc<crate::connections::Credentials>>,
 ) -> Result<PreparedInput, Box<TaskOutcome>> {
     let Some(connection) = input.as_object_mut().and_then(|o| o.remove("connection")) else {
-        return Ok(prepare(task, input, base_url));
+        let mut prepared = prepare(task, input, base_url);
+        if let Some(credentials) = credentials {
+            prepared.policy = credentials
+                .connections()
+                .policy()
+                .apply(task, prepared.policy);
+        }
+        return Ok(prepared);
     };
     let invalid = |message: String| {
         Box::new(TaskOutcome {
@@ -267,10 +274,12 @@ pub fn prepare_connected(
         )));
     };
     let prepared = prepare(task, input, Some(&found.base_url));
-    // A task on a connection reaches that connection's origin and nothing else.
+    // A task on a connection reaches that connection's origin, and what the config's
+    // `[policy]` grants it, nothing else.
+    let policy = SendPolicy::deny_all().with_connection(origin, name, credentials.clone());
     Ok(PreparedInput {
         input: prepared.input,
-        policy: SendPolicy::deny_all().with_connection(origin, name, credentials.clone()),
+        policy: credentials.connections().policy().apply(task, policy),
     })
 }
 
@@ -281,13 +290,14 @@ pub async fn run_task(
     input: &str,
     policy: SendPolicy,
 ) -> Result<TaskOutcome, SandboxError> {
-    if sandbox.info(task).is_none() {
+    let Some(info) = sandbox.info(task) else {
         return Err(SandboxError::UnknownTask(task.to_string()));
-    }
+    };
     let idempotent = is_idempotent(sandbox, task, input);
-    let granted: Vec<String> = policy.origins().iter().map(ToString::to_string).collect();
+    // An endpoint task sends its one documented method, and nothing else.
+    let policy = policy.only_method(&info.method);
     let run = sandbox.run(task, input, policy).await?;
-    Ok(classify(task, idempotent, &granted, run))
+    Ok(classify(task, idempotent, run))
 }
 
 /// Whether sending this input to `task` twice has the effect of sending it once: the
@@ -310,7 +320,7 @@ fn http_method_is_idempotent(input: &str) -> bool {
     ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(&method.to_ascii_uppercase().as_str())
 }
 
-fn classify(task: &str, idempotent: bool, granted: &[String], run: TaskRun) -> TaskOutcome {
+fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {
     let guest_log = format!(
         "{}{}",
         String::from_utf8_lossy(&run.stdout),
@@ -328,7 +338,7 @@ fn classify(task: &str, idempotent: bool, granted: &[String], run: TaskRun) -> T
             let (output, mut failure) = describe_error(error, outcome_known);
             if !run.denied.is_empty() {
                 failure.kind = ErrorKind::Denied;
-                failure.message = denied_message(&run.denied, granted);
+                failure.message = run.denied.join("; ");
             }
             (output, Some(failure))
         }
@@ -356,18 +366,6 @@ fn classify(task: &str, idempotent: bool, granted: &[String], run: TaskRun) -> T
         reached_server: run.reached_server,
         idempotent,
     }
-}
-
-fn denied_message(denied: &[String], granted: &[String]) -> String {
-    let allowed = if granted.is_empty() {
-        "no origin".to_string()
-    } else {
-        granted.join(", ")
-    };
-    format!(
-        "the sandbox denied a request to {}: this run may reach only {allowed}. Use that origin as the task's baseUrl/uri, or grant the origin",
-        denied.join(", ")
-    )
 }
 
 fn describe_error(error: TaskError, outcome_known: bool) -> (Value, TaskFailure) {

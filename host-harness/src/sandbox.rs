@@ -3,7 +3,7 @@
 //! arguments or stdin, captured stdout/stderr, a memory cap, a wall-clock deadline, and
 //! outgoing HTTP limited to the origins the run was granted.
 
-use crate::policy::{Origin, SendPolicy};
+use crate::policy::{AddressRules, Origin, SendPolicy};
 use crate::pool::{HttpPool, Notes, WireLimits};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,8 @@ pub enum RunResult {
 pub struct TaskRun {
     /// What the component did.
     pub result: RunResult,
-    /// Origins the component tried to reach and was refused.
+    /// The sandbox's refusals of the component's requests, one sentence each (origin
+    /// not granted, method not allowed, address not allowed).
     pub denied: Vec<String>,
     /// What the component wrote to stdout.
     pub stdout: Vec<u8>,
@@ -775,21 +776,37 @@ impl WasiHttpHooks for PolicyHooks {
         _response_errors: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let origin = Origin::of_uri(request.uri());
-        if !origin.as_ref().is_some_and(|o| self.policy.allows(o)) {
-            let shown = origin
-                .map(|o| o.to_string())
-                .unwrap_or_else(|| request.uri().to_string());
+        let refusal = match &origin {
+            Some(origin) => self.policy.refusal(origin, request.method().as_str()),
+            None => Some(format!(
+                "the sandbox denied a request to {}: not an absolute http(s) URL",
+                request.uri()
+            )),
+        };
+        if let Some(refusal) = refusal {
             if let Ok(mut denied) = self.denied.lock() {
-                denied.push(shown);
+                denied.push(refusal);
             }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let (http, reached, in_flight, notes, wire) = (
+        // The destination is the URI's authority, and so is the Host header: wasi:http
+        // forbids guests to set one, and this holds even if a runtime let one through.
+        let mut request = request;
+        if let Some(authority) = request
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            request.headers_mut().insert(http::header::HOST, authority);
+        }
+        let addresses = self.policy.addresses().clone();
+        let (http, reached, in_flight, notes, wire, denied) = (
             self.http.clone(),
             self.reached.clone(),
             self.in_flight.clone(),
             self.notes.clone(),
             self.wire,
+            self.denied.clone(),
         );
         let connection = origin
             .as_ref()
@@ -798,23 +815,32 @@ impl WasiHttpHooks for PolicyHooks {
         Box::new(async move {
             in_flight.fetch_add(1, Ordering::SeqCst);
             let result = match connection {
-                None => http.send_limited(request, options, wire, &notes).await,
+                None => {
+                    http.send_limited(request, options, wire, &addresses, &notes)
+                        .await
+                }
                 Some((name, credentials)) => {
                     let to = Destination {
                         http: &http,
                         wire,
+                        addresses: &addresses,
                         notes: &notes,
                     };
                     send_authenticated(to, request, options, &name, &credentials).await
                 }
             };
-            // Refused or timed-out connections, and failed logins (InternalError), sent nothing.
+            // Refused or timed-out connections, addresses refused by the policy, and
+            // failed logins (InternalError) sent nothing.
             let not_sent = matches!(
                 result,
                 Err(wasmtime_wasi_http::Error::ConnectionRefused
                     | wasmtime_wasi_http::Error::ConnectionTimeout
+                    | wasmtime_wasi_http::Error::HttpRequestDenied
                     | wasmtime_wasi_http::Error::InternalError(_))
             );
+            if let Ok(mut denied) = denied.lock() {
+                denied.extend(notes.take_denials());
+            }
             if !not_sent {
                 reached.store(true, Ordering::SeqCst);
             }
@@ -874,7 +900,7 @@ async fn send_authenticated(
         .map_err(login_failed)?;
     let response = to
         .http
-        .send_limited(build(headers)?, options, to.wire, to.notes)
+        .send_limited(build(headers)?, options, to.wire, to.addresses, to.notes)
         .await?;
     if response.status() != http::StatusCode::UNAUTHORIZED || !credentials.refreshable(connection) {
         return Ok(response);
@@ -885,7 +911,7 @@ async fn send_authenticated(
         .await
         .map_err(login_failed)?;
     to.http
-        .send_limited(build(headers)?, options, to.wire, to.notes)
+        .send_limited(build(headers)?, options, to.wire, to.addresses, to.notes)
         .await
 }
 
@@ -894,6 +920,7 @@ async fn send_authenticated(
 struct Destination<'a> {
     http: &'a HttpPool,
     wire: WireLimits,
+    addresses: &'a AddressRules,
     notes: &'a Notes,
 }
 

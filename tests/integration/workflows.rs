@@ -390,9 +390,18 @@ async fn a_post_that_could_not_connect_is_retried() {
     let closed = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
+    // Inside a workflow only the config grants an origin the input names.
+    let config = host_harness::connections::Connections::parse(&format!(
+        "[policy]\nallow_addresses = [\"127.0.0.0/8\"]\n[[policy.allow]]\norigin = \"http://127.0.0.2:{port}\"\nmethods = [\"POST\"]\ntasks = [\"rebilly-create-usage\"]\n"
+    ))
+    .unwrap();
+    let h = Harness {
+        runner: h.runner.clone().with_policy(config.policy().clone()),
+        ..h
+    };
     let mut task = rebilly_task("r");
     task["inputParameters"]["baseUrl"] =
-        json!(format!("http://127.0.0.1:{port}/rebilly/organizations/o"));
+        json!(format!("http://127.0.0.2:{port}/rebilly/organizations/o"));
     let def = definition(
         json!([task]),
         json!([{ "name": "rebilly-create-usage", "retryCount": 2, "retryDelaySeconds": 1 }]),
@@ -657,6 +666,13 @@ async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
         .to_string(),
     )
     .unwrap();
+    let config = dir.join("harness.toml");
+    std::fs::write(
+        &config,
+        format!("[policy]\nallow_addresses = [\"127.0.0.2\"]\n[[policy.allow]]\norigin = \"http://127.0.0.2:{port}\"\n"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
     let task_definitions = dir.join("taskdefs.json");
     std::fs::write(
         &task_definitions,
@@ -664,7 +680,8 @@ async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
     )
     .unwrap();
 
-    let (code, out, _) = harness_cli(&["run", definition.to_str().unwrap()]).await;
+    let (code, out, _) =
+        harness_cli(&["run", definition.to_str().unwrap(), "--config", config]).await;
     let result: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (
@@ -680,6 +697,8 @@ async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
         definition.to_str().unwrap(),
         "--task-definitions",
         file,
+        "--config",
+        config,
     ])
     .await;
     let result: Value = serde_json::from_str(&out).unwrap();

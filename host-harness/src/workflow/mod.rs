@@ -201,6 +201,7 @@ pub struct WorkflowRunner {
     base_url_for: BaseUrlFor,
     progress: Progress,
     credentials: Option<Arc<crate::connections::Credentials>>,
+    policy: crate::policy::PolicyConfig,
 }
 
 struct Run {
@@ -229,7 +230,17 @@ impl WorkflowRunner {
             base_url_for,
             progress,
             credentials: None,
+            policy: crate::policy::PolicyConfig::default(),
         }
+    }
+
+    /// Grant tasks what `policy` grants (`[policy]` of `harness.toml`). Inside a
+    /// workflow only connections, this policy and the default server (`base_url_for`)
+    /// grant origins, never a task's input: a `baseUrl` or `uri` computed from workflow
+    /// data cannot steer a task to a server of its choosing.
+    pub fn with_policy(mut self, policy: crate::policy::PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Resolve the `"connection"` of task inputs with these credentials.
@@ -456,10 +467,11 @@ impl Run {
                 }
             };
         let has_server = runner::names_server(&component, &input);
+        let default_server = (self.runner.base_url_for)(&component);
         let base = if has_server {
             None
         } else {
-            (self.runner.base_url_for)(&component)
+            default_server.clone()
         };
         let prepared = match runner::prepare_connected(
             &component,
@@ -473,6 +485,24 @@ impl Run {
                 let message = format!("task {reference} failed: {message}");
                 return Step::terminal(task, &component, input, message);
             }
+        };
+        // The grant: the connection's origin (prepare_connected), the default server,
+        // and the policy; not the origin the input itself names.
+        let mut policy = if input.get("connection").is_some() {
+            prepared.policy.clone()
+        } else {
+            crate::policy::SendPolicy::deny_all()
+        };
+        if let Some(origin) = default_server
+            .as_deref()
+            .and_then(crate::policy::Origin::of_url)
+        {
+            policy = policy.allow_trusted(origin);
+        }
+        let policy = self.runner.policy.apply(&component, policy);
+        let prepared = runner::PreparedInput {
+            input: prepared.input,
+            policy,
         };
         let def = self.task_defs.get(&component).cloned().unwrap_or_default();
         let clock = &self.runner.clock;
