@@ -210,3 +210,52 @@ async fn describe_prints_schema_and_example() {
         "sub_01HXYZ"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_out_of_range_on_the_command_line_is_a_usage_error() {
+    let ran = harness(&[
+        "--memory-mib",
+        "0",
+        "task",
+        "zuora-update-usage",
+        "--input",
+        &example("zuora-update-usage"),
+    ])
+    .await;
+    assert_eq!(ran.code, EXIT_USAGE);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(
+        ran.stderr,
+        "harness: --memory-mib: must be between 1 and 4096, not 0\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_limit_on_the_command_line_applies_to_the_run() {
+    let mock = host_harness::mock::MockServer::start().await;
+    mock.inject(host_harness::mock::Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        delay_ms: 5_000,
+        ..Default::default()
+    });
+    let base = mock.base_url(host_harness::mock::Vendor::Zuora);
+    let ran = harness(&[
+        "--timeout-ms",
+        "300",
+        "task",
+        "zuora-update-usage",
+        "--input",
+        &example("zuora-update-usage"),
+        "--base-url",
+        &base,
+    ])
+    .await;
+    let printed: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(ran.code, EXIT_FAILED, "{printed}");
+    assert_eq!(printed["error"]["kind"], "transport");
+    assert_eq!(
+        printed["error"]["message"],
+        "the run exceeded its time limit of 300 ms while waiting for the server."
+    );
+}

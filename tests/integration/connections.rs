@@ -311,3 +311,58 @@ async fn a_component_looking_for_its_credentials_finds_none() {
     // What the component printed is captured, not lost or mixed into the output.
     assert_eq!(outcome.guest_log, "snoop looked around\n");
 }
+
+#[test]
+fn policy_and_limits_in_the_config_are_checked_naming_the_key_and_the_rule() {
+    for (config, expected) in [
+        (
+            "[[policy.allow]]\norigin = \"https://api.example.com/v1\"\n",
+            "policy.allow[0].origin: must be an origin such as https://api.example.com (scheme, host, optional port; no path), not `https://api.example.com/v1`",
+        ),
+        (
+            "[[policy.allow]]\norigin = \"https://api.example.com\"\nmethods = [\"FETCH\"]\n",
+            "policy.allow[0].methods: `FETCH` is not an HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT)",
+        ),
+        (
+            "[policy]\nallow_addresses = [\"10.0.0.0/33\"]\n",
+            "policy.allow_addresses[0]: `10.0.0.0/33` is not an IP address or CIDR range such as 10.0.0.0/8",
+        ),
+        (
+            "[limits]\nmemory_mib = 0\n",
+            "limits.memory_mib: must be between 1 and 4096, not 0",
+        ),
+        (
+            "[limits]\ntimeout_ms = 100000000\n",
+            "limits.timeout_ms: must be between 1 and 86400000, not 100000000",
+        ),
+    ] {
+        assert_eq!(
+            Connections::parse(config).unwrap_err(),
+            expected,
+            "{config}"
+        );
+    }
+    let unknown = Connections::parse("[limits]\nmemory = 1\n").unwrap_err();
+    assert!(unknown.contains("unknown field `memory`"), "{unknown}");
+}
+
+#[test]
+fn limits_in_the_config_override_the_defaults() {
+    use host_harness::sandbox::Limits;
+    let config = Connections::parse(
+        "[limits]\ntimeout_ms = 5000\nmemory_mib = 32\nfuel = 1000000\nresponse_body_bytes = 4096\nlog_bytes = 0\n",
+    )
+    .unwrap();
+    let limits = config.limits().apply(Limits::default()).unwrap();
+    assert_eq!(
+        limits,
+        Limits {
+            timeout: std::time::Duration::from_millis(5000),
+            memory_bytes: 32 << 20,
+            fuel: Some(1_000_000),
+            response_body_bytes: 4096,
+            log_bytes: 0,
+            ..Limits::default()
+        }
+    );
+}
