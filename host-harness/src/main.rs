@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    quiet_library_backtraces();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -17,4 +18,17 @@ fn main() -> ExitCode {
         &mut std::io::stderr(),
     ));
     ExitCode::from(code)
+}
+
+/// wasmtime builds an error value each time a store is dropped; with `RUST_BACKTRACE`
+/// set, every such value captures a stack backtrace, a cost paid on every task run.
+/// Library backtraces stay off unless `RUST_LIB_BACKTRACE` asks for them; panics still
+/// print theirs under `RUST_BACKTRACE`.
+#[allow(unsafe_code)]
+fn quiet_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists, so no
+        // thread can read the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
 }
