@@ -405,7 +405,7 @@ async fn rss_in_flight(
 }
 
 /// This process's resident set size in MB (Linux `/proc/self/status` `VmRSS`).
-fn resident_mb() -> f64 {
+pub(crate) fn resident_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

@@ -91,6 +91,26 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Drive many workflows against the in-process mock with injected faults, then
+    /// account for every task in the mock's records (exit 1 if any is missing or
+    /// duplicated).
+    Soak {
+        /// How many tasks (one workflow each, dealt to the four vendor tasks in turn).
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        /// The fraction of task requests that get an injected fault (0 to 1).
+        #[arg(long, default_value_t = 0.05)]
+        fault_rate: f64,
+        /// The most workflows in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Seed of the mock's random fault sequence.
+        #[arg(long, default_value_t = crate::soak::DEFAULT_SEED)]
+        seed: u64,
+    },
     /// Serve the vendor mock until interrupted.
     Mock {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -395,6 +415,30 @@ async fn execute(
                     .map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
             }
             Ok(EXIT_OK)
+        }
+        Command::Soak {
+            tasks,
+            fault_rate,
+            concurrency,
+            json,
+            seed,
+        } => {
+            if config.is_some() {
+                return Err(usage("soak runs on the embedded mock only; drop --config"));
+            }
+            let soak = crate::soak::SoakOptions {
+                tasks,
+                fault_rate,
+                concurrency,
+                seed,
+            };
+            soak.check().map_err(usage)?;
+            let report = crate::soak::run(soak, options, out).await?;
+            if let Some(file) = json {
+                std::fs::write(&file, serde_json::to_string_pretty(&report.to_json())?)
+                    .map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
+            }
+            Ok(if report.clean() { EXIT_OK } else { EXIT_FAILED })
         }
         Command::Mock { port } => {
             let mock = MockServer::start_on(port)

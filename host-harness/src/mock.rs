@@ -375,6 +375,12 @@ impl MockServer {
         self.shared.lock().set_fault_seed(seed);
     }
 
+    /// How many faults requests have been given since the start or the last
+    /// [`MockServer::reset`] (queued ones and `probability` ones drawn).
+    pub fn faults_injected(&self) -> u64 {
+        self.shared.lock().faults.taken()
+    }
+
     /// Waits until no vendor request is being handled, e.g. until a request delayed by a
     /// fault, whose client has given up, has been applied.
     pub async fn wait_until_idle(&self) {

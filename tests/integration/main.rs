@@ -15,5 +15,6 @@ mod policy;
 mod properties;
 mod rate_limits;
 mod rebilly;
+mod soak;
 mod workflows;
 mod zuora;

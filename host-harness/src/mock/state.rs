@@ -67,6 +67,8 @@ pub(super) struct FaultQueue {
     pending: VecDeque<(Fault, Option<u32>)>,
     /// Decides whether a `probability` fault is drawn.
     dice: FaultDice,
+    /// Faults given to requests so far (every kind, drawn or not by probability).
+    taken: u64,
 }
 
 impl FaultQueue {
@@ -80,6 +82,11 @@ impl FaultQueue {
         self.pending.push_back((fault, times));
     }
 
+    /// Faults given to requests so far.
+    pub(super) fn taken(&self) -> u64 {
+        self.taken
+    }
+
     /// Drops every queued fault (the random sequence goes on).
     pub(super) fn clear(&mut self) {
         self.pending.clear();
@@ -90,7 +97,11 @@ impl FaultQueue {
     /// successful draw (a failed draw moves on to the next matching fault). A used-up
     /// fault leaves the queue.
     pub(super) fn take_matching(&mut self, method: &str, path: &str) -> Option<Fault> {
-        let FaultQueue { pending, dice } = self;
+        let FaultQueue {
+            pending,
+            dice,
+            taken,
+        } = self;
         let index = pending.iter().position(|(fault, _)| {
             let matches = fault
                 .method
@@ -103,14 +114,15 @@ impl FaultQueue {
                     .is_none_or(|probability| dice.draw(probability))
         })?;
         let (fault, remaining) = pending.get_mut(index)?;
-        let taken = fault.clone();
+        let given = fault.clone();
         if let Some(remaining) = remaining {
             *remaining -= 1;
             if *remaining == 0 {
                 pending.remove(index);
             }
         }
-        Some(taken)
+        *taken += 1;
+        Some(given)
     }
 }
 
@@ -258,6 +270,7 @@ mod tests {
         faults.push(chance(0.5, 3));
         let hits = drawn(&mut faults, 100);
         assert_eq!(hits.len(), 3, "times counts faults drawn: {hits:?}");
+        assert_eq!(faults.taken(), 3);
         assert!(faults.pending.is_empty());
         // Certain and impossible draws.
         faults.push(chance(1.0, 0));
