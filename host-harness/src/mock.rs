@@ -362,6 +362,20 @@ impl MockServer {
         self.shared.lock().record(vendor, id)
     }
 
+    /// Stores `record` as record `id` of `vendor`, like `PUT /__admin/records/{vendor}/{id}`:
+    /// a BillingPlatform usage identifier or a Zuora usage record (a JSON object, its
+    /// `Id` set to `id`), or an Elevate usage product inventory (a valid inventory, its
+    /// `id` set to `id`), replacing any record of that id until the next
+    /// [`MockServer::reset`]. Rebilly usages are only created by `POST /usages`: `Err`.
+    pub fn put_record(
+        &self,
+        vendor: Vendor,
+        id: &str,
+        record: serde_json::Value,
+    ) -> Result<(), String> {
+        self.shared.lock().put_record(vendor, id, record)
+    }
+
     /// Restores the seeded records and counters, clears the journal and the faults, and
     /// restarts the random sequence of `probability` faults from its seed.
     pub fn reset(&self) {
@@ -862,6 +876,86 @@ mod tests {
             server.base_url(Vendor::Elevate),
             format!("{}/elevate/v1", server.uri())
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn records_can_be_stored_then_used_until_a_reset() -> TestResult {
+        let server = MockServer::start().await;
+        // Through the admin route: an Elevate inventory copied from inventory 1.
+        let mut inventory = server.record(Vendor::Elevate, "1").unwrap_or_default();
+        inventory["id"] = json!(999);
+        let stored = send(
+            &server,
+            "PUT",
+            "/__admin/records/elevate/1000",
+            &[],
+            inventory.to_string().as_bytes(),
+        )
+        .await?;
+        assert_eq!(stored.status, StatusCode::NO_CONTENT);
+        let patched = send(
+            &server,
+            "PATCH",
+            "/elevate/v1/usage-product-inventories/1000",
+            &[
+                ("authorization", "Bearer mock-elevate-token"),
+                ("content-type", "application/json-patch+json"),
+            ],
+            br#"[{"op":"replace","path":"/defaultUsageCap","value":1}]"#,
+        )
+        .await?;
+        assert_eq!(patched.status, StatusCode::OK);
+        assert_eq!(patched.json()["id"], json!(1000));
+        assert_eq!(
+            server.record(Vendor::Elevate, "1").unwrap_or_default()["defaultUsageCap"].to_string(),
+            "5000",
+            "the original is untouched"
+        );
+        // Through the API: a BillingPlatform usage identifier, then updated.
+        server.put_record(
+            Vendor::BillingPlatform,
+            "2001",
+            json!({ "UsageIdentifier": "SEEDED" }),
+        )?;
+        let update = send(
+            &server,
+            "PUT",
+            "/billingplatform/acme/rest/2.0/USAGE_IDENTIFIER",
+            &[("sessionid", "mock-bp-session")],
+            br#"{"brmObjects":{"Id":"2001","UsageIdentifier":"RENAMED"}}"#,
+        )
+        .await?;
+        assert_eq!(update.status, StatusCode::OK);
+        assert_eq!(
+            server
+                .record(Vendor::BillingPlatform, "2001")
+                .unwrap_or_default()["UsageIdentifier"],
+            json!("RENAMED")
+        );
+        server.put_record(Vendor::Zuora, "z1", json!({ "Quantity": 1 }))?;
+        assert_eq!(
+            server.record(Vendor::Zuora, "z1"),
+            Some(json!({ "Quantity": 1, "Id": "z1" }))
+        );
+        // What cannot be stored.
+        assert!(
+            server
+                .put_record(Vendor::Rebilly, "usage_9", json!({}))
+                .is_err()
+        );
+        assert!(server.put_record(Vendor::Zuora, "z2", json!([])).is_err());
+        assert_eq!(
+            server.put_record(Vendor::Elevate, "5", json!({ "startDate": "x" })),
+            Err("the inventory's startDate is not valid".to_owned())
+        );
+        let bad = send(&server, "PUT", "/__admin/records/elevate/0", &[], b"{}").await?;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let unknown = send(&server, "PUT", "/__admin/records/acme/1", &[], b"{}").await?;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        server.reset();
+        assert_eq!(server.record(Vendor::Elevate, "1000"), None);
+        assert_eq!(server.record(Vendor::BillingPlatform, "2001"), None);
         Ok(())
     }
 

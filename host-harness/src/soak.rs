@@ -7,11 +7,15 @@
 //! | vendor | task | effect, keyed by task `i` |
 //! |---|---|---|
 //! | Rebilly | `rebilly-create-usage` (POST, not idempotent) | a usage whose `usageTime` is 2026-01-01T00:00:00Z plus `i` seconds |
-//! | Elevate | `elevate-patch-usage-product-inventory` (PATCH, not idempotent) | a JSON Patch `add` to `/productReferences/-` of inventory 1 of `{"productReference": "soak-<i>"}` |
-//! | Zuora | `zuora-update-usage` (PUT) | a custom field `Soak<i>__c` = `soak-<i>` on the pending usage record |
-//! | BillingPlatform | `billingplatform-update-usage-identifier` (PUT) | a field `Soak<i>` = `soak-<i>` on usage identifier 1001 |
+//! | Elevate | `elevate-patch-usage-product-inventory` (PATCH, not idempotent) | a JSON Patch `add` of `{"productReference": "soak-<i>"}` to `/productReferences/-` of inventory 100000 + `i` |
+//! | Zuora | `zuora-update-usage` (PUT) | a custom field `Soak<i>__c` = `soak-<i>` on the seeded pending usage record (all Zuora tasks update that one record) |
+//! | BillingPlatform | `billingplatform-update-usage-identifier` (PUT) | usage identifier `soak-<i>` renamed `soak-<i>-identifier` |
 //!
-//! Task `i` goes to the vendor `i % 4` in that order. Afterwards every task is one of:
+//! Task `i` goes to the vendor `i % 4` in that order. The Elevate inventories and
+//! BillingPlatform usage identifiers are stored in the mock before the run (copies of
+//! the seeded inventory 1 and identifier 1001), one per task, so that every task's
+//! request and answer stay the same size however long the run (the mock answers a PATCH
+//! or a PUT with the whole record). Afterwards every task is one of:
 //! completed with its effect stored once; failed (counted by the kind of its last
 //! attempt) with no effect; or failed with its effect stored once (`failed_applied`:
 //! the request was applied but its answer was lost, so the task reports an unknown
@@ -120,10 +124,12 @@ const JOURNAL_CLEAR_EVERY: usize = 500;
 const USAGE_TIME_BASE: i64 = 1_767_225_600;
 /// The Zuora usage record the Zuora tasks tag.
 const ZUORA_USAGE_ID: &str = "8ad08ae29085a77b0190908bfdd67abb";
-/// The BillingPlatform usage identifier the BillingPlatform tasks tag.
-const BILLINGPLATFORM_ID: &str = "1001";
-/// The Elevate inventory the Elevate tasks add product references to.
-const ELEVATE_INVENTORY_ID: &str = "1";
+/// The seeded BillingPlatform usage identifier copied for each BillingPlatform task.
+const BILLINGPLATFORM_TEMPLATE_ID: &str = "1001";
+/// The seeded Elevate inventory copied for each Elevate task.
+const ELEVATE_TEMPLATE_ID: &str = "1";
+/// Task `i`'s Elevate inventory is this plus `i`.
+const ELEVATE_FIRST_ID: usize = 100_000;
 /// At most this many problems are listed in the report.
 const PROBLEMS_LISTED: usize = 20;
 
@@ -183,6 +189,11 @@ fn task_of_key(text: &str) -> Option<usize> {
         .then(|| digits.parse().ok())?
 }
 
+/// Task `i`'s Elevate inventory id.
+fn inventory_id(i: usize) -> usize {
+    ELEVATE_FIRST_ID.saturating_add(i)
+}
+
 /// The workflow input of task `i`.
 fn workflow_input(i: usize) -> Value {
     let vendor = vendor_of(i);
@@ -190,16 +201,9 @@ fn workflow_input(i: usize) -> Value {
     let mut input = json!({ "vendor": vendor.name(), "key": key.clone() });
     let extra = match vendor {
         Vendor::Rebilly => ("usageTime", json!(usage_time(i))),
-        Vendor::Elevate => return input,
+        Vendor::Elevate => ("inventoryId", json!(inventory_id(i))),
         Vendor::Zuora => ("zuoraFields", json!({ format!("Soak{i:07}__c"): key })),
-        Vendor::BillingPlatform => (
-            "brmObjects",
-            json!({
-                "Id": BILLINGPLATFORM_ID,
-                "UsageIdentifier": "SOAK_USAGE",
-                format!("Soak{i:07}"): key,
-            }),
-        ),
+        Vendor::BillingPlatform => return input,
     };
     if let Value::Object(fields) = &mut input {
         fields.insert(extra.0.into(), extra.1);
@@ -207,14 +211,47 @@ fn workflow_input(i: usize) -> Value {
     input
 }
 
+/// Stores the records tasks `range` work on: a copy of Elevate inventory 1 per Elevate
+/// task and of BillingPlatform usage identifier 1001 per BillingPlatform task.
+fn store_records(mock: &MockServer, range: std::ops::Range<usize>) -> Result<()> {
+    let inventory = mock
+        .record(Vendor::Elevate, ELEVATE_TEMPLATE_ID)
+        .context("the seeded Elevate inventory")?;
+    let identifier = mock
+        .record(Vendor::BillingPlatform, BILLINGPLATFORM_TEMPLATE_ID)
+        .context("the seeded BillingPlatform usage identifier")?;
+    for i in range {
+        match vendor_of(i) {
+            Vendor::Elevate => mock.put_record(
+                Vendor::Elevate,
+                &inventory_id(i).to_string(),
+                inventory.clone(),
+            ),
+            Vendor::BillingPlatform => {
+                mock.put_record(Vendor::BillingPlatform, &key(i), identifier.clone())
+            }
+            Vendor::Rebilly | Vendor::Zuora => Ok(()),
+        }
+        .map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
 /// The soak workflow: a SWITCH on the vendor, one task per case.
 pub fn definition() -> Value {
-    let task_def = |name: &str| json!({ "name": name, "retryCount": RETRY_COUNT, "retryLogic": "FIXED", "retryDelaySeconds": 1 });
+    let task_def = |name: &str| {
+        json!({
+            "name": name,
+            "retryCount": RETRY_COUNT,
+            "retryLogic": "FIXED",
+            "retryDelaySeconds": 1
+        })
+    };
     json!({
         "name": "soak-usage",
         "version": 1,
         "description": "One usage effect per run, keyed by workflow.input.key: a Rebilly usage, an Elevate product reference, a Zuora or BillingPlatform custom field.",
-        "inputParameters": ["vendor", "key", "usageTime", "zuoraFields", "brmObjects"],
+        "inputParameters": ["vendor", "key", "usageTime", "inventoryId", "zuoraFields"],
         "tasks": [{
             "name": "by_vendor",
             "taskReferenceName": "by_vendor",
@@ -242,7 +279,7 @@ pub fn definition() -> Value {
                     "inputParameters": {
                         "connection": "elevate",
                         "readTimeOut": READ_TIMEOUT_MS,
-                        "path": { "usage_product_inventory_id": 1 },
+                        "path": { "usage_product_inventory_id": "${workflow.input.inventoryId}" },
                         "body": [{
                             "op": "add",
                             "path": "/productReferences/-",
@@ -267,7 +304,12 @@ pub fn definition() -> Value {
                     "inputParameters": {
                         "connection": "billingplatform",
                         "readTimeOut": READ_TIMEOUT_MS,
-                        "body": { "brmObjects": "${workflow.input.brmObjects}" }
+                        "body": {
+                            "brmObjects": {
+                                "Id": "${workflow.input.key}",
+                                "UsageIdentifier": "${workflow.input.key}-identifier"
+                            }
+                        }
                     }
                 }]
             },
@@ -516,48 +558,47 @@ fn read_effects(mock: &MockServer, tasks: usize) -> Effects {
         let task = usage["usageTime"].as_str().and_then(task_of_usage_time);
         effects.add(task, Vendor::Rebilly);
     }
-    if let Some(inventory) = mock.record(Vendor::Elevate, ELEVATE_INVENTORY_ID) {
+    // Elevate: the product references added to each task's inventory.
+    for i in (0..tasks).filter(|i| vendor_of(*i) == Vendor::Elevate) {
+        let Some(inventory) = mock.record(Vendor::Elevate, &inventory_id(i).to_string()) else {
+            continue;
+        };
         for reference in inventory["productReferences"]
             .as_array()
             .into_iter()
             .flatten()
         {
-            let Some(text) = reference["productReference"].as_str() else {
-                continue;
-            };
-            if text.starts_with("soak-") {
-                effects.add(task_of_key(text), Vendor::Elevate);
+            match reference["productReference"].as_str() {
+                Some(text) if text == key(i) => effects.counts[i] += 1,
+                Some(text) if text.starts_with("soak-") => effects.stray += 1,
+                _ => {}
             }
         }
     }
-    let tagged = |record: Option<Value>, suffix: &str, vendor: Vendor, effects: &mut Effects| {
-        let Some(Value::Object(fields)) = record else {
-            return;
-        };
-        for (name, value) in fields {
-            let Some(digits) = name
-                .strip_prefix("Soak")
-                .and_then(|rest| rest.strip_suffix(suffix))
-            else {
-                continue;
-            };
-            let task = task_of_key(&format!("soak-{digits}"))
-                .filter(|i| value.as_str() == Some(key(*i).as_str()));
-            effects.add(task, vendor);
-        }
+    // BillingPlatform: each task's usage identifier renamed.
+    for i in (0..tasks).filter(|i| vendor_of(*i) == Vendor::BillingPlatform) {
+        let renamed = mock
+            .record(Vendor::BillingPlatform, &key(i))
+            .is_some_and(|record| {
+                record["UsageIdentifier"].as_str() == Some(&format!("{}-identifier", key(i)))
+            });
+        effects.counts[i] += u32::from(renamed);
+    }
+    // Zuora: the custom fields on the one record.
+    let Some(Value::Object(fields)) = mock.record(Vendor::Zuora, ZUORA_USAGE_ID) else {
+        return effects;
     };
-    tagged(
-        mock.record(Vendor::Zuora, ZUORA_USAGE_ID),
-        "__c",
-        Vendor::Zuora,
-        &mut effects,
-    );
-    tagged(
-        mock.record(Vendor::BillingPlatform, BILLINGPLATFORM_ID),
-        "",
-        Vendor::BillingPlatform,
-        &mut effects,
-    );
+    for (name, value) in fields {
+        let Some(digits) = name
+            .strip_prefix("Soak")
+            .and_then(|rest| rest.strip_suffix("__c"))
+        else {
+            continue;
+        };
+        let task = task_of_key(&format!("soak-{digits}"))
+            .filter(|i| value.as_str() == Some(key(*i).as_str()));
+        effects.add(task, Vendor::Zuora);
+    }
     effects
 }
 
@@ -859,19 +900,19 @@ pub async fn run(
     )
     .with_credentials(credentials);
 
-    // Warm up (instances, connections, logins) without faults, then start afresh.
+    // Warm up (instances, connections, logins) without faults, then start afresh. A
+    // warm-up task may time out on a loaded machine; none completing means a broken setup.
     let warm_up = options.concurrency.clamp(VENDORS.len(), 256);
+    store_records(&mock, 0..warm_up)?;
     let warmed = drive(&runner, &definition, &mock, 0..warm_up, options.concurrency).await;
-    let warm_failures = warmed
-        .iter()
-        .filter(|ran| !ran.as_ref().is_some_and(|r| r.completed))
-        .count();
     anyhow::ensure!(
-        warm_failures == 0,
-        "{warm_failures} of {warm_up} warm-up tasks did not complete without faults"
+        warmed.iter().flatten().any(|ran| ran.completed),
+        "none of the {warm_up} warm-up tasks completed (without faults): {:?}",
+        warmed.iter().flatten().find_map(|ran| ran.message.clone())
     );
     mock.wait_until_idle().await;
     mock.reset();
+    store_records(&mock, 0..options.tasks)?;
     for (method, path) in endpoints(&mock) {
         for fault in faults_for(method, &path, options.fault_rate) {
             mock.inject(fault);
@@ -1184,6 +1225,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn effects_are_read_back_from_the_mock_with_duplicates_and_strays() {
         let mock = MockServer::start().await;
+        store_records(&mock, 0..8).unwrap();
         let pool = crate::pool::HttpPool::default();
         let send = |method: &str, path: String, headers: Vec<(&str, &str)>, body: Value| {
             let mut request = http::Request::builder()
@@ -1218,18 +1260,19 @@ mod tests {
             .await
             .unwrap();
         }
-        let patch = json!([{ "op": "add", "path": "/productReferences/-", "value": { "productReference": key(1) } }]);
-        send(
-            "PATCH",
-            "/elevate/v1/usage-product-inventories/1".into(),
-            vec![
-                ("authorization", "Bearer mock-elevate-token"),
-                ("content-type", "application/json-patch+json"),
-            ],
-            patch,
-        )
-        .await
-        .unwrap();
+        let elevate = [
+            ("authorization", "Bearer mock-elevate-token"),
+            ("content-type", "application/json-patch+json"),
+        ];
+        let add = |i: usize| json!([{ "op": "add", "path": "/productReferences/-", "value": { "productReference": key(i) } }]);
+        // Task 1's reference twice on its own inventory, once on task 5's.
+        for inventory in [1, 1, 5] {
+            let path = format!(
+                "/elevate/v1/usage-product-inventories/{}",
+                inventory_id(inventory)
+            );
+            send("PATCH", path, elevate.to_vec(), add(1)).await.unwrap();
+        }
         send(
             "PUT",
             format!("/zuora/v1/object/usage/{ZUORA_USAGE_ID}"),
@@ -1238,17 +1281,24 @@ mod tests {
         )
         .await
         .unwrap();
-        send(
-            "PUT",
-            "/billingplatform/acme/rest/2.0/USAGE_IDENTIFIER".into(),
-            vec![("sessionid", "mock-bp-session")],
-            json!({ "brmObjects": { "Id": "1001", "UsageIdentifier": "X", "Soak0000003": key(3), "Soak0000001": key(1) } }),
-        )
-        .await
-        .unwrap();
+        // Task 3's identifier renamed as the task does, task 7's otherwise.
+        for (i, name) in [
+            (3, format!("{}-identifier", key(3))),
+            (7, "OTHER".to_string()),
+        ] {
+            send(
+                "PUT",
+                "/billingplatform/acme/rest/2.0/USAGE_IDENTIFIER".into(),
+                vec![("sessionid", "mock-bp-session")],
+                json!({ "brmObjects": { "Id": key(i), "UsageIdentifier": name } }),
+            )
+            .await
+            .unwrap();
+        }
         let effects = read_effects(&mock, 8);
-        assert_eq!(effects.counts, vec![2, 1, 1, 1, 1, 0, 0, 0]);
-        // Task 8 (out of the run), Zuora's wrong value, BillingPlatform's Elevate key.
+        assert_eq!(effects.counts, vec![2, 2, 1, 1, 1, 0, 0, 0]);
+        // Task 8's usage (not in the run), task 1's reference on task 5's inventory,
+        // Zuora's wrong value.
         assert_eq!(effects.stray, 3);
     }
 

@@ -95,7 +95,21 @@ pub(super) fn handle(
                         None => admin_error(StatusCode::NOT_FOUND, "Not Found", None),
                     }
                 }
-                _ => method_not_allowed("GET"),
+                Method::PUT => {
+                    let Some(vendor) = Vendor::parse(vendor) else {
+                        return admin_error(StatusCode::NOT_FOUND, "Not Found", None);
+                    };
+                    let stored = serde_json::from_slice::<Value>(body)
+                        .map_err(|error| format!("Invalid record: {error}"))
+                        .and_then(|record| shared.lock().put_record(vendor, id, record));
+                    match stored {
+                        Ok(()) => MockResponse::empty(StatusCode::NO_CONTENT),
+                        Err(message) => {
+                            admin_error(StatusCode::BAD_REQUEST, "Bad Request", Some(&message))
+                        }
+                    }
+                }
+                _ => method_not_allowed("GET, PUT"),
             },
             _ => admin_error(StatusCode::NOT_FOUND, "Not Found", None),
         },

@@ -54,6 +54,16 @@ impl UsageIdentifiers {
     pub(super) fn record(&self, id: &str) -> Option<Value> {
         self.records.get(id).cloned().map(Value::Object)
     }
+
+    /// Stores `record` (an object) as usage identifier `id`, its `Id` set to `id`.
+    pub(super) fn put(&mut self, id: &str, record: Value) -> Result<(), String> {
+        let Value::Object(mut fields) = record else {
+            return Err("a BillingPlatform record must be a JSON object".to_owned());
+        };
+        fields.insert("Id".to_owned(), Value::String(id.to_owned()));
+        self.records.insert(id.to_owned(), fields);
+        Ok(())
+    }
 }
 
 /// The routes under `/billingplatform/{org}`.

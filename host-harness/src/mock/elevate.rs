@@ -60,6 +60,21 @@ impl Inventories {
         parse_inventory_id(id).and_then(|id| self.records.get(&id).cloned())
     }
 
+    /// Stores `record` as inventory `id` (decimal text), its `id` set to `id`; it must
+    /// be a valid inventory (as a patched one must).
+    pub(super) fn put(&mut self, id: &str, mut record: Value) -> Result<(), String> {
+        let id = parse_inventory_id(id)
+            .ok_or_else(|| format!("inventory id {id} is not an integer of at least 1"))?;
+        let Value::Object(fields) = &mut record else {
+            return Err("an Elevate inventory must be a JSON object".to_owned());
+        };
+        fields.insert("id".to_owned(), json!(id));
+        validate_inventory(id, &record)
+            .map_err(|field| format!("the inventory's {field} is not valid"))?;
+        self.records.insert(id, record);
+        Ok(())
+    }
+
     /// Applies `patch` to record `id` atomically: the record is replaced only when every
     /// operation applies and the result is a valid record.
     fn apply_patch(&mut self, id: u64, patch: &Patch) -> Result<Value, PatchRejection> {

@@ -48,6 +48,24 @@ impl MockState {
         self.faults.dice = FaultDice::seeded(seed);
     }
 
+    /// Stores `record` as record `id` of `vendor` (not Rebilly: its usages are created
+    /// with `POST /usages`).
+    pub(super) fn put_record(
+        &mut self,
+        vendor: Vendor,
+        id: &str,
+        record: Value,
+    ) -> Result<(), String> {
+        match vendor {
+            Vendor::BillingPlatform => self.billingplatform.put(id, record),
+            Vendor::Zuora => self.zuora.put(id, record),
+            Vendor::Elevate => self.elevate.put(id, record),
+            Vendor::Rebilly => {
+                Err("Rebilly records cannot be stored: create usages with POST /usages".to_owned())
+            }
+        }
+    }
+
     /// The current stored record `id` of `vendor`.
     pub(super) fn record(&self, vendor: Vendor, id: &str) -> Option<Value> {
         match vendor {

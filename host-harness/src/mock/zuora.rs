@@ -91,6 +91,16 @@ impl ZuoraState {
         self.usages.get(id).cloned().map(Value::Object)
     }
 
+    /// Stores `record` (an object) as usage record `id`, its `Id` set to `id`.
+    pub(super) fn put(&mut self, id: &str, record: Value) -> Result<(), String> {
+        let Value::Object(mut fields) = record else {
+            return Err("a Zuora usage record must be a JSON object".to_owned());
+        };
+        fields.insert("Id".to_owned(), Value::String(id.to_owned()));
+        self.usages.insert(id.to_owned(), fields);
+        Ok(())
+    }
+
     /// Adds Zuora's response headers that the response does not set already.
     pub(super) fn decorate(&mut self, request: &VendorRequest, response: &mut MockResponse) {
         self.responses_sent += 1;
