@@ -13,4 +13,5 @@ pub mod policy;
 pub mod pool;
 pub mod runner;
 pub mod sandbox;
+pub mod temporal;
 pub mod workflow;
