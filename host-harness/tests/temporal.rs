@@ -625,6 +625,83 @@ async fn a_worker_killed_after_the_first_activity_and_restarted_applies_every_si
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_idempotent_call_cut_off_by_a_dying_worker_is_not_sent_again() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("cut-off");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let worker = WorkerProcess::start(&server, "cut-off", &config, dir.join("worker-1.log"));
+    // Rebilly is slow to answer this POST: the worker dies while it is out (the mock still
+    // applies it, as a real server would).
+    mock.inject(Fault {
+        method: Some("POST".into()),
+        path: "/rebilly/organizations/org_mock/usages".into(),
+        times: 1,
+        delay_ms: 3000,
+        ..Fault::default()
+    });
+    let definition = json!({
+        "name": "report-only",
+        "tasks": [{
+            "name": "rebilly-create-usage",
+            "taskReferenceName": "report_usage",
+            "inputParameters": {
+                "connection": "rebilly",
+                "body": { "subscriptionId": "sub_mock_001", "quantity": 7 }
+            }
+        }],
+        "taskDefinitions": [{ "name": "rebilly-create-usage", "retryCount": 3, "retryDelaySeconds": 1 }]
+    });
+    let file = dir.join("report-only.json");
+    std::fs::write(&file, definition.to_string()).unwrap();
+    let submit = {
+        let (address, config, file) = (server.address.clone(), config.clone(), file.clone());
+        tokio::spawn(async move {
+            harness_run(&[
+                file.display().to_string(),
+                "--temporal-address".into(),
+                address,
+                "--task-queue".into(),
+                "cut-off".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ])
+            .await
+        })
+    };
+    wait_for("the POST to reach Rebilly", || {
+        count(&calls(&mock), REBILLY_POST) == 1
+    });
+    worker.kill();
+    let restarted = WorkerProcess::start(&server, "cut-off", &config, dir.join("worker-2.log"));
+
+    // Temporal retries the attempt when its heartbeat stops; the activity does not send
+    // it again.
+    let (code, result, _) = tokio::time::timeout(PATIENCE, submit)
+        .await
+        .expect("the workflow completes")
+        .unwrap();
+    assert_eq!(code, 1, "{result:#}");
+    let task = &result["tasks"][0];
+    assert_eq!(task["status"], "FAILED", "{task:#}");
+    assert_eq!(task["attempts"][0]["attempt"], 2, "{task:#}");
+    assert_eq!(task["attempts"][0]["kind"], "transport", "{task:#}");
+    let reason = result["reasonForIncompletion"].as_str().unwrap();
+    assert!(reason.contains("timed out"), "{reason}");
+    assert!(reason.contains("may have been applied"), "{reason}");
+    assert!(
+        restarted
+            .log_text()
+            .contains("report_usage rebilly-create-usage attempt 2: not sent"),
+        "{}",
+        restarted.log_text()
+    );
+    assert_eq!(count(&calls(&mock), REBILLY_POST), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_one_task_queue() {
     let Some(server) = DevServer::start() else {
         return;
