@@ -539,7 +539,7 @@ async fn run_worker(
 ) -> Result<u8> {
     let sandbox = std::sync::Arc::new(
         Sandbox::builtin_with(SandboxOptions {
-            max_in_flight: 64,
+            max_in_flight: crate::temporal::ACTIVITY_SLOTS,
             ..options
         })
         .await?,

@@ -777,3 +777,52 @@ async fn an_unreachable_cluster_is_a_usage_error_for_worker_and_run() {
     assert_eq!(code, 2);
     assert_eq!(out, Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_more_activities_than_its_sandbox_pool_by_queueing_them() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("wide");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "wide", &config, dir.join("worker.log"));
+    // More parallel branches than the worker's instance pool, each held by a slow answer.
+    let branches = host_harness::temporal::ACTIVITY_SLOTS as usize + 6;
+    mock.inject(Fault {
+        method: Some("PUT".into()),
+        path: "/zuora/v1/object/usage".into(),
+        times: u32::try_from(branches).unwrap(),
+        delay_ms: 1500,
+        ..Fault::default()
+    });
+    let refs: Vec<String> = (0..branches).map(|i| format!("update_{i}")).collect();
+    let fork: Vec<Value> = refs
+        .iter()
+        .map(|r| {
+            json!([{
+                "name": "zuora-update-usage",
+                "taskReferenceName": r,
+                "inputParameters": {
+                    "connection": "zuora",
+                    "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+                    "body": { "Quantity": 3 }
+                }
+            }])
+        })
+        .collect();
+    let definition = json!({
+        "name": "wide",
+        "tasks": [
+            { "name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": fork },
+            { "name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": refs }
+        ],
+        "taskDefinitions": [{ "name": "zuora-update-usage", "retryCount": 0 }]
+    });
+    let file = dir.join("wide.json");
+    std::fs::write(&file, definition.to_string()).unwrap();
+
+    let (code, result, _) = run_on_temporal(&server, "wide", &config, &file, None).await;
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(count(&calls(&mock), ZUORA_PUT), branches);
+}

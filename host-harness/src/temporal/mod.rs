@@ -20,6 +20,7 @@ use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
     WorkflowStartOptions,
 };
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// The workflow type that runs one of our workflow definitions.
@@ -28,6 +29,10 @@ pub const WORKFLOW_TYPE: &str = "run-definition";
 pub const DEFAULT_NAMESPACE: &str = "default";
 /// The task queue used when none is given.
 pub const DEFAULT_TASK_QUEUE: &str = "usage-billing";
+
+/// How many activities one worker runs at once: the worker's sandbox pools this many
+/// instances, and the worker polls for no more activity tasks than it can run.
+pub const ACTIVITY_SLOTS: u32 = 64;
 
 /// Where a Temporal cluster is and which namespace and task queue to use.
 #[derive(Debug, Clone)]
@@ -91,7 +96,15 @@ async fn run_worker_here(
     let runtime = Runtime::from_current_tokio(Default::default())
         .map_err(|e| anyhow!("Temporal runtime: {e}"))?;
     let client = connect(target).await?;
+    let slots = |n: usize| FixedSizeSlotSupplier::new(n);
+    let tuner = TunerHolder::builder()
+        .workflow_task_slot_supplier(slots(100))
+        .activity_task_slot_supplier(slots(ACTIVITY_SLOTS as usize))
+        .local_activity_task_slot_supplier(slots(ACTIVITY_SLOTS as usize))
+        .nexus_task_slot_supplier(slots(10))
+        .build();
     let options = WorkerOptions::new(target.task_queue.clone())
+        .tuner(tuner)
         .register_activities(activities::TaskActivities::new(env))
         .register_workflow::<workflow::RunDefinition>()
         .map_err(|e| anyhow!("registering the {WORKFLOW_TYPE} workflow: {e}"))?
