@@ -253,6 +253,31 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// Replay a workflow's history against the `run-definition` workflow code: the code
+/// takes the same decisions again (it is deterministic), or this fails.
+async fn assert_replays(server: &DevServer, workflow_id: &str) {
+    use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+    let client = host_harness::temporal::connect(&host_harness::temporal::Target {
+        address: server.address.clone(),
+        namespace: host_harness::temporal::DEFAULT_NAMESPACE.into(),
+        task_queue: String::new(),
+    })
+    .await
+    .expect("a client");
+    let history = client
+        .get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id)
+        .fetch_history(Default::default());
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<host_harness::temporal::workflow::RunDefinition>()
+        .expect("registering run-definition")
+        .build();
+    WorkflowReplayer::new(options)
+        .expect("a replayer")
+        .replay_workflow(history)
+        .await
+        .expect("the workflow replays deterministically");
+}
+
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows")
 }
@@ -414,6 +439,7 @@ async fn the_example_workflow_completes_on_temporal_with_the_same_output_as_loca
         4,
         "one activity per component task: {scheduled:?}"
     );
+    assert_replays(&server, &id).await;
 }
 
 /// A one-task definition: Zuora usage `id`, with `retryCount` 3.
@@ -616,6 +642,7 @@ async fn a_worker_killed_after_the_first_activity_and_restarted_applies_every_si
     assert_eq!(count(&calls, ZUORA_PUT), 2, "{calls:#?}");
     assert_eq!(count(&calls, ELEVATE_PATCH), 2, "{calls:#?}");
     assert_eq!(count(&calls, BP_PUT), 1, "{calls:#?}");
+    assert_replays(&server, &workflow_id).await;
     let zuora = mock
         .record(Vendor::Zuora, "8ad08ae29085a77b0190908bfdd67abb")
         .unwrap();

@@ -437,3 +437,102 @@ pub fn fill_attempt_numbers(result: &mut Value, events: &[HistoryEvent]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_common::protos::temporal::api::history::v1::{
+        ActivityTaskScheduledEventAttributes, ActivityTaskStartedEventAttributes,
+    };
+
+    fn def(logic: RetryLogic) -> TaskDef {
+        TaskDef {
+            retry_count: 2,
+            retry_logic: logic,
+            retry_delay_seconds: 3,
+            backoff_scale_factor: 2,
+            ..TaskDef::default()
+        }
+    }
+
+    #[test]
+    fn task_definitions_become_retry_policies_and_timeouts() {
+        let options = activity_options(&def(RetryLogic::Fixed), "update");
+        assert_eq!(options.activity_id.as_deref(), Some("update"));
+        let policy = options.retry_policy.unwrap();
+        assert_eq!(policy.maximum_attempts(), 3);
+        assert_eq!(policy.initial_interval(), Duration::from_secs(3));
+        assert_eq!(policy.backoff_coefficient(), 1.0);
+        assert_eq!(policy.maximum_interval(), None);
+        assert!(matches!(
+            options.close_timeouts,
+            temporalio_sdk::ActivityCloseTimeouts::StartToClose(d) if d == DEFAULT_ATTEMPT_TIMEOUT
+        ));
+
+        let exponential = activity_options(&def(RetryLogic::ExponentialBackoff), "x");
+        assert_eq!(exponential.retry_policy.unwrap().backoff_coefficient(), 2.0);
+        // No linear backoff in Temporal: the first linear delay every time.
+        let linear = activity_options(&def(RetryLogic::LinearBackoff), "x")
+            .retry_policy
+            .unwrap();
+        assert_eq!(linear.initial_interval(), Duration::from_secs(6));
+        assert_eq!(linear.backoff_coefficient(), 1.0);
+
+        let bounded = TaskDef {
+            max_retry_delay_seconds: 30,
+            timeout_seconds: 5,
+            total_timeout_seconds: 60,
+            ..TaskDef::default()
+        };
+        let options = activity_options(&bounded, "x");
+        assert_eq!(
+            options.retry_policy.unwrap().maximum_interval(),
+            Some(Duration::from_secs(30))
+        );
+        assert!(matches!(
+            options.close_timeouts,
+            temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
+                schedule_to_close,
+                start_to_close,
+            } if schedule_to_close == Duration::from_secs(60) && start_to_close == Duration::from_secs(5)
+        ));
+    }
+
+    #[test]
+    fn final_attempt_numbers_come_from_the_history() {
+        let event = |event_id, attributes| HistoryEvent {
+            event_id,
+            attributes: Some(attributes),
+            ..HistoryEvent::default()
+        };
+        let events = vec![
+            event(
+                5,
+                history_event::Attributes::ActivityTaskScheduledEventAttributes(
+                    ActivityTaskScheduledEventAttributes {
+                        activity_id: "update".into(),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            event(
+                6,
+                history_event::Attributes::ActivityTaskStartedEventAttributes(
+                    ActivityTaskStartedEventAttributes {
+                        scheduled_event_id: 5,
+                        attempt: 3,
+                        ..Default::default()
+                    },
+                ),
+            ),
+        ];
+        let mut result = json!({ "tasks": [
+            { "ref": "update", "attempts": [{ "attempt": 0 }] },
+            { "ref": "other", "attempts": [{ "attempt": 0 }] },
+            { "ref": "switch", "attempts": [] },
+        ]});
+        fill_attempt_numbers(&mut result, &events);
+        assert_eq!(result["tasks"][0]["attempts"][0]["attempt"], 3);
+        assert_eq!(result["tasks"][1]["attempts"][0]["attempt"], 0);
+    }
+}
