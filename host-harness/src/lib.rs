@@ -14,4 +14,5 @@ pub mod pool;
 pub mod runner;
 pub mod sandbox;
 pub mod soak;
+pub mod temporal;
 pub mod workflow;

@@ -300,6 +300,20 @@ pub async fn run_task(
     Ok(classify(task, idempotent, run))
 }
 
+/// Whether a failed attempt may be sent again: the failure is one a retry can help
+/// (`rate-limited`, `server-error`, `transport`), and sending again cannot apply the call
+/// twice: the task is idempotent, or the server refused it with a 429, or no request
+/// reached a server. A non-idempotent call that may have been applied is never re-sent
+/// blindly (a duplicate usage record bills twice).
+pub fn may_resend(outcome: &TaskOutcome) -> bool {
+    outcome.failure.as_ref().is_some_and(|failure| {
+        failure.kind.retryable()
+            && (outcome.idempotent
+                || failure.kind == ErrorKind::RateLimited
+                || !outcome.reached_server)
+    })
+}
+
 /// Whether sending this input to `task` twice has the effect of sending it once: the
 /// task's own idempotency, or for `http` its method's (RFC 9110 9.2.2).
 pub fn is_idempotent(sandbox: &Sandbox, task: &str, input: &str) -> bool {

@@ -259,27 +259,132 @@ impl WorkflowRunner {
                 .map(|d| (d.name.clone(), d.clone()))
                 .collect(),
         });
-        let mut context = Map::new();
-        context.insert("workflow".into(), json!({ "input": input }));
+        let context = initial_context(input);
         let branch = run.run_list(definition.tasks.clone(), context).await;
-        let (status, output, reason) = match branch.failure {
-            Some(reason) => ("FAILED", json!({}), Some(reason)),
-            None => match expression::resolve(
-                &Value::Object(definition.output_parameters.clone()),
-                &branch.context,
-            ) {
-                Ok(output) => ("COMPLETED", output, None),
-                Err(e) => ("FAILED", json!({}), Some(format!("outputParameters: {e}"))),
-            },
-        };
-        WorkflowResult {
-            workflow: definition.name.clone(),
-            status,
-            output,
-            tasks: branch.records,
-            reason,
-        }
+        finish(definition, branch.records, &branch.context, branch.failure)
     }
+}
+
+/// The start of a run's context: `{"workflow": {"input": …}}`.
+pub(crate) fn initial_context(input: Value) -> Map<String, Value> {
+    let mut context = Map::new();
+    context.insert("workflow".into(), json!({ "input": input }));
+    context
+}
+
+/// The result of a run whose tasks ended with `records`, `context` and `failure`: the
+/// `outputParameters` resolved when nothing failed.
+pub(crate) fn finish(
+    definition: &WorkflowDef,
+    records: Vec<TaskRecord>,
+    context: &Map<String, Value>,
+    failure: Option<String>,
+) -> WorkflowResult {
+    let (status, output, reason) = match failure {
+        Some(reason) => ("FAILED", json!({}), Some(reason)),
+        None => match expression::resolve(
+            &Value::Object(definition.output_parameters.clone()),
+            context,
+        ) {
+            Ok(output) => ("COMPLETED", output, None),
+            Err(e) => ("FAILED", json!({}), Some(format!("outputParameters: {e}"))),
+        },
+    };
+    WorkflowResult {
+        workflow: definition.name.clone(),
+        status,
+        output,
+        tasks: records,
+        reason,
+    }
+}
+
+/// A JOIN's record: the outputs of the tasks it joins on.
+pub(crate) fn join_record(task: &WorkflowTask, context: &Map<String, Value>) -> TaskRecord {
+    let output: Map<String, Value> = task
+        .join_on
+        .iter()
+        .map(|r| {
+            (
+                r.clone(),
+                context
+                    .get(r)
+                    .map(|c| c["output"].clone())
+                    .unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    record(task, "JOIN", "COMPLETED", json!({}), Value::Object(output))
+}
+
+/// A SWITCH evaluated on `context` (`value-param`: the value of the input parameter named
+/// by `expression` picks the case, else `defaultCase`): its record and the tasks to run.
+/// The error is the workflow's failure reason.
+pub(crate) fn evaluate_switch(
+    task: &WorkflowTask,
+    context: &Map<String, Value>,
+) -> Result<(TaskRecord, Vec<WorkflowTask>), String> {
+    let input = expression::resolve(&Value::Object(task.input_parameters.clone()), context)
+        .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
+    let key = task.expression.clone().unwrap_or_default();
+    let chosen = match input.get(&key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let cases = task
+        .cases()
+        .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
+    let (case, list) = cases
+        .into_iter()
+        .find(|(case, _)| *case == chosen)
+        .unwrap_or_else(|| ("defaultCase".to_string(), task.default_case.clone()));
+    let switch = record(
+        task,
+        "SWITCH",
+        "COMPLETED",
+        input,
+        json!({ "evaluationResult": [case] }),
+    );
+    Ok((switch, list))
+}
+
+/// Where a component task runs inside a workflow: its input prepared (connection, default
+/// server) and what it is granted. The grant is the connection's origin, the default
+/// server and the policy; never the origin the input itself names, so workflow data
+/// cannot steer a task to a server of its choosing. An unknown connection is the
+/// `invalid-input` outcome.
+pub(crate) fn prepare_in_workflow(
+    component: &str,
+    input: &Value,
+    base_url_for: &BaseUrlFor,
+    credentials: Option<&Arc<crate::connections::Credentials>>,
+    policy: &crate::policy::PolicyConfig,
+) -> Result<runner::PreparedInput, Box<TaskOutcome>> {
+    let has_server = runner::names_server(component, input);
+    let default_server = base_url_for(component);
+    let base = if has_server {
+        None
+    } else {
+        default_server.clone()
+    };
+    let prepared =
+        runner::prepare_connected(component, input.clone(), base.as_deref(), credentials)?;
+    let mut grant = if input.get("connection").is_some() {
+        prepared.policy.clone()
+    } else {
+        crate::policy::SendPolicy::deny_all()
+    };
+    if let Some(origin) = default_server
+        .as_deref()
+        .and_then(crate::policy::Origin::of_url)
+    {
+        grant = grant.allow_trusted(origin);
+    }
+    Ok(runner::PreparedInput {
+        input: prepared.input,
+        policy: policy.apply(component, grant),
+    })
 }
 
 impl Run {
@@ -305,28 +410,7 @@ impl Run {
                 };
                 let step = match kind {
                     TaskKind::Component => run.run_component(&task, &context).await,
-                    TaskKind::Join => {
-                        let output: Map<String, Value> = task
-                            .join_on
-                            .iter()
-                            .map(|r| {
-                                (
-                                    r.clone(),
-                                    context
-                                        .get(r)
-                                        .map(|c| c["output"].clone())
-                                        .unwrap_or(Value::Null),
-                                )
-                            })
-                            .collect();
-                        Step::done(record(
-                            &task,
-                            "JOIN",
-                            "COMPLETED",
-                            json!({}),
-                            Value::Object(output),
-                        ))
-                    }
+                    TaskKind::Join => Step::done(join_record(&task, &context)),
                     TaskKind::ForkJoin => {
                         let mut branches = tokio::task::JoinSet::new();
                         for (i, branch) in task.fork_tasks.iter().enumerate() {
@@ -376,50 +460,16 @@ impl Run {
                         ))
                     }
                     TaskKind::Switch => {
-                        let input = match expression::resolve(
-                            &Value::Object(task.input_parameters.clone()),
-                            &context,
-                        ) {
-                            Ok(input) => input,
-                            Err(e) => {
-                                let failure = Some(format!("{}: {e}", task.task_reference_name));
+                        let (switch, list) = match evaluate_switch(&task, &context) {
+                            Ok(chosen) => chosen,
+                            Err(failure) => {
                                 return Branch {
                                     records,
                                     context,
-                                    failure,
+                                    failure: Some(failure),
                                 };
                             }
                         };
-                        let key = task.expression.clone().unwrap_or_default();
-                        let chosen = match input.get(&key) {
-                            Some(Value::String(s)) => s.clone(),
-                            Some(Value::Null) | None => String::new(),
-                            Some(other) => other.to_string(),
-                        };
-                        let cases = match task.cases() {
-                            Ok(cases) => cases,
-                            Err(e) => {
-                                let failure = Some(format!("{}: {e}", task.task_reference_name));
-                                return Branch {
-                                    records,
-                                    context,
-                                    failure,
-                                };
-                            }
-                        };
-                        let (case, list) = cases
-                            .into_iter()
-                            .find(|(case, _)| *case == chosen)
-                            .unwrap_or_else(|| {
-                                ("defaultCase".to_string(), task.default_case.clone())
-                            });
-                        let switch = record(
-                            &task,
-                            "SWITCH",
-                            "COMPLETED",
-                            input,
-                            json!({ "evaluationResult": [case] }),
-                        );
                         context.insert(task.task_reference_name.clone(), entry(&switch));
                         records.push(switch);
                         let branch = run.run_list(list, context).await;
@@ -466,18 +516,12 @@ impl Run {
                     return Step::terminal(task, &component, json!({}), message);
                 }
             };
-        let has_server = runner::names_server(&component, &input);
-        let default_server = (self.runner.base_url_for)(&component);
-        let base = if has_server {
-            None
-        } else {
-            default_server.clone()
-        };
-        let prepared = match runner::prepare_connected(
+        let prepared = match prepare_in_workflow(
             &component,
-            input.clone(),
-            base.as_deref(),
+            &input,
+            &self.runner.base_url_for,
             self.runner.credentials.as_ref(),
+            &self.runner.policy,
         ) {
             Ok(prepared) => prepared,
             Err(outcome) => {
@@ -485,24 +529,6 @@ impl Run {
                 let message = format!("task {reference} failed: {message}");
                 return Step::terminal(task, &component, input, message);
             }
-        };
-        // The grant: the connection's origin (prepare_connected), the default server,
-        // and the policy; not the origin the input itself names.
-        let mut policy = if input.get("connection").is_some() {
-            prepared.policy.clone()
-        } else {
-            crate::policy::SendPolicy::deny_all()
-        };
-        if let Some(origin) = default_server
-            .as_deref()
-            .and_then(crate::policy::Origin::of_url)
-        {
-            policy = policy.allow_trusted(origin);
-        }
-        let policy = self.runner.policy.apply(&component, policy);
-        let prepared = runner::PreparedInput {
-            input: prepared.input,
-            policy,
         };
         let def = self.task_defs.get(&component).cloned().unwrap_or_default();
         let clock = &self.runner.clock;
@@ -557,11 +583,7 @@ impl Run {
                 done.attempts = attempts;
                 return Step::done(done);
             };
-            let may_retry = failure.kind.retryable()
-                && number <= def.retry_count
-                && (outcome.idempotent
-                    || failure.kind == ErrorKind::RateLimited
-                    || !outcome.reached_server);
+            let may_retry = runner::may_resend(&outcome) && number <= def.retry_count;
             let wait = may_retry
                 .then(|| wait_before(&def, number + 1, failure.retry_after_ms, clock.as_ref()));
             let over_total = wait.as_ref().is_some_and(|(ms, _)| {
@@ -631,7 +653,7 @@ impl Run {
 }
 
 /// The longest wait a run accepts from a server, whatever the definition says: 24 hours.
-const MAX_WAIT_MS: u64 = 24 * 60 * 60 * 1000;
+pub const MAX_WAIT_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The wait before attempt `next`: the larger of the backoff and the server's wait.
 fn wait_before(
@@ -668,7 +690,7 @@ const CREDENTIAL_HEADERS: [&str; 6] = [
 
 /// The input with credential header values (given literally instead of through a
 /// connection) replaced by `***`, for printing.
-fn redacted(input: &Value) -> Value {
+pub(crate) fn redacted(input: &Value) -> Value {
     let mut input = input.clone();
     let request = match input.get_mut("http_request") {
         Some(nested) => nested,
@@ -731,7 +753,7 @@ impl Step {
     }
 }
 
-fn record(
+pub(crate) fn record(
     task: &WorkflowTask,
     name: &str,
     status: &str,
@@ -748,6 +770,7 @@ fn record(
     }
 }
 
-fn entry(record: &TaskRecord) -> Value {
+/// A task's entry in the run context, which later expressions read (`${ref.output…}`).
+pub(crate) fn entry(record: &TaskRecord) -> Value {
     json!({ "input": record.input, "output": record.output, "status": record.status })
 }

