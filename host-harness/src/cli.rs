@@ -551,20 +551,20 @@ async fn run_on_temporal(
         Some(file) => read_json(&file)?,
         None => serde_json::json!({}),
     };
-    let mut started_id = String::new();
+    let line = format!(
+        "on Temporal {} (namespace {}, task queue {}): waiting for its result",
+        target.address, target.namespace, target.task_queue
+    );
     let result = crate::temporal::submit(target, value, input, |id| {
-        started_id = id.to_string();
+        let _ = writeln!(
+            err,
+            "started workflow {id} ({}) {line}",
+            crate::temporal::WORKFLOW_TYPE
+        );
+        let _ = err.flush();
     })
     .await
     .map_err(|e| usage(format!("{e:#}")))?;
-    writeln!(
-        err,
-        "workflow {started_id} ({}) ran on Temporal {} (namespace {}, task queue {})",
-        crate::temporal::WORKFLOW_TYPE,
-        target.address,
-        target.namespace,
-        target.task_queue
-    )?;
     writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
     Ok(if result["status"] == "COMPLETED" {
         EXIT_OK

@@ -323,6 +323,7 @@ async fn run_on_temporal(
         args.push(input.display().to_string());
     }
     let (code, out, err) = harness_run(&args).await;
+    assert_ne!(code, 2, "harness run --temporal-address: {err}");
     let id = err
         .split_whitespace()
         .skip_while(|w| *w != "workflow")

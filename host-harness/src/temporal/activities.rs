@@ -161,7 +161,7 @@ async fn execute(
         // twice; a retry after anything else (a timeout: the worker died or lost contact
         // mid-request) may duplicate it.
         if let Err(why) = previous_attempt_is_resendable(&ctx).await {
-            let outcome = unknown_outcome(task, attempt, &why);
+            let outcome = unknown_outcome(task, &why);
             (env.progress)(&format!("{label}: not sent ({why})"));
             return Err(failure_of(&outcome, attempt, None, None).into());
         }
@@ -330,7 +330,7 @@ async fn previous_attempt_is_resendable(ctx: &ActivityContext) -> Result<(), Str
 
 /// The terminal outcome of a non-idempotent attempt that is not sent because an earlier
 /// attempt may have been applied.
-fn unknown_outcome(task: &str, _attempt: u32, why: &str) -> TaskOutcome {
+fn unknown_outcome(task: &str, why: &str) -> TaskOutcome {
     TaskOutcome {
         task: task.to_string(),
         status: TaskStatus::Failed,

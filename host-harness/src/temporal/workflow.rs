@@ -274,7 +274,8 @@ impl Interpreter {
 /// (`retryCount` + 1 attempts; `FIXED` a backoff coefficient of 1, `EXPONENTIAL_BACKOFF`
 /// 2; `LINEAR_BACKOFF`, which Temporal cannot express, the first linear delay
 /// (`retryDelaySeconds × backoffScaleFactor`) every time; `maxRetryDelaySeconds` the
-/// maximum interval), `timeoutSeconds` the start-to-close timeout and
+/// maximum interval; `backoffJitterMs`, which it cannot express either, is not applied),
+/// `timeoutSeconds` the start-to-close timeout and
 /// `totalTimeoutSeconds` the schedule-to-close timeout. The activity id is the task's
 /// reference name.
 pub fn activity_options(def: &TaskDef, reference: &str) -> ActivityOptions {
