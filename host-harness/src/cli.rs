@@ -382,18 +382,7 @@ async fn execute(
                 })
                 .await?,
             );
-            let problems = definition_problems(&value, config.as_ref(), &sandbox);
-            if !problems.is_empty() {
-                let listed: Vec<String> = problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.path, p.message))
-                    .collect();
-                return Err(usage(format!(
-                    "{} is not valid (run `harness validate` for details): {}",
-                    definition.display(),
-                    listed.join("; ")
-                )));
-            }
+            ensure_valid(&value, config.as_ref(), &sandbox, &definition)?;
             let def: crate::workflow::definition::WorkflowDef = serde_json::from_value(value)
                 .map_err(|e| usage(format!("{}: {e}", definition.display())))?;
             let input = match input {
@@ -535,18 +524,7 @@ async fn run_on_temporal(
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
     let sandbox = Sandbox::builtin_with(options).await?;
-    let problems = definition_problems(&value, config.as_ref(), &sandbox);
-    if !problems.is_empty() {
-        let listed: Vec<String> = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect();
-        return Err(usage(format!(
-            "{} is not valid (run `harness validate` for details): {}",
-            definition.display(),
-            listed.join("; ")
-        )));
-    }
+    ensure_valid(&value, config.as_ref(), &sandbox, definition)?;
     let input = match input {
         Some(file) => read_json(&file)?,
         None => serde_json::json!({}),
@@ -756,6 +734,28 @@ fn with_task_definitions(
     merged.extend(extra);
     object.insert("taskDefinitions".into(), serde_json::Value::Array(merged));
     Ok(definition)
+}
+
+/// A usage error listing every problem of a definition that is not valid.
+fn ensure_valid(
+    value: &serde_json::Value,
+    config: Option<&crate::connections::Connections>,
+    sandbox: &Sandbox,
+    definition: &std::path::Path,
+) -> Result<()> {
+    let problems = definition_problems(value, config, sandbox);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    Err(usage(format!(
+        "{} is not valid (run `harness validate` for details): {}",
+        definition.display(),
+        listed.join("; ")
+    )))
 }
 
 /// Every problem of a definition: task and connection names, references, and literal

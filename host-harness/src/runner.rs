@@ -72,6 +72,26 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Rejected,
+        ErrorKind::RateLimited,
+        ErrorKind::ServerError,
+        ErrorKind::Transport,
+        ErrorKind::Denied,
+        ErrorKind::Sandbox,
+    ];
+
+    /// The kind printed as `name` (the inverse of [`ErrorKind::as_str`]).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// Whether a retry of the same input may help.
     pub fn retryable(self) -> bool {
         matches!(

@@ -323,25 +323,6 @@ struct Failed {
     why: String,
 }
 
-fn kind_named(name: &str) -> Option<ErrorKind> {
-    use ErrorKind::*;
-    [
-        InvalidInput,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        Conflict,
-        Rejected,
-        RateLimited,
-        ServerError,
-        Transport,
-        Denied,
-        Sandbox,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == name)
-}
-
 fn describe_failure(error: &ActivityExecutionError, def: &TaskDef) -> Failed {
     let exhausted = match error {
         ActivityExecutionError::Failed(failed) => {
@@ -354,7 +335,7 @@ fn describe_failure(error: &ActivityExecutionError, def: &TaskDef) -> Failed {
             let details: Value = app.details().ok().flatten().unwrap_or_default();
             let kind = app
                 .type_name()
-                .and_then(kind_named)
+                .and_then(ErrorKind::from_name)
                 .unwrap_or(ErrorKind::Sandbox);
             let attempt = details["attempt"].as_u64().unwrap_or(0);
             let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
