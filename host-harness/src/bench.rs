@@ -65,45 +65,66 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         .await?,
     );
     let baseline = Arc::new(Baseline::new(&mock));
-
-    // (a) baseline and (b) every endpoint task, sequentially.
-    baseline.put().await?;
-    let baseline_latency = latencies(sizes.latency, || {
-        let baseline = baseline.clone();
-        async move { baseline.put().await }
-    })
-    .await?;
-    let mut tasks = Map::new();
-    for (task, input) in task_inputs(&mock) {
-        let run = || {
-            let (sandbox, input) = (sandbox.clone(), input.clone());
-            async move { run_once(&sandbox, task, &input).await }
-        };
-        run().await?;
-        let latency = latencies(sizes.latency, run).await?;
-        tasks.insert(
-            task.to_string(),
-            json!({
-                "p50_us": latency.p50,
-                "p99_us": latency.p99,
-                "ratio_p50": ratio(latency.p50, baseline_latency.p50),
-            }),
-        );
-    }
-
-    // (c) instantiate only.
-    let instantiate = latencies(sizes.latency, || {
-        let sandbox = sandbox.clone();
-        async move { Ok(sandbox.instantiate_only("zuora-update-usage").await?) }
-    })
-    .await?;
-
-    // (d) throughput at concurrency 1, 64, 256.
     let zuora_input = task_inputs(&mock)
         .into_iter()
         .find(|(task, _)| *task == "zuora-update-usage")
         .map(|(_, input)| input)
         .context("zuora input")?;
+
+    // (g) resident memory with many tasks in flight, first: what a harness process that
+    // has loaded its components costs with that many runs open, before the phases below
+    // fill the in-process mock's journal and records.
+    run_once(&sandbox, "zuora-update-usage", &zuora_input).await?;
+    baseline.put().await?;
+    let rss = rss_in_flight(&sandbox, &mock, &zuora_input, sizes.in_flight).await?;
+
+    // (a) baseline and (b) every endpoint task, sequentially. Each task's timings are
+    // interleaved with baseline requests (blocks of each in turn), so that a task and its
+    // baseline see the machine in the same state; the baseline figure is over all of them.
+    let mut baseline_samples = Vec::new();
+    let mut tasks = Map::new();
+    for (task, input) in task_inputs(&mock) {
+        run_once(&sandbox, task, &input).await?;
+        let (base_runs, runs) = paired(sizes.latency, &baseline, || {
+            run_once(&sandbox, task, &input)
+        })
+        .await?;
+        let (base, latency) = (Latency::of(base_runs.clone()), Latency::of(runs));
+        baseline_samples.extend(base_runs);
+        tasks.insert(
+            task.to_string(),
+            json!({
+                "p50_us": latency.p50,
+                "p99_us": latency.p99,
+                "ratio_p50": ratio(latency.p50, base.p50),
+            }),
+        );
+        mock.clear_journal();
+    }
+
+    // The task's own cost without the network: the same task on an input it refuses
+    // before sending anything (instantiate, parse and validate, report, tear down).
+    let refused = {
+        let mut input = zuora_input.clone();
+        input["body"]["Quantity"] = json!("twelve");
+        input
+    };
+    let (base, runs) = paired(sizes.latency, &baseline, || {
+        run_refused(&sandbox, "zuora-update-usage", &refused)
+    })
+    .await?;
+    let (no_network, no_network_base) = (Latency::of(runs), Latency::of(base));
+    let baseline_latency = Latency::of(baseline_samples);
+
+    // (c) instantiate only.
+    let instantiate = Latency::of(
+        timings(sizes.latency, || async {
+            Ok(sandbox.instantiate_only("zuora-update-usage").await?)
+        })
+        .await?,
+    );
+
+    // (d) throughput at concurrency 1, 64, 256.
     let mut throughput = Map::new();
     for concurrency in [1usize, 64, 256] {
         let total = sizes.throughput.max(concurrency * 2);
@@ -123,6 +144,7 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
             }
         })
         .await?;
+        mock.clear_journal();
         throughput.insert(
             concurrency.to_string(),
             json!({
@@ -133,19 +155,23 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         );
     }
 
-    // (e) cold start, (f) sizes, (g) resident memory with many tasks in flight.
+    // (e) cold start, (f) sizes.
     let cold = cold_start(&options, &mock, &zuora_input).await?;
     let mut component_bytes = Map::new();
     for (task, path) in BUILTIN_COMPONENTS {
         component_bytes.insert(task.to_string(), json!(std::fs::metadata(path)?.len()));
     }
-    let rss = rss_in_flight(&sandbox, &mock, &zuora_input, sizes.in_flight).await?;
     let _ = std::fs::remove_dir_all(&cache_dir);
 
     let report = json!({
         "quick": options.quick,
         "baseline": { "p50_us": baseline_latency.p50, "p99_us": baseline_latency.p99 },
         "tasks": tasks,
+        "task_without_network": {
+            "p50_us": no_network.p50,
+            "p99_us": no_network.p99,
+            "ratio_p50": ratio(no_network.p50, no_network_base.p50),
+        },
         "instantiate": { "p50_us": instantiate.p50, "p99_us": instantiate.p99 },
         "throughput": throughput,
         "cold_start_ms": cold,
@@ -164,7 +190,24 @@ struct Latency {
     p99: f64,
 }
 
-async fn latencies<F, Fut>(n: usize, mut op: F) -> Result<Latency>
+impl Latency {
+    fn of(mut samples: Vec<f64>) -> Latency {
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            samples
+                .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        Latency {
+            p50: round(at(0.50)),
+            p99: round(at(0.99)),
+        }
+    }
+}
+
+/// Time `n` runs of `op`, each in microseconds.
+async fn timings<F, Fut>(n: usize, mut op: F) -> Result<Vec<f64>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -175,12 +218,25 @@ where
         op().await?;
         samples.push(started.elapsed().as_secs_f64() * 1e6);
     }
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Ok(Latency {
-        p50: round(at(0.50)),
-        p99: round(at(0.99)),
-    })
+    Ok(samples)
+}
+
+/// Time `n` runs of `op` and `n` baseline requests, alternating blocks of each so that
+/// both see the machine in the same state over the run, and each still runs back to back
+/// as it would alone: (baseline, op) timings in microseconds.
+async fn paired<F, Fut>(n: usize, baseline: &Baseline, mut op: F) -> Result<(Vec<f64>, Vec<f64>)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    const BLOCK: usize = 100;
+    let (mut base, mut runs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    while runs.len() < n {
+        let block = BLOCK.min(n - runs.len());
+        base.extend(timings(block, || baseline.put()).await?);
+        runs.extend(timings(block, &mut op).await?);
+    }
+    Ok((base, runs))
 }
 
 /// Operations per second with `concurrency` workers sharing `total` operations.
@@ -215,6 +271,22 @@ async fn run_once(sandbox: &Sandbox, task: &str, input: &Value) -> Result<()> {
         "{task} did not complete: {:?}",
         outcome.failure.map(|f| f.message)
     );
+    Ok(())
+}
+
+/// Run `task` on an input it must refuse before sending anything.
+async fn run_refused(sandbox: &Sandbox, task: &str, input: &Value) -> Result<()> {
+    let prepared = runner::prepare(task, input.clone(), None);
+    let outcome = runner::run_task(sandbox, task, &prepared.input, prepared.policy).await?;
+    anyhow::ensure!(
+        outcome
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.kind == runner::ErrorKind::InvalidInput),
+        "{task} did not refuse its input: {:?}",
+        outcome.failure.map(|f| f.message)
+    );
+    anyhow::ensure!(!outcome.reached_server, "{task} sent a refused input");
     Ok(())
 }
 
@@ -470,6 +542,12 @@ fn print_table(report: &Value, out: &mut (dyn Write + Send)) -> Result<()> {
             )?;
         }
     }
+    let floor = &report["task_without_network"];
+    row(
+        out,
+        "zuora, input refused (no network)",
+        [&floor["p50_us"], &floor["p99_us"], &floor["ratio_p50"]],
+    )?;
     let instantiate = &report["instantiate"];
     row(
         out,

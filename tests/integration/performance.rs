@@ -129,6 +129,8 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
         "/baseline/p50_us",
         "/baseline/p99_us",
         "/instantiate/p50_us",
+        "/task_without_network/p50_us",
+        "/task_without_network/ratio_p50",
         "/cold_start_ms/cached",
         "/cold_start_ms/uncached",
         "/rss_mb_1000_in_flight",
@@ -156,8 +158,11 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
     // The test binary is not `harness`: cold start is timed in-process.
     assert_eq!(report["cold_start_ms"]["method"], "in-process");
     let table = String::from_utf8(out).unwrap();
-    assert!(
-        table.contains("native pooled hyper PUT (baseline)"),
-        "{table}"
-    );
+    for row in [
+        "native pooled hyper PUT (baseline)",
+        "zuora, input refused (no network)",
+        "resident memory:",
+    ] {
+        assert!(table.contains(row), "{row} missing in {table}");
+    }
 }
