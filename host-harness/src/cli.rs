@@ -393,15 +393,7 @@ async fn execute(
             // such a task fails on its missing baseUrl: real usage never goes to a mock.
             let mock = std::sync::Arc::new(MockServer::start().await);
             let use_mock = config.is_none();
-            let base_url_for: crate::workflow::BaseUrlFor = {
-                let mock = mock.clone();
-                std::sync::Arc::new(move |task: &str| {
-                    use_mock.then(|| match Vendor::for_task(task) {
-                        Some(vendor) => mock.base_url(vendor),
-                        None => mock.uri(),
-                    })
-                })
-            };
+            let base_url_for = mock_base_urls(&mock, use_mock);
             let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let progress: crate::workflow::Progress = std::sync::Arc::new(move |line: &str| {
                 let _ = lines_tx.send(line.to_string());
@@ -568,15 +560,7 @@ async fn run_worker(
     );
     let mock = std::sync::Arc::new(MockServer::start().await);
     let use_mock = config.is_none();
-    let base_url_for: crate::workflow::BaseUrlFor = {
-        let mock = mock.clone();
-        std::sync::Arc::new(move |task: &str| {
-            use_mock.then(|| match Vendor::for_task(task) {
-                Some(vendor) => mock.base_url(vendor),
-                None => mock.uri(),
-            })
-        })
-    };
+    let base_url_for = mock_base_urls(&mock, use_mock);
     let connections = config.unwrap_or_else(|| crate::connections::Connections::for_mock(&mock));
     let policy = connections.policy().clone();
     let credentials = std::sync::Arc::new(crate::connections::Credentials::new(
@@ -793,4 +777,20 @@ fn builtin_task_names() -> Vec<&'static str> {
         .iter()
         .map(|(name, _)| *name)
         .collect()
+}
+
+/// Where a workflow task that names no server is sent: the embedded mock's URL for its
+/// vendor when `use_mock` (no `--config`), else nowhere (the task fails on its missing
+/// `baseUrl`).
+fn mock_base_urls(
+    mock: &std::sync::Arc<MockServer>,
+    use_mock: bool,
+) -> crate::workflow::BaseUrlFor {
+    let mock = mock.clone();
+    std::sync::Arc::new(move |task: &str| {
+        use_mock.then(|| match Vendor::for_task(task) {
+            Some(vendor) => mock.base_url(vendor),
+            None => mock.uri(),
+        })
+    })
 }

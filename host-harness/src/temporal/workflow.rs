@@ -11,8 +11,8 @@
 use crate::runner::{ErrorKind, TaskStatus};
 use crate::workflow::definition::{RetryLogic, TaskDef, TaskKind, WorkflowDef, WorkflowTask};
 use crate::workflow::{
-    Attempt, TaskRecord, entry, evaluate_switch, expression, finish, initial_context, join_record,
-    record,
+    Attempt, Branch, TaskRecord, entry, evaluate_switch, expression, finish, initial_context,
+    join_record, record,
 };
 use futures::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
@@ -100,12 +100,6 @@ struct Interpreter {
     ctx: WorkflowContext<RunDefinition>,
     started: SystemTime,
     task_defs: HashMap<String, TaskDef>,
-}
-
-struct Branch {
-    records: Vec<TaskRecord>,
-    context: Map<String, Value>,
-    failure: Option<String>,
 }
 
 impl Interpreter {

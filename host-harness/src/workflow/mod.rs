@@ -209,11 +209,11 @@ struct Run {
     task_defs: HashMap<String, TaskDef>,
 }
 
-/// How a list of tasks ended.
-struct Branch {
-    records: Vec<TaskRecord>,
-    context: Map<String, Value>,
-    failure: Option<String>,
+/// How a list of tasks ended (locally, or in the Temporal workflow).
+pub(crate) struct Branch {
+    pub(crate) records: Vec<TaskRecord>,
+    pub(crate) context: Map<String, Value>,
+    pub(crate) failure: Option<String>,
 }
 
 impl WorkflowRunner {
