@@ -137,6 +137,8 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
     ] {
         assert!(number(pointer) > 0.0, "{pointer}");
     }
+    // Run in-process (no `harness` binary to fill the cache first): compiled here.
+    assert_eq!(report["rss_components_from_cache"], json!(false));
     for task in [
         "zuora-update-usage",
         "billingplatform-update-usage-identifier",
