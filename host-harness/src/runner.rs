@@ -310,14 +310,40 @@ pub async fn run_task(
     input: &str,
     policy: SendPolicy,
 ) -> Result<TaskOutcome, SandboxError> {
+    let (idempotent, policy) = run_setup(sandbox, task, input, policy)?;
+    let run = sandbox.run(task, input, policy).await?;
+    Ok(classify(task, idempotent, run))
+}
+
+/// [`run_task`], given up (`Ok(None)`) once `within` has passed since the run started
+/// (waiting for a free slot in the sandbox's instance pool does not count).
+pub async fn run_task_within(
+    sandbox: &Sandbox,
+    task: &str,
+    input: &str,
+    policy: SendPolicy,
+    within: std::time::Duration,
+) -> Result<Option<TaskOutcome>, SandboxError> {
+    let (idempotent, policy) = run_setup(sandbox, task, input, policy)?;
+    let run = sandbox.run_within(task, input, policy, within).await?;
+    Ok(run.map(|run| classify(task, idempotent, run)))
+}
+
+/// Whether the run is idempotent, and its policy: an endpoint task sends its one
+/// documented method, and nothing else.
+fn run_setup(
+    sandbox: &Sandbox,
+    task: &str,
+    input: &str,
+    policy: SendPolicy,
+) -> Result<(bool, SendPolicy), SandboxError> {
     let Some(info) = sandbox.info(task) else {
         return Err(SandboxError::UnknownTask(task.to_string()));
     };
-    let idempotent = is_idempotent(sandbox, task, input);
-    // An endpoint task sends its one documented method, and nothing else.
-    let policy = policy.only_method(&info.method);
-    let run = sandbox.run(task, input, policy).await?;
-    Ok(classify(task, idempotent, run))
+    Ok((
+        is_idempotent(sandbox, task, input),
+        policy.only_method(&info.method),
+    ))
 }
 
 /// Whether a failed attempt may be sent again: the failure is one a retry can help

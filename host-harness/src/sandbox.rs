@@ -107,7 +107,7 @@ pub struct SandboxOptions {
     /// Where compiled components are cached on disk (`None`: compile every time).
     pub cache_dir: Option<PathBuf>,
     /// Runs that may be in flight at once: sizes wasmtime's pooling instance allocator
-    /// (`0` allocates each instance on demand instead).
+    /// (`0` allocates each instance on demand instead). Runs beyond it wait for a slot.
     pub max_in_flight: u32,
 }
 
@@ -176,6 +176,9 @@ pub struct Sandbox {
     cache_dir: Option<PathBuf>,
     cache_hits: AtomicUsize,
     http: Arc<HttpPool>,
+    /// Free slots in the instance pool (`None` without one): a run beyond the pool's size
+    /// waits for a slot instead of failing to instantiate.
+    slots: Option<tokio::sync::Semaphore>,
 }
 
 impl Sandbox {
@@ -232,6 +235,8 @@ impl Sandbox {
             cache_dir: options.cache_dir,
             cache_hits: AtomicUsize::new(0),
             http: Arc::new(HttpPool::default()),
+            slots: (options.max_in_flight > 0)
+                .then(|| tokio::sync::Semaphore::new(options.max_in_flight as usize)),
         })
     }
 
@@ -330,7 +335,36 @@ impl Sandbox {
     }
 
     /// Run a task on a JSON input in a fresh store, with outgoing HTTP limited by `policy`.
+    /// When every slot of the instance pool is taken, the run first waits for one; its
+    /// limits count from then.
     pub async fn run(
+        &self,
+        task: &str,
+        input: &str,
+        policy: SendPolicy,
+    ) -> Result<TaskRun, SandboxError> {
+        let _slot = self.slot().await;
+        self.run_in_slot(task, input, policy).await
+    }
+
+    /// [`Sandbox::run`], given up (`Ok(None)`) once `within` has passed since the run got
+    /// its slot in the instance pool: the time spent waiting for a slot, when nothing of
+    /// the run had started, does not count.
+    pub async fn run_within(
+        &self,
+        task: &str,
+        input: &str,
+        policy: SendPolicy,
+        within: Duration,
+    ) -> Result<Option<TaskRun>, SandboxError> {
+        let _slot = self.slot().await;
+        match tokio::time::timeout(within, self.run_in_slot(task, input, policy)).await {
+            Ok(run) => run.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn run_in_slot(
         &self,
         task: &str,
         input: &str,
@@ -417,6 +451,7 @@ impl Sandbox {
             .tasks
             .get(task)
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
+        let _slot = self.slot().await;
         let mut store = self.store(RunState::new(
             &self.limits,
             SendPolicy::deny_all(),
@@ -428,6 +463,15 @@ impl Sandbox {
             .await
             .map(drop)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))
+    }
+
+    /// Wait for a free slot in the instance pool (none to wait for without a pool). The
+    /// semaphore is never closed, so this never fails.
+    async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.slots {
+            Some(slots) => slots.acquire().await.ok(),
+            None => None,
+        }
     }
 
     /// The pooled HTTP client the runs share (logins for connections use it too).

@@ -1,7 +1,8 @@
 //! The fast path's mechanisms: the on-disk code cache and the pooled HTTP client.
 //! (Speed itself is measured by `harness bench`, never asserted here.)
 
-use host_harness::mock::MockServer;
+use host_harness::mock::{Fault, MockServer, Vendor};
+use host_harness::runner;
 use host_harness::sandbox::{BUILTIN_COMPONENTS, Sandbox, SandboxOptions};
 use integration_tests::{json, run};
 use serde_json::json;
@@ -97,6 +98,69 @@ async fn pooled_client_reuses_one_connection_across_tasks() {
     }
     assert_eq!(mock.journal().len(), 5);
     assert_eq!(mock.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_the_instance_pool_wait_for_a_free_slot_instead_of_failing() {
+    let dir = scratch_dir("pool-wait");
+    let mut sandbox = Sandbox::with_options(options(&dir, 2)).unwrap();
+    sandbox.load(zuora_component()).await.unwrap();
+    let sandbox = std::sync::Arc::new(sandbox);
+    let mock = MockServer::start().await;
+    let path = "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
+    // Slow replies keep the first runs in their slots while the others start.
+    mock.inject(Fault {
+        path: path.into(),
+        times: 5,
+        delay_ms: 300,
+        ..Fault::default()
+    });
+    let input = json!({
+        "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+        "headers": { "Authorization": "Bearer mock-zuora-token" },
+        "body": { "UOM": "Each" },
+    });
+    let base = mock.base_url(Vendor::Zuora);
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let (sandbox, prepared) = (
+            sandbox.clone(),
+            runner::prepare("zuora-update-usage", input.clone(), Some(&base)),
+        );
+        runs.spawn(async move {
+            runner::run_task(
+                &sandbox,
+                "zuora-update-usage",
+                &prepared.input,
+                prepared.policy,
+            )
+            .await
+            .unwrap()
+        });
+    }
+    while let Some(outcome) = runs.join_next().await {
+        let outcome = json(&outcome.unwrap());
+        assert_eq!(outcome["status"], "COMPLETED", "{outcome}");
+        assert_eq!(
+            outcome["output"]["response"]["statusCode"], 200,
+            "{outcome}"
+        );
+    }
+    let journal = mock.journal();
+    assert_eq!(journal.len(), 5);
+    for entry in &journal {
+        assert_eq!((entry.method.as_str(), entry.path.as_str()), ("PUT", path));
+        assert_eq!(entry.query, None);
+        assert!(
+            entry
+                .headers
+                .contains(&("authorization".into(), "Bearer mock-zuora-token".into())),
+            "{:?}",
+            entry.headers
+        );
+        let body: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
+        assert_eq!(body, json!({ "UOM": "Each" }));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

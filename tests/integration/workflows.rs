@@ -182,6 +182,64 @@ async fn fork_branches_run_and_join_collects_their_outputs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_waiting_for_a_pool_slot_is_not_timed_out_by_timeout_seconds() {
+    // One slot: branch b waits for a's run (600 ms) and then runs 600 ms itself. Its
+    // timeoutSeconds of 1 counts from when it starts running, so both complete.
+    let h = harness().await;
+    let sandbox = host_harness::sandbox::Sandbox::builtin_only(
+        "zuora-update-usage",
+        host_harness::sandbox::SandboxOptions {
+            max_in_flight: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let base = {
+        let mock = h.mock.clone();
+        Arc::new(move |task: &str| Some(mock.base_url(vendor_of(task))))
+    };
+    let runner = WorkflowRunner::new(
+        Arc::new(sandbox),
+        h.clock.clone(),
+        base,
+        Arc::new(|_: &str| {}),
+    );
+    let path = "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
+    h.mock.inject(Fault {
+        path: path.into(),
+        times: 2,
+        delay_ms: 600,
+        ..Fault::default()
+    });
+    let def = definition(
+        json!([
+            { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": [[zuora_task("a")], [zuora_task("b")]] },
+            { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a", "b"] },
+        ]),
+        json!([{ "name": "zuora-update-usage", "timeoutSeconds": 1, "retryCount": 0 }]),
+    );
+    let result = runner.run(&def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    for task in &result.tasks[..2] {
+        assert_eq!(task.status, "COMPLETED", "{}", task.reference);
+        assert_eq!(task.attempts.len(), 1, "{}", task.reference);
+        assert_eq!(
+            task.output["response"]["statusCode"], 200,
+            "{}",
+            task.reference
+        );
+    }
+    let journal = h.mock.journal();
+    assert_eq!(journal.len(), 2);
+    for entry in &journal {
+        assert_eq!((entry.method.as_str(), entry.path.as_str()), ("PUT", path));
+        let body: Value = serde_json::from_slice(&entry.body).unwrap();
+        assert_eq!(body, json!({ "UOM": "Each" }));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_runs_the_matching_case_or_the_default() {
     let h = harness().await;
     let switch = |mode: &str| {

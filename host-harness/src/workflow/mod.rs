@@ -538,23 +538,24 @@ impl Run {
         loop {
             let started = clock.now_ms();
             let wall = Instant::now();
-            let run = runner::run_task(
-                &self.runner.sandbox,
-                &component,
-                &prepared.input,
-                prepared.policy.clone(),
-            );
+            let (sandbox, policy) = (&self.runner.sandbox, prepared.policy.clone());
+            // timeoutSeconds counts from when the attempt starts running, as Conductor
+            // counts it from IN_PROGRESS: not while it waits for a slot in the pool.
             let outcome = if def.timeout_seconds > 0 {
-                match tokio::time::timeout(Duration::from_secs(def.timeout_seconds), run).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Ok(timed_out(
-                        &component,
-                        def.timeout_seconds,
-                        runner::is_idempotent(&self.runner.sandbox, &component, &prepared.input),
-                    )),
-                }
+                let within = Duration::from_secs(def.timeout_seconds);
+                runner::run_task_within(sandbox, &component, &prepared.input, policy, within)
+                    .await
+                    .map(|outcome| {
+                        outcome.unwrap_or_else(|| {
+                            timed_out(
+                                &component,
+                                def.timeout_seconds,
+                                runner::is_idempotent(sandbox, &component, &prepared.input),
+                            )
+                        })
+                    })
             } else {
-                run.await
+                runner::run_task(sandbox, &component, &prepared.input, policy).await
             };
             let outcome = match outcome {
                 Ok(outcome) => outcome,
