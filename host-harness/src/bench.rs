@@ -61,16 +61,16 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
     // leaves about 30 MB of the compiler's memory resident, which would count as the
     // tasks' own in (g). Without the `harness` binary (the tests) it compiles in-process.
     if let Some(bin) = &options.harness_bin {
-        let output = std::process::Command::new(bin)
-            .arg("--cache-dir")
-            .arg(&cache_dir)
-            .arg("list")
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "`harness list` could not fill the bench's code cache: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut command = std::process::Command::new(bin);
+        command.arg("--cache-dir").arg(&cache_dir).arg("list");
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        if !output.status.success() {
+            let _ = std::fs::remove_dir_all(&cache_dir);
+            anyhow::bail!(
+                "`harness list` could not fill the bench's code cache: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
     let sandbox = Arc::new(
         Sandbox::builtin_with(SandboxOptions {

@@ -207,6 +207,9 @@ impl Sandbox {
             pooling.total_core_instances(n.saturating_mul(8));
             pooling.total_memories(n.saturating_mul(2));
             pooling.total_tables(n.saturating_mul(4));
+            // Every run executes on its own async stack: as many as runs (the default,
+            // 1000, would fail runs beyond it although the semaphore let them in).
+            pooling.total_stacks(n);
             pooling.max_memory_size(options.limits.memory_bytes);
             pooling.table_elements(options.limits.table_elements);
             // Reset a freed slot's memory by zeroing only the pages the run dirtied
@@ -358,6 +361,7 @@ impl Sandbox {
         within: Duration,
     ) -> Result<Option<TaskRun>, SandboxError> {
         let _slot = self.slot().await;
+        // A run cut off here drops its store (and instance) before the slot is released.
         match tokio::time::timeout(within, self.run_in_slot(task, input, policy)).await {
             Ok(run) => run.map(Some),
             Err(_) => Ok(None),
