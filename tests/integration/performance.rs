@@ -164,6 +164,56 @@ async fn runs_beyond_the_instance_pool_wait_for_a_free_slot_instead_of_failing()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_a_thousand_runs_in_flight_all_complete() {
+    // wasmtime's pool holds 1000 async stacks unless told otherwise: the sandbox sizes
+    // them to its runs. Replies held for 4 s keep every run in flight at once.
+    const RUNS: usize = 1010;
+    let dir = scratch_dir("pool-wide");
+    let mut sandbox = Sandbox::with_options(options(&dir, RUNS as u32)).unwrap();
+    sandbox.load(zuora_component()).await.unwrap();
+    let sandbox = std::sync::Arc::new(sandbox);
+    let mock = MockServer::start().await;
+    let path = "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
+    mock.inject(Fault {
+        path: path.into(),
+        times: RUNS as u32,
+        delay_ms: 4000,
+        ..Fault::default()
+    });
+    let input = json!({
+        "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+        "headers": { "Authorization": "Bearer mock-zuora-token" },
+        "body": { "UOM": "Each" },
+    });
+    let base = mock.base_url(Vendor::Zuora);
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..RUNS {
+        let (sandbox, prepared) = (
+            sandbox.clone(),
+            runner::prepare("zuora-update-usage", input.clone(), Some(&base)),
+        );
+        runs.spawn(async move {
+            runner::run_task(
+                &sandbox,
+                "zuora-update-usage",
+                &prepared.input,
+                prepared.policy,
+            )
+            .await
+            .unwrap()
+        });
+    }
+    let mut completed = 0;
+    while let Some(outcome) = runs.join_next().await {
+        let outcome = json(&outcome.unwrap());
+        assert_eq!(outcome["status"], "COMPLETED", "{outcome}");
+        completed += 1;
+    }
+    assert_eq!(completed, RUNS);
+    assert_eq!(mock.journal().len(), RUNS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
     let file = std::env::temp_dir().join(format!("harness-bench-{}.json", std::process::id()));
     let argv = [
