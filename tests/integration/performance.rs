@@ -100,19 +100,24 @@ async fn pooled_client_reuses_one_connection_across_tasks() {
     assert_eq!(mock.connections(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_beyond_the_instance_pool_wait_for_a_free_slot_instead_of_failing() {
-    let dir = scratch_dir("pool-wait");
-    let mut sandbox = Sandbox::with_options(options(&dir, 2)).unwrap();
+const ZUORA_PATH: &str = "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
+
+/// Start `runs` zuora tasks at once on a sandbox whose pool has `pool` slots, against a
+/// mock that holds every reply for `delay_ms`; the outcomes (as printed) and the mock.
+async fn zuora_runs_at_once(
+    name: &str,
+    pool: u32,
+    runs: usize,
+    delay_ms: u64,
+) -> (Vec<serde_json::Value>, MockServer) {
+    let mut sandbox = Sandbox::with_options(options(&scratch_dir(name), pool)).unwrap();
     sandbox.load(zuora_component()).await.unwrap();
     let sandbox = std::sync::Arc::new(sandbox);
     let mock = MockServer::start().await;
-    let path = "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
-    // Slow replies keep the first runs in their slots while the others start.
     mock.inject(Fault {
-        path: path.into(),
-        times: 5,
-        delay_ms: 300,
+        path: ZUORA_PATH.into(),
+        times: runs as u32,
+        delay_ms,
         ..Fault::default()
     });
     let input = json!({
@@ -121,13 +126,13 @@ async fn runs_beyond_the_instance_pool_wait_for_a_free_slot_instead_of_failing()
         "body": { "UOM": "Each" },
     });
     let base = mock.base_url(Vendor::Zuora);
-    let mut runs = tokio::task::JoinSet::new();
-    for _ in 0..5 {
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..runs {
         let (sandbox, prepared) = (
             sandbox.clone(),
             runner::prepare("zuora-update-usage", input.clone(), Some(&base)),
         );
-        runs.spawn(async move {
+        running.spawn(async move {
             runner::run_task(
                 &sandbox,
                 "zuora-update-usage",
@@ -138,8 +143,19 @@ async fn runs_beyond_the_instance_pool_wait_for_a_free_slot_instead_of_failing()
             .unwrap()
         });
     }
-    while let Some(outcome) = runs.join_next().await {
-        let outcome = json(&outcome.unwrap());
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = running.join_next().await {
+        outcomes.push(json(&outcome.unwrap()));
+    }
+    (outcomes, mock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_the_instance_pool_wait_for_a_free_slot_instead_of_failing() {
+    // Slow replies keep the first runs in their slots while the others start.
+    let (outcomes, mock) = zuora_runs_at_once("pool-wait", 2, 5, 300).await;
+    assert_eq!(outcomes.len(), 5);
+    for outcome in &outcomes {
         assert_eq!(outcome["status"], "COMPLETED", "{outcome}");
         assert_eq!(
             outcome["output"]["response"]["statusCode"], 200,
@@ -149,7 +165,10 @@ async fn runs_beyond_the_instance_pool_wait_for_a_free_slot_instead_of_failing()
     let journal = mock.journal();
     assert_eq!(journal.len(), 5);
     for entry in &journal {
-        assert_eq!((entry.method.as_str(), entry.path.as_str()), ("PUT", path));
+        assert_eq!(
+            (entry.method.as_str(), entry.path.as_str()),
+            ("PUT", ZUORA_PATH)
+        );
         assert_eq!(entry.query, None);
         assert!(
             entry
@@ -168,48 +187,11 @@ async fn more_than_a_thousand_runs_in_flight_all_complete() {
     // wasmtime's pool holds 1000 async stacks unless told otherwise: the sandbox sizes
     // them to its runs. Replies held for 4 s keep every run in flight at once.
     const RUNS: usize = 1010;
-    let dir = scratch_dir("pool-wide");
-    let mut sandbox = Sandbox::with_options(options(&dir, RUNS as u32)).unwrap();
-    sandbox.load(zuora_component()).await.unwrap();
-    let sandbox = std::sync::Arc::new(sandbox);
-    let mock = MockServer::start().await;
-    let path = "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb";
-    mock.inject(Fault {
-        path: path.into(),
-        times: RUNS as u32,
-        delay_ms: 4000,
-        ..Fault::default()
-    });
-    let input = json!({
-        "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
-        "headers": { "Authorization": "Bearer mock-zuora-token" },
-        "body": { "UOM": "Each" },
-    });
-    let base = mock.base_url(Vendor::Zuora);
-    let mut runs = tokio::task::JoinSet::new();
-    for _ in 0..RUNS {
-        let (sandbox, prepared) = (
-            sandbox.clone(),
-            runner::prepare("zuora-update-usage", input.clone(), Some(&base)),
-        );
-        runs.spawn(async move {
-            runner::run_task(
-                &sandbox,
-                "zuora-update-usage",
-                &prepared.input,
-                prepared.policy,
-            )
-            .await
-            .unwrap()
-        });
-    }
-    let mut completed = 0;
-    while let Some(outcome) = runs.join_next().await {
-        let outcome = json(&outcome.unwrap());
+    let (outcomes, mock) = zuora_runs_at_once("pool-wide", RUNS as u32, RUNS, 4000).await;
+    assert_eq!(outcomes.len(), RUNS);
+    for outcome in &outcomes {
         assert_eq!(outcome["status"], "COMPLETED", "{outcome}");
-        completed += 1;
     }
-    assert_eq!(completed, RUNS);
     assert_eq!(mock.journal().len(), RUNS);
 }
 
