@@ -361,8 +361,10 @@ impl Sandbox {
         within: Duration,
     ) -> Result<Option<TaskRun>, SandboxError> {
         let _slot = self.slot().await;
-        // A run cut off here drops its store (and instance) before the slot is released.
-        match tokio::time::timeout(within, self.run_in_slot(task, input, policy)).await {
+        // A run cut off here has dropped its store (and instance) by the end of this
+        // statement, before the slot is released.
+        let timed = tokio::time::timeout(within, self.run_in_slot(task, input, policy)).await;
+        match timed {
             Ok(run) => run.map(Some),
             Err(_) => Ok(None),
         }
