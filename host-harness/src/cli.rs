@@ -1,11 +1,11 @@
 //! The `harness` command line: argument parsing, printing and exit codes, no logic.
 //! It lives in the library so that tests drive it in-process with captured output.
 
-use crate::mock::{MockServer, Vendor};
-use crate::runner::{self, TaskStatus};
-use crate::sandbox::{self, Sandbox, SandboxError, SandboxOptions};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use harness_mock::{MockServer, Vendor};
+use harness_runner::{self as runner, TaskStatus};
+use harness_sandbox::{self as sandbox, Sandbox, SandboxError, SandboxOptions};
 use std::io::Read;
 use std::io::Write;
 use std::path::PathBuf;
@@ -123,7 +123,7 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
         /// Seed of the mock's random fault sequence.
-        #[arg(long, default_value_t = crate::soak::DEFAULT_SEED)]
+        #[arg(long, default_value_t = harness_loadtest::soak::DEFAULT_SEED)]
         seed: u64,
     },
     /// Serve the vendor mock until interrupted.
@@ -138,10 +138,10 @@ enum Command {
 #[derive(clap::Args)]
 struct TemporalArgs {
     /// Temporal namespace.
-    #[arg(long, default_value = crate::temporal::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = harness_temporal::DEFAULT_NAMESPACE)]
     namespace: String,
     /// Temporal task queue.
-    #[arg(long, default_value = crate::temporal::DEFAULT_TASK_QUEUE)]
+    #[arg(long, default_value = harness_temporal::DEFAULT_TASK_QUEUE)]
     task_queue: String,
 }
 
@@ -178,7 +178,7 @@ pub async fn run(
     let config = match cli
         .config
         .as_deref()
-        .map(crate::connections::Connections::load)
+        .map(harness_config::Connections::load)
         .transpose()
     {
         Ok(config) => config,
@@ -188,7 +188,7 @@ pub async fn run(
         }
     };
     // Limits: defaults, then `[limits]` of the config, then the command line.
-    let overrides = crate::connections::LimitsEntry {
+    let overrides = harness_config::LimitsEntry {
         timeout_ms: cli.timeout_ms,
         memory_mib: cli.memory_mib,
         fuel: cli.fuel,
@@ -203,10 +203,12 @@ pub async fn run(
     let limits = match limits {
         Ok(limits) => limits,
         Err(e) => {
+            // Named as the option the user most likely gave.
+            let option = e.key.replace('_', "-");
             let _ = writeln!(
                 err,
-                "harness: {}",
-                e.replace("limits.", "--").replace('_', "-")
+                "harness: --{option}: must be between {} and {}, not {}",
+                e.min, e.max, e.value
             );
             return EXIT_USAGE;
         }
@@ -265,7 +267,7 @@ fn unknown_task(e: SandboxError) -> anyhow::Error {
 async fn execute(
     command: Command,
     options: SandboxOptions,
-    config: Option<crate::connections::Connections>,
+    config: Option<harness_config::Connections>,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
@@ -358,7 +360,7 @@ async fn execute(
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
             if let Some(address) = temporal_address {
-                let target = crate::temporal::Target {
+                let target = harness_temporal::Target {
                     address,
                     namespace: temporal.namespace,
                     task_queue: temporal.task_queue,
@@ -383,31 +385,29 @@ async fn execute(
                 .await?,
             );
             ensure_valid(&value, config.as_ref(), &sandbox, &definition)?;
-            let def: crate::workflow::definition::WorkflowDef = serde_json::from_value(value)
+            let def: harness_workflow::definition::WorkflowDef = serde_json::from_value(value)
                 .map_err(|e| usage(format!("{}: {e}", definition.display())))?;
             let input = match input {
                 Some(file) => read_json(&file)?,
                 None => serde_json::json!({}),
             };
             // Without --config, tasks that name no server call the embedded mock. With it,
-            // such a task fails on its missing baseUrl: real usage never goes to a mock.
-            let mock = std::sync::Arc::new(MockServer::start().await);
-            let use_mock = config.is_none();
-            let base_url_for = mock_base_urls(&mock, use_mock);
+            // no mock is started and such a task fails on its missing baseUrl: real usage
+            // never goes to a mock.
+            let (connections, mock) = connections_or_mock(config).await;
+            let base_url_for = mock_base_urls(mock);
             let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let progress: crate::workflow::Progress = std::sync::Arc::new(move |line: &str| {
+            let progress: harness_workflow::Progress = std::sync::Arc::new(move |line: &str| {
                 let _ = lines_tx.send(line.to_string());
             });
-            let connections =
-                config.unwrap_or_else(|| crate::connections::Connections::for_mock(&mock));
             let policy = connections.policy().clone();
-            let credentials = std::sync::Arc::new(crate::connections::Credentials::new(
+            let credentials = std::sync::Arc::new(harness_config::Credentials::new(
                 connections,
                 sandbox.http(),
             ));
-            let runner = crate::workflow::WorkflowRunner::new(
+            let runner = harness_workflow::WorkflowRunner::new(
                 sandbox,
-                std::sync::Arc::new(crate::workflow::SystemClock::default()),
+                std::sync::Arc::new(harness_workflow::SystemClock::default()),
                 base_url_for,
                 progress,
             )
@@ -435,7 +435,7 @@ async fn execute(
             temporal_address,
             temporal,
         } => {
-            let target = crate::temporal::Target {
+            let target = harness_temporal::Target {
                 address: temporal_address,
                 namespace: temporal.namespace,
                 task_queue: temporal.task_queue,
@@ -446,8 +446,11 @@ async fn execute(
             let exe = std::env::current_exe().ok();
             // Cold start is timed on real `harness` processes when this is that binary.
             let harness_bin = exe.filter(|p| p.file_stem().is_some_and(|s| s == "harness"));
-            let report =
-                crate::bench::run(crate::bench::BenchOptions { quick, harness_bin }, out).await?;
+            let report = harness_loadtest::bench::run(
+                harness_loadtest::bench::BenchOptions { quick, harness_bin },
+                out,
+            )
+            .await?;
             if let Some(file) = json {
                 std::fs::write(&file, serde_json::to_string_pretty(&report)?)
                     .map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
@@ -464,14 +467,14 @@ async fn execute(
             if config.is_some() {
                 return Err(usage("soak runs on the embedded mock only; drop --config"));
             }
-            let soak = crate::soak::SoakOptions {
+            let soak = harness_loadtest::soak::SoakOptions {
                 tasks,
                 fault_rate,
                 concurrency,
                 seed,
             };
-            soak.check().map_err(usage)?;
-            let report = crate::soak::run(soak, options, out).await?;
+            soak.check().map_err(|e| usage(e.to_string()))?;
+            let report = harness_loadtest::soak::run(soak, options, out).await?;
             if let Some(file) = json {
                 std::fs::write(&file, serde_json::to_string_pretty(&report.to_json())?)
                     .map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
@@ -506,12 +509,12 @@ async fn execute(
 /// `harness run --temporal-address`: validate as a local run does, submit, wait, print.
 #[allow(clippy::too_many_arguments)]
 async fn run_on_temporal(
-    target: &crate::temporal::Target,
+    target: &harness_temporal::Target,
     definition: &std::path::Path,
     value: serde_json::Value,
     input: Option<PathBuf>,
     options: SandboxOptions,
-    config: Option<crate::connections::Connections>,
+    config: Option<harness_config::Connections>,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
@@ -525,11 +528,11 @@ async fn run_on_temporal(
         "on Temporal {} (namespace {}, task queue {}): waiting for its result",
         target.address, target.namespace, target.task_queue
     );
-    let result = crate::temporal::submit(target, value, input, |id| {
+    let result = harness_temporal::submit(target, value, input, |id| {
         let _ = writeln!(
             err,
             "started workflow {id} ({}) {line}",
-            crate::temporal::WORKFLOW_TYPE
+            harness_temporal::WORKFLOW_TYPE
         );
         let _ = err.flush();
     })
@@ -546,32 +549,31 @@ async fn run_on_temporal(
 /// `harness worker`: the activities run on the same sandbox, connections, policy and
 /// default server (the embedded mock without `--config`) as a local `harness run`.
 async fn run_worker(
-    target: &crate::temporal::Target,
+    target: &harness_temporal::Target,
     options: SandboxOptions,
-    config: Option<crate::connections::Connections>,
+    config: Option<harness_config::Connections>,
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
     let sandbox = std::sync::Arc::new(
         Sandbox::builtin_with(SandboxOptions {
-            max_in_flight: crate::temporal::ACTIVITY_SLOTS,
+            max_in_flight: harness_temporal::ACTIVITY_SLOTS,
             ..options
         })
         .await?,
     );
-    let mock = std::sync::Arc::new(MockServer::start().await);
-    let use_mock = config.is_none();
-    let base_url_for = mock_base_urls(&mock, use_mock);
-    let connections = config.unwrap_or_else(|| crate::connections::Connections::for_mock(&mock));
+    let (connections, mock) = connections_or_mock(config).await;
+    let mock_uri = mock.as_ref().map(|mock| mock.uri());
+    let base_url_for = mock_base_urls(mock);
     let policy = connections.policy().clone();
-    let credentials = std::sync::Arc::new(crate::connections::Credentials::new(
+    let credentials = std::sync::Arc::new(harness_config::Credentials::new(
         connections,
         sandbox.http(),
     ));
     // Progress lines go to stderr as they happen (the worker runs until interrupted).
-    let progress: crate::workflow::Progress = std::sync::Arc::new(|line: &str| {
+    let progress: harness_workflow::Progress = std::sync::Arc::new(|line: &str| {
         eprintln!("{line}");
     });
-    let env = std::sync::Arc::new(crate::temporal::activities::ActivityEnv {
+    let env = std::sync::Arc::new(harness_temporal::activities::ActivityEnv {
         sandbox,
         credentials: Some(credentials),
         policy,
@@ -594,16 +596,12 @@ async fn run_worker(
         target.task_queue,
         target.namespace,
         target.address,
-        if use_mock {
-            format!(
-                " (tasks without a server call the embedded mock at {})",
-                mock.uri()
-            )
-        } else {
-            String::new()
+        match mock_uri {
+            Some(uri) => format!(" (tasks without a server call the embedded mock at {uri})"),
+            None => String::new(),
         }
     );
-    crate::temporal::run_worker(target.clone(), env, shutdown, move || {
+    harness_temporal::run_worker(target.clone(), env, shutdown, move || {
         eprintln!("{ready_line}");
     })
     .await
@@ -617,7 +615,7 @@ async fn run_task(
     input: &str,
     base_url: Option<&str>,
     options: SandboxOptions,
-    config: Option<crate::connections::Connections>,
+    config: Option<harness_config::Connections>,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
@@ -653,11 +651,11 @@ async fn run_task(
     });
     let connections = match (config, &mock) {
         (Some(config), _) => Some(config),
-        (None, Some(mock)) => Some(crate::connections::Connections::for_mock(mock)),
+        (None, Some(mock)) => Some(harness_config::Connections::for_mock(mock)),
         (None, None) => None,
     };
     let credentials = connections
-        .map(|c| std::sync::Arc::new(crate::connections::Credentials::new(c, sandbox.http())));
+        .map(|c| std::sync::Arc::new(harness_config::Credentials::new(c, sandbox.http())));
     let outcome = match runner::prepare_connected(
         task,
         value,
@@ -723,7 +721,7 @@ fn with_task_definitions(
 /// A usage error listing every problem of a definition that is not valid.
 fn ensure_valid(
     value: &serde_json::Value,
-    config: Option<&crate::connections::Connections>,
+    config: Option<&harness_config::Connections>,
     sandbox: &Sandbox,
     definition: &std::path::Path,
 ) -> Result<()> {
@@ -746,9 +744,9 @@ fn ensure_valid(
 /// inputs against each loaded task's input JSON Schema.
 fn definition_problems(
     definition: &serde_json::Value,
-    config: Option<&crate::connections::Connections>,
+    config: Option<&harness_config::Connections>,
     sandbox: &Sandbox,
-) -> Vec<crate::workflow::validate::Problem> {
+) -> Vec<harness_workflow::validate::Problem> {
     let names = connection_names(config);
     let connections: Vec<&str> = names.iter().map(String::as_str).collect();
     let schemas: std::collections::BTreeMap<String, serde_json::Value> = sandbox
@@ -760,10 +758,10 @@ fn definition_problems(
             ))
         })
         .collect();
-    crate::workflow::validate::validate(definition, &builtin_task_names(), &connections, &schemas)
+    harness_workflow::validate::validate(definition, &builtin_task_names(), &connections, &schemas)
 }
 /// The configured connection names, or the embedded mock's.
-fn connection_names(config: Option<&crate::connections::Connections>) -> Vec<String> {
+fn connection_names(config: Option<&harness_config::Connections>) -> Vec<String> {
     match config {
         Some(config) => config.names().into_iter().map(String::from).collect(),
         None => ["billingplatform", "elevate", "rebilly", "zuora"]
@@ -779,16 +777,29 @@ fn builtin_task_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// The configured connections; without a config, the embedded mock (started here, and
+/// only here: a run with `--config` opens no listening socket) and its connections.
+async fn connections_or_mock(
+    config: Option<harness_config::Connections>,
+) -> (
+    harness_config::Connections,
+    Option<std::sync::Arc<MockServer>>,
+) {
+    match config {
+        Some(config) => (config, None),
+        None => {
+            let mock = std::sync::Arc::new(MockServer::start().await);
+            (harness_config::Connections::for_mock(&mock), Some(mock))
+        }
+    }
+}
+
 /// Where a workflow task that names no server is sent: the embedded mock's URL for its
-/// vendor when `use_mock` (no `--config`), else nowhere (the task fails on its missing
+/// vendor when there is one (no `--config`), else nowhere (the task fails on its missing
 /// `baseUrl`).
-fn mock_base_urls(
-    mock: &std::sync::Arc<MockServer>,
-    use_mock: bool,
-) -> crate::workflow::BaseUrlFor {
-    let mock = mock.clone();
+fn mock_base_urls(mock: Option<std::sync::Arc<MockServer>>) -> harness_workflow::BaseUrlFor {
     std::sync::Arc::new(move |task: &str| {
-        use_mock.then(|| match Vendor::for_task(task) {
+        mock.as_ref().map(|mock| match Vendor::for_task(task) {
             Some(vendor) => mock.base_url(vendor),
             None => mock.uri(),
         })

@@ -1,18 +1,5 @@
-//! The host harness: runs the usage-billing WebAssembly task components sandboxed in
-//! wasmtime, and serves a stateful mock of the four vendor APIs.
-//!
-//! Layers, top to bottom: `cli` (the `harness` binary), [`runner`] (one task execution:
-//! input → run → classified output), [`sandbox`] (engine, components, stores, limits,
-//! outgoing-HTTP policy), [`mock`] (the vendor mock server).
+//! The `harness` command: arguments, printing, exit codes and wiring of the layer crates
+//! (see `docs/architecture.md`). It lives in a library so that tests drive it in-process
+//! with captured output.
 
-pub mod bench;
 pub mod cli;
-pub mod connections;
-pub mod mock;
-pub mod policy;
-pub mod pool;
-pub mod runner;
-pub mod sandbox;
-pub mod soak;
-pub mod temporal;
-pub mod workflow;

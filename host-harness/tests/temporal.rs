@@ -7,7 +7,10 @@
 //! Without `$TEMPORAL_CLI` (a bare `cargo test`) the tests say so and pass, except under
 //! CI, where they fail.
 
-use host_harness::mock::{Fault, MockServer, Vendor, credentials as c};
+#[path = "common/sockets.rs"]
+mod sockets;
+
+use harness_mock::{Fault, MockServer, Vendor, credentials as c};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -253,13 +256,55 @@ impl Drop for WorkerProcess {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_a_config_opens_no_listening_socket_and_one_without_serves_the_mock() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let mock = MockServer::start().await;
+    let dir = scratch_dir("listeners");
+    let configured = WorkerProcess::start(
+        &server,
+        "listeners-configured",
+        &config_for(&mock, &dir.0),
+        dir.join("configured.log"),
+    );
+    assert_eq!(
+        sockets::listening_ports(configured.child.id()),
+        Vec::<u16>::new()
+    );
+    configured.kill();
+
+    let log = dir.join("mock.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["worker", "--temporal-address", &server.address])
+        .args(["--task-queue", "listeners-mock"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting harness worker");
+    let with_mock = WorkerProcess { child, log };
+    wait_for("the worker to start polling", || {
+        with_mock.log_text().contains("worker polling task queue")
+    });
+    let text = with_mock.log_text();
+    let port: u16 = text
+        .split("embedded mock at http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no mock address in {text}"));
+    assert_eq!(sockets::listening_ports(with_mock.child.id()), vec![port]);
+}
+
 /// Replay a workflow's history against the `run-definition` workflow code: the code
 /// takes the same decisions again (it is deterministic), or this fails.
 async fn assert_replays(server: &DevServer, workflow_id: &str) {
     use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
-    let client = host_harness::temporal::connect(&host_harness::temporal::Target {
+    let client = harness_temporal::connect(&harness_temporal::Target {
         address: server.address.clone(),
-        namespace: host_harness::temporal::DEFAULT_NAMESPACE.into(),
+        namespace: harness_temporal::DEFAULT_NAMESPACE.into(),
         task_queue: String::new(),
     })
     .await
@@ -268,7 +313,7 @@ async fn assert_replays(server: &DevServer, workflow_id: &str) {
         .get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id)
         .fetch_history(Default::default());
     let options = WorkflowReplayerOptions::new()
-        .register_workflow::<host_harness::temporal::workflow::RunDefinition>()
+        .register_workflow::<harness_temporal::workflow::RunDefinition>()
         .expect("registering run-definition")
         .build();
     WorkflowReplayer::new(options)
@@ -816,7 +861,7 @@ async fn a_worker_runs_more_activities_than_its_sandbox_pool_by_queueing_them() 
     let config = config_for(&mock, &dir.0);
     let _worker = WorkerProcess::start(&server, "wide", &config, dir.join("worker.log"));
     // More parallel branches than the worker's instance pool, each held by a slow answer.
-    let branches = host_harness::temporal::ACTIVITY_SLOTS as usize + 6;
+    let branches = harness_temporal::ACTIVITY_SLOTS as usize + 6;
     mock.inject(Fault {
         method: Some("PUT".into()),
         path: "/zuora/v1/object/usage".into(),

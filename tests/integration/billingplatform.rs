@@ -1,6 +1,6 @@
 //! `billingplatform-update-usage-identifier` against the mock.
 
-use host_harness::mock::{Fault, MockServer, Vendor};
+use harness_mock::{Fault, MockServer, Vendor};
 use integration_tests::{json, run};
 use serde_json::json;
 

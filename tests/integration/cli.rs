@@ -232,14 +232,14 @@ async fn a_limit_out_of_range_on_the_command_line_is_a_usage_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_limit_on_the_command_line_applies_to_the_run() {
-    let mock = host_harness::mock::MockServer::start().await;
-    mock.inject(host_harness::mock::Fault {
+    let mock = harness_mock::MockServer::start().await;
+    mock.inject(harness_mock::Fault {
         path: "/zuora/".into(),
         times: 1,
         delay_ms: 5_000,
         ..Default::default()
     });
-    let base = mock.base_url(host_harness::mock::Vendor::Zuora);
+    let base = mock.base_url(harness_mock::Vendor::Zuora);
     let ran = harness(&[
         "--timeout-ms",
         "300",

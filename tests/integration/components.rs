@@ -1,7 +1,7 @@
 //! The built components themselves: valid components exporting `task` and their typed
 //! interface, importing nothing but WASI.
 
-use host_harness::sandbox::BUILTIN_COMPONENTS;
+use harness_sandbox::BUILTIN_COMPONENTS;
 use integration_tests::sandbox;
 
 const TYPED: [(&str, &str); 5] = [
@@ -29,13 +29,9 @@ async fn every_component_is_valid_and_exports_task_and_its_typed_interface() {
     let sandbox = sandbox().await;
     assert_eq!(BUILTIN_COMPONENTS.len(), TYPED.len());
     for (task, typed) in TYPED {
-        let (_, path) = BUILTIN_COMPONENTS
-            .iter()
-            .find(|(name, _)| *name == task)
-            .unwrap();
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = harness_artifacts::component(task).unwrap();
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
-            .validate_all(&bytes)
+            .validate_all(bytes)
             .unwrap_or_else(|e| panic!("{task} is not a valid component: {e}"));
         let component = sandbox.component(task).unwrap();
         let ty = component.component_type();

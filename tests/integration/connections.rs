@@ -2,9 +2,9 @@
 //! connection's origin only, refreshes once on 401, and no secret reaches a component,
 //! an output, a log line or an error.
 
-use host_harness::connections::{Connections, Credentials};
-use host_harness::mock::MockServer;
-use host_harness::runner;
+use harness_config::{Connections, Credentials};
+use harness_mock::MockServer;
+use harness_runner as runner;
 use integration_tests::{json, sandbox};
 use serde_json::json;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ async fn run_connected(
     credentials: &Arc<Credentials>,
     task: &str,
     input: serde_json::Value,
-) -> host_harness::runner::TaskOutcome {
+) -> harness_runner::TaskOutcome {
     match runner::prepare_connected(task, input, None, Some(credentials)) {
         Ok(prepared) => {
             assert_no_secret(&prepared.input);
@@ -94,7 +94,7 @@ async fn a_401_logs_in_again_once_and_resends() {
         "COMPLETED"
     );
     mock.clear_journal();
-    mock.inject(host_harness::mock::Fault {
+    mock.inject(harness_mock::Fault {
         path: "/zuora/v1/".into(),
         times: 1,
         status: Some(401),
@@ -197,7 +197,7 @@ async fn a_failed_login_names_the_connection_but_not_the_secret() {
     std::fs::write(&secret, "wrong-password-xyz\n").unwrap();
     let config = format!(
         "[connections.bp]\nbase_url = \"{}\"\nauth = {{ type = \"billingplatform-login\", username = \"mock-user\", password_file = \"{}\" }}\n",
-        mock.base_url(host_harness::mock::Vendor::BillingPlatform),
+        mock.base_url(harness_mock::Vendor::BillingPlatform),
         secret.display()
     );
     let credentials = Arc::new(Credentials::new(
@@ -258,19 +258,18 @@ async fn the_example_workflow_run_prints_no_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_looking_for_its_credentials_finds_none() {
-    use host_harness::sandbox::{Sandbox, SandboxOptions, TEST_COMPONENTS};
+    use harness_sandbox::{Sandbox, SandboxOptions};
     let mock = MockServer::start().await;
     let mut snooping = Sandbox::with_options(SandboxOptions {
         max_in_flight: 4,
         ..SandboxOptions::default()
     })
     .unwrap();
-    let (_, path) = TEST_COMPONENTS
-        .iter()
-        .find(|(name, _)| *name == "snoop")
-        .unwrap();
     assert_eq!(
-        snooping.load(std::path::Path::new(path)).await.unwrap(),
+        snooping
+            .load(integration_tests::test_component("snoop"))
+            .await
+            .unwrap(),
         "snoop"
     );
     let credentials = Arc::new(Credentials::new(
@@ -305,7 +304,7 @@ async fn a_component_looking_for_its_credentials_finds_none() {
     assert_eq!(seen["stdin"], "");
     assert_eq!(
         seen["input"],
-        json!({ "baseUrl": mock.base_url(host_harness::mock::Vendor::Zuora) }).to_string()
+        json!({ "baseUrl": mock.base_url(harness_mock::Vendor::Zuora) }).to_string()
     );
     assert_no_secret(&printed.to_string());
     // What the component printed is captured, not lost or mixed into the output.
@@ -337,18 +336,21 @@ fn policy_and_limits_in_the_config_are_checked_naming_the_key_and_the_rule() {
         ),
     ] {
         assert_eq!(
-            Connections::parse(config).unwrap_err(),
+            Connections::parse(config).unwrap_err().to_string(),
             expected,
             "{config}"
         );
     }
     let unknown = Connections::parse("[limits]\nmemory = 1\n").unwrap_err();
-    assert!(unknown.contains("unknown field `memory`"), "{unknown}");
+    assert!(
+        unknown.to_string().contains("unknown field `memory`"),
+        "{unknown}"
+    );
 }
 
 #[test]
 fn limits_in_the_config_override_the_defaults() {
-    use host_harness::sandbox::Limits;
+    use harness_sandbox::Limits;
     let config = Connections::parse(
         "[limits]\ntimeout_ms = 5000\nmemory_mib = 32\nfuel = 1000000\nresponse_body_bytes = 4096\nlog_bytes = 0\n",
     )

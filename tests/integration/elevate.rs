@@ -1,6 +1,6 @@
 //! `elevate-patch-usage-product-inventory` against the mock.
 
-use host_harness::mock::{MockServer, Vendor};
+use harness_mock::{MockServer, Vendor};
 use integration_tests::{json, run};
 use serde_json::json;
 

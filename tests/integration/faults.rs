@@ -6,9 +6,9 @@
 //! each fault through a one-task workflow with retries, which must apply them at most
 //! once (exactly once when the workflow completes).
 
-use host_harness::mock::{Fault, MockServer, Vendor};
-use host_harness::workflow::definition::WorkflowDef;
-use host_harness::workflow::{ManualClock, WorkflowResult, WorkflowRunner};
+use harness_mock::{Fault, MockServer, Vendor};
+use harness_workflow::definition::WorkflowDef;
+use harness_workflow::{ManualClock, WorkflowResult, WorkflowRunner};
 use integration_tests::{json, run_with_base, shared_sandbox};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! gzip both ways: compressed responses are decoded, plain ones left alone even when
 //! gzip was asked for, and `Content-Encoding: gzip` request bodies are compressed.
 
-use host_harness::mock::{MockServer, Vendor};
+use harness_mock::{MockServer, Vendor};
 use integration_tests::{json, run, run_with_base};
 use serde_json::json;
 use std::io::Read;
@@ -84,7 +84,7 @@ async fn gzips_the_request_body_when_content_encoding_is_gzip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_gzip_response_is_a_transport_error() {
     let mock = MockServer::start().await;
-    mock.inject(host_harness::mock::Fault {
+    mock.inject(harness_mock::Fault {
         path: "/zuora/".into(),
         times: 1,
         status: Some(200),

@@ -1,6 +1,6 @@
 //! The generic `http` task (Conductor's HTTP task, sandboxed).
 
-use host_harness::mock::MockServer;
+use harness_mock::MockServer;
 use integration_tests::{json, run_with_base};
 use serde_json::json;
 
@@ -96,7 +96,7 @@ async fn rejects_crlf_in_a_header_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_is_a_transport_error() {
     let mock = MockServer::start().await;
-    mock.inject(host_harness::mock::Fault {
+    mock.inject(harness_mock::Fault {
         path: "/zuora/".into(),
         times: 1,
         drop: true,
@@ -117,7 +117,7 @@ async fn dropped_connection_is_a_transport_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reply_past_read_timeout_is_a_transport_error() {
     let mock = MockServer::start().await;
-    mock.inject(host_harness::mock::Fault {
+    mock.inject(harness_mock::Fault {
         path: "/zuora/".into(),
         times: 1,
         delay_ms: 2_000,

@@ -2,12 +2,12 @@
 //! or waits on a slow server is stopped with a message naming the limit and its value,
 //! and the next task in the same sandbox still completes.
 
-use host_harness::mock::{Fault, MockServer, Vendor};
-use host_harness::policy::{Origin, SendPolicy};
-use host_harness::runner::{self, TaskOutcome};
-use host_harness::sandbox::{BUILTIN_COMPONENTS, Limits, Sandbox, SandboxOptions, TEST_COMPONENTS};
+use harness_mock::{Fault, MockServer, Vendor};
+use harness_runner::{self as runner, TaskOutcome};
+use harness_sandbox::policy::{Origin, SendPolicy};
+use harness_sandbox::{BUILTIN_COMPONENTS, Limits, Sandbox, SandboxOptions};
+use integration_tests::TEST_COMPONENTS;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -31,9 +31,9 @@ async fn sandbox_with(limits: Limits) -> Sandbox {
         ..SandboxOptions::default()
     })
     .unwrap();
-    for (name, path) in TEST_COMPONENTS.iter().chain(BUILTIN_COMPONENTS) {
+    for (name, wasm) in TEST_COMPONENTS.iter().chain(BUILTIN_COMPONENTS) {
         if ["hostile", "zuora-update-usage", "http"].contains(name) {
-            sandbox.load(Path::new(path)).await.unwrap();
+            sandbox.load(wasm).await.unwrap();
         }
     }
     sandbox

@@ -12,6 +12,7 @@ mod http_task;
 mod limits;
 mod performance;
 mod policy;
+mod portability;
 mod properties;
 mod rate_limits;
 mod rebilly;

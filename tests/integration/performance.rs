@@ -1,19 +1,15 @@
 //! The fast path's mechanisms: the on-disk code cache and the pooled HTTP client.
 //! (Speed itself is measured by `harness bench`, never asserted here.)
 
-use host_harness::mock::{Fault, MockServer, Vendor};
-use host_harness::runner;
-use host_harness::sandbox::{BUILTIN_COMPONENTS, Sandbox, SandboxOptions};
+use harness_mock::{Fault, MockServer, Vendor};
+use harness_runner as runner;
+use harness_sandbox::{Sandbox, SandboxOptions};
 use integration_tests::{json, run};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-fn zuora_component() -> &'static Path {
-    let (_, path) = BUILTIN_COMPONENTS
-        .iter()
-        .find(|(name, _)| *name == "zuora-update-usage")
-        .unwrap();
-    Path::new(path)
+fn zuora_component() -> &'static [u8] {
+    harness_artifacts::component("zuora-update-usage").unwrap()
 }
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -82,6 +78,52 @@ async fn a_corrupt_cache_file_is_recompiled_and_replaced() {
     let mut third = Sandbox::with_options(options(&dir, 4)).unwrap();
     third.load(zuora_component()).await.unwrap();
     assert_eq!(third.cache_hits(), 1, "the replaced file loads");
+}
+
+/// A byte of compiled code changed after it was written (a disk error, a partial copy):
+/// wasmtime's own check reads only the header, so without the entry's checksum the
+/// altered machine code would run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_entry_altered_after_it_was_written_is_recompiled_not_run() {
+    let dir = scratch_dir("cache-altered");
+    let mut first = Sandbox::with_options(options(&dir, 4)).unwrap();
+    first.load(zuora_component()).await.unwrap();
+    let file = cached_files(&dir).remove(0);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let mut second = Sandbox::with_options(options(&dir, 4)).unwrap();
+    second.load(zuora_component()).await.unwrap();
+    assert_eq!(second.cache_hits(), 0, "the altered entry was not loaded");
+    assert_ne!(
+        std::fs::read(&file).unwrap(),
+        bytes,
+        "the entry was rewritten"
+    );
+    let mock = MockServer::start().await;
+    let prepared = runner::prepare(
+        "zuora-update-usage",
+        json!({
+            "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+            "headers": { "Authorization": "Bearer mock-zuora-token" },
+            "body": { "UOM": "Each" },
+        }),
+        Some(&mock.base_url(Vendor::Zuora)),
+    );
+    let outcome = runner::run_task(
+        &second,
+        "zuora-update-usage",
+        &prepared.input,
+        prepared.policy,
+    )
+    .await
+    .unwrap();
+    assert_eq!(json(&outcome)["status"], "COMPLETED");
+    let mut third = Sandbox::with_options(options(&dir, 4)).unwrap();
+    third.load(zuora_component()).await.unwrap();
+    assert_eq!(third.cache_hits(), 1, "the rewritten entry loads");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,11 +285,7 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
         "http",
     ] {
         assert!(number(&format!("/tasks/{task}/ratio_p50")) > 0.0, "{task}");
-        let (_, path) = BUILTIN_COMPONENTS
-            .iter()
-            .find(|(name, _)| *name == task)
-            .unwrap();
-        let size = std::fs::metadata(path).unwrap().len();
+        let size = harness_artifacts::component(task).unwrap().len() as u64;
         assert_eq!(report["component_bytes"][task], size, "{task}");
     }
     for concurrency in ["1", "64", "256"] {

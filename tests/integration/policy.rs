@@ -1,8 +1,8 @@
 //! The sandbox's outgoing-HTTP policy: a component reaches only its granted origin.
 
-use host_harness::mock::{MockServer, Vendor};
-use host_harness::policy::{Origin, SendPolicy};
-use host_harness::runner;
+use harness_mock::{MockServer, Vendor};
+use harness_runner as runner;
+use harness_sandbox::policy::{Origin, SendPolicy};
 use integration_tests::sandbox;
 use serde_json::json;
 
@@ -77,12 +77,12 @@ async fn base_url_option_replaces_the_input_base_url() {
 }
 
 /// A workflow runner whose tasks have no default server and get what `config` grants.
-async fn workflow_runner(config: &str) -> host_harness::workflow::WorkflowRunner {
-    use host_harness::workflow::{ManualClock, WorkflowRunner};
+async fn workflow_runner(config: &str) -> harness_workflow::WorkflowRunner {
+    use harness_workflow::{ManualClock, WorkflowRunner};
     use std::sync::Arc;
-    let config = host_harness::connections::Connections::parse(config).unwrap();
+    let config = harness_config::Connections::parse(config).unwrap();
     let sandbox = Arc::new(
-        host_harness::sandbox::Sandbox::builtin(host_harness::sandbox::Limits::default())
+        harness_sandbox::Sandbox::builtin(harness_sandbox::Limits::default())
             .await
             .unwrap(),
     );
@@ -96,7 +96,7 @@ async fn workflow_runner(config: &str) -> host_harness::workflow::WorkflowRunner
 }
 
 /// A one-task workflow: a Zuora usage update sent to `base_url`.
-fn zuora_workflow(base_url: &str) -> host_harness::workflow::definition::WorkflowDef {
+fn zuora_workflow(base_url: &str) -> harness_workflow::definition::WorkflowDef {
     serde_json::from_value(json!({
         "name": "wf",
         "tasks": [{
@@ -113,7 +113,7 @@ fn zuora_workflow(base_url: &str) -> host_harness::workflow::definition::Workflo
     .unwrap()
 }
 
-fn last_message(result: &host_harness::workflow::WorkflowResult) -> String {
+fn last_message(result: &harness_workflow::WorkflowResult) -> String {
     result.tasks[0].attempts[0]
         .message
         .clone()
@@ -247,7 +247,7 @@ async fn a_grant_for_some_methods_denies_the_others_before_anything_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_not_followed() {
-    use host_harness::mock::Fault;
+    use harness_mock::Fault;
     let mock = MockServer::start().await;
     let elsewhere = MockServer::start().await;
     mock.inject(Fault {

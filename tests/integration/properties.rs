@@ -11,9 +11,9 @@
 //! every case on them with `block_on`, resetting the mock in between. Only the mock's
 //! origin is granted, so no input can reach past loopback.
 
-use host_harness::mock::{JournalEntry, MockServer, Vendor};
-use host_harness::policy::{Origin, SendPolicy};
-use host_harness::runner;
+use harness_mock::{JournalEntry, MockServer, Vendor};
+use harness_runner as runner;
+use harness_sandbox::policy::{Origin, SendPolicy};
 use integration_tests::sandbox;
 use proptest::collection::vec;
 use proptest::option;

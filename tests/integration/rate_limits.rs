@@ -1,7 +1,7 @@
 //! 429 handling: the wait comes from `Retry-After` (seconds or HTTP-date) or Rebilly's
 //! `X-RateLimit-Retry-After` (an epoch timestamp, not seconds).
 
-use host_harness::mock::{Fault, MockServer};
+use harness_mock::{Fault, MockServer};
 use integration_tests::{json, run};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

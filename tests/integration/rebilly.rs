@@ -1,6 +1,6 @@
 //! `rebilly-create-usage` against the mock.
 
-use host_harness::mock::{MockServer, Vendor};
+use harness_mock::{MockServer, Vendor};
 use integration_tests::{json, run};
 use serde_json::json;
 
@@ -245,7 +245,7 @@ async fn wrong_api_key_is_unauthorized_and_read_only_key_is_forbidden() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_error_after_post_says_the_outcome_is_unknown() {
     let mock = MockServer::start().await;
-    mock.inject(host_harness::mock::Fault {
+    mock.inject(harness_mock::Fault {
         path: "/rebilly/".into(),
         times: 1,
         status: Some(503),
@@ -268,9 +268,9 @@ async fn server_error_after_post_says_the_outcome_is_unknown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cut_off_while_waiting_for_the_server_reports_an_unknown_outcome() {
-    use host_harness::sandbox::{Limits, Sandbox, SandboxOptions};
+    use harness_sandbox::{Limits, Sandbox, SandboxOptions};
     let mock = MockServer::start().await;
-    mock.inject(host_harness::mock::Fault {
+    mock.inject(harness_mock::Fault {
         path: "/rebilly/".into(),
         times: 1,
         delay_ms: 3_000,
@@ -285,12 +285,12 @@ async fn a_run_cut_off_while_waiting_for_the_server_reports_an_unknown_outcome()
         ..SandboxOptions::default()
     };
     let sandbox = Sandbox::builtin_only(TASK, options).await.unwrap();
-    let prepared = host_harness::runner::prepare(
+    let prepared = harness_runner::prepare(
         TASK,
         input(json!({ "subscriptionId": "sub_mock_001", "quantity": 1 })),
         Some(&mock.base_url(Vendor::Rebilly)),
     );
-    let outcome = host_harness::runner::run_task(&sandbox, TASK, &prepared.input, prepared.policy)
+    let outcome = harness_runner::run_task(&sandbox, TASK, &prepared.input, prepared.policy)
         .await
         .unwrap();
     let printed = json(&outcome);

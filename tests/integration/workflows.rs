@@ -1,11 +1,11 @@
 //! Workflow definitions: expressions, fork/join, switch, retries that know billing,
 //! validation, and the example workflow.
 
-use host_harness::mock::{Fault, MockServer, Vendor};
-use host_harness::workflow::definition::{RetryLogic, TaskDef, WorkflowDef};
-use host_harness::workflow::expression::{ExpressionError, resolve};
-use host_harness::workflow::validate::{Problem, validate};
-use host_harness::workflow::{ManualClock, WorkflowResult, WorkflowRunner};
+use harness_mock::{Fault, MockServer, Vendor};
+use harness_workflow::definition::{RetryLogic, TaskDef, WorkflowDef};
+use harness_workflow::expression::{ExpressionError, resolve};
+use harness_workflow::validate::{Problem, validate};
+use harness_workflow::{ManualClock, WorkflowResult, WorkflowRunner};
 use integration_tests::vendor_of;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -112,13 +112,13 @@ async fn harness() -> Harness {
     }
 }
 
-async fn shared_sandbox() -> Arc<host_harness::sandbox::Sandbox> {
-    static SANDBOX: tokio::sync::OnceCell<Arc<host_harness::sandbox::Sandbox>> =
+async fn shared_sandbox() -> Arc<harness_sandbox::Sandbox> {
+    static SANDBOX: tokio::sync::OnceCell<Arc<harness_sandbox::Sandbox>> =
         tokio::sync::OnceCell::const_new();
     SANDBOX
         .get_or_init(|| async {
             Arc::new(
-                host_harness::sandbox::Sandbox::builtin(Default::default())
+                harness_sandbox::Sandbox::builtin(Default::default())
                     .await
                     .unwrap(),
             )
@@ -186,9 +186,9 @@ async fn a_branch_waiting_for_a_pool_slot_is_not_timed_out_by_timeout_seconds() 
     // One slot: branch b waits for a's run (600 ms) and then runs 600 ms itself. Its
     // timeoutSeconds of 1 counts from when it starts running, so both complete.
     let h = harness().await;
-    let sandbox = host_harness::sandbox::Sandbox::builtin_only(
+    let sandbox = harness_sandbox::Sandbox::builtin_only(
         "zuora-update-usage",
-        host_harness::sandbox::SandboxOptions {
+        harness_sandbox::SandboxOptions {
             max_in_flight: 1,
             ..Default::default()
         },
@@ -449,7 +449,7 @@ async fn a_post_that_could_not_connect_is_retried() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     // Inside a workflow only the config grants an origin the input names.
-    let config = host_harness::connections::Connections::parse(&format!(
+    let config = harness_config::Connections::parse(&format!(
         "[policy]\nallow_addresses = [\"127.0.0.0/8\"]\n[[policy.allow]]\norigin = \"http://127.0.0.2:{port}\"\nmethods = [\"POST\"]\ntasks = [\"rebilly-create-usage\"]\n"
     ))
     .unwrap();

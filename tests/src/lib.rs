@@ -1,12 +1,23 @@
 //! Fixtures shared by the integration tests: one sandbox (engine and compiled
 //! components) for the whole test binary, and a way to run a task against a mock.
 
-use host_harness::mock::{MockServer, Vendor};
-use host_harness::runner::{self, TaskOutcome};
-use host_harness::sandbox::{Limits, Sandbox};
+use harness_mock::{MockServer, Vendor};
+use harness_runner::{self as runner, TaskOutcome};
+use harness_sandbox::{Limits, Sandbox};
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
+
+include!(concat!(env!("OUT_DIR"), "/gen.rs"));
+
+/// The bytes of the test-only component `name` (`snoop`, `hostile`).
+pub fn test_component(name: &str) -> &'static [u8] {
+    TEST_COMPONENTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, wasm)| *wasm)
+        .unwrap_or_else(|| panic!("no test component {name}"))
+}
 
 static SANDBOX: OnceCell<Arc<Sandbox>> = OnceCell::const_new();
 

@@ -1,0 +1,657 @@
+//! One task execution: prepare the input (base URL, granted origin), run it in the
+//! sandbox, and classify the result into the task output the CLI prints.
+
+use harness_sandbox::policy::{Origin, SendPolicy};
+use harness_sandbox::{HttpResponse, RunResult, Sandbox, SandboxError, TaskError, TaskRun};
+use serde_json::{Map, Value, json};
+
+/// How a task ended, as Conductor names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// The call succeeded.
+    Completed,
+    /// The call failed but a retry may help (`rate-limited`, `server-error`, `transport`).
+    Failed,
+    /// The call failed and retrying the same input cannot help.
+    FailedWithTerminalError,
+}
+
+impl TaskStatus {
+    /// The status as printed: `COMPLETED`, `FAILED`, `FAILED_WITH_TERMINAL_ERROR`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::FailedWithTerminalError => "FAILED_WITH_TERMINAL_ERROR",
+        }
+    }
+}
+
+impl PartialEq<&str> for TaskStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The kind of a task failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input broke a documented rule; nothing was sent.
+    InvalidInput,
+    /// 401.
+    Unauthorized,
+    /// 403.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 409.
+    Conflict,
+    /// 400, 422, another 4xx, or a 2xx reporting failure.
+    Rejected,
+    /// 429.
+    RateLimited,
+    /// 5xx.
+    ServerError,
+    /// No usable response.
+    Transport,
+    /// The sandbox policy refused the request.
+    Denied,
+    /// The component trapped or hit a limit.
+    Sandbox,
+}
+
+impl ErrorKind {
+    /// The kind as printed, e.g. `invalid-input`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::RateLimited => "rate-limited",
+            ErrorKind::ServerError => "server-error",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Denied => "denied",
+            ErrorKind::Sandbox => "sandbox",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Rejected,
+        ErrorKind::RateLimited,
+        ErrorKind::ServerError,
+        ErrorKind::Transport,
+        ErrorKind::Denied,
+        ErrorKind::Sandbox,
+    ];
+
+    /// The kind printed as `name` (the inverse of [`ErrorKind::as_str`]).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether a retry of the same input may help.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited | ErrorKind::ServerError | ErrorKind::Transport
+        )
+    }
+}
+
+/// Why a task did not complete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFailure {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What happened and what to do next.
+    pub message: String,
+    /// The rejected input fields (for `invalid-input`).
+    pub fields: Vec<(String, String)>,
+    /// The wait the server asked for before a retry, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl TaskFailure {
+    /// A failure of `kind` with `message`, no rejected fields and no server-named wait.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> TaskFailure {
+        TaskFailure {
+            kind,
+            message: message.into(),
+            fields: Vec::new(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// The status of a task that failed so: `FAILED` when a retry may help, else
+    /// `FAILED_WITH_TERMINAL_ERROR`.
+    pub fn status(&self) -> TaskStatus {
+        if self.kind.retryable() {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::FailedWithTerminalError
+        }
+    }
+}
+
+/// The result of one task run, printable as the CLI's JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOutcome {
+    /// Task name.
+    pub task: String,
+    /// How it ended.
+    pub status: TaskStatus,
+    /// `{"response": …}` when an HTTP response came back, else `{}`.
+    pub output: Value,
+    /// Why it did not complete.
+    pub failure: Option<TaskFailure>,
+    /// What the component wrote to stdout and stderr (diagnostics, not part of the output).
+    pub guest_log: String,
+    /// Whether a request may have reached the server (see [`TaskRun::reached_server`]).
+    pub reached_server: bool,
+    /// Whether sending this input twice has the effect of sending it once.
+    pub idempotent: bool,
+}
+
+impl TaskOutcome {
+    /// A task that did not complete and has no output (no response to show): its status
+    /// follows from the failure's kind. `reached_server`: whether a request may have
+    /// reached the server; `idempotent`: whether sending the input twice is harmless.
+    pub fn failed(
+        task: &str,
+        failure: TaskFailure,
+        reached_server: bool,
+        idempotent: bool,
+    ) -> TaskOutcome {
+        TaskOutcome {
+            task: task.to_string(),
+            status: failure.status(),
+            output: json!({}),
+            failure: Some(failure),
+            guest_log: String::new(),
+            reached_server,
+            idempotent,
+        }
+    }
+
+    /// The JSON the CLI prints: `task`, `status`, `output`, and when it did not complete,
+    /// `reasonForIncompletion` and `error`.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("task".into(), self.task.clone().into());
+        object.insert("status".into(), self.status.as_str().into());
+        object.insert("output".into(), self.output.clone());
+        if let Some(failure) = &self.failure {
+            object.insert(
+                "reasonForIncompletion".into(),
+                failure.message.clone().into(),
+            );
+            let fields: Vec<Value> = failure
+                .fields
+                .iter()
+                .map(|(field, message)| json!({ "field": field, "message": message }))
+                .collect();
+            object.insert(
+                "error".into(),
+                json!({
+                    "kind": failure.kind.as_str(),
+                    "message": failure.message,
+                    "fields": fields,
+                    "retryable": failure.kind.retryable(),
+                    "retryAfterMs": failure.retry_after_ms,
+                }),
+            );
+        }
+        Value::Object(object)
+    }
+}
+
+/// The input as it will be run and the origin it is granted.
+#[derive(Debug, Clone)]
+pub struct PreparedInput {
+    /// The input JSON text handed to the component.
+    pub input: String,
+    /// What the run may reach.
+    pub policy: SendPolicy,
+}
+
+/// Whether a task input names its server itself: a `baseUrl`, an absolute `uri` for
+/// `http`, or a `connection`. An input that does not is sent to a default (the mock).
+pub fn names_server(task: &str, input: &Value) -> bool {
+    if input.get("connection").is_some() {
+        return true;
+    }
+    if task == "http" {
+        let request = input.get("http_request").unwrap_or(input);
+        request
+            .get("uri")
+            .and_then(Value::as_str)
+            .is_some_and(|u| !u.starts_with('/'))
+    } else {
+        input.get("baseUrl").is_some_and(|b| !b.is_null())
+    }
+}
+
+/// Fill in the base URL and work out the granted origin. For an endpoint task,
+/// `base_url` (when given) replaces the input's `baseUrl`, and the origin of `baseUrl`
+/// is granted. For the `http` task, a relative `uri` (starting with `/`) is resolved
+/// against `base_url`, and the origin of `uri` is granted.
+pub fn prepare(task: &str, mut input: Value, base_url: Option<&str>) -> PreparedInput {
+    let mut granted = None;
+    if let Some(object) = input.as_object_mut() {
+        if task == "http" {
+            let request = match object
+                .get_mut("http_request")
+                .and_then(Value::as_object_mut)
+            {
+                Some(nested) => nested,
+                None => object,
+            };
+            if let (Some(Value::String(uri)), Some(base)) = (request.get("uri"), base_url)
+                && uri.starts_with('/')
+            {
+                let joined = format!("{}{}", base.trim_end_matches('/'), uri);
+                request.insert("uri".into(), joined.into());
+            }
+            granted = request
+                .get("uri")
+                .and_then(Value::as_str)
+                .and_then(Origin::of_url);
+        } else {
+            if let Some(base) = base_url {
+                object.insert("baseUrl".into(), base.into());
+            }
+            granted = object
+                .get("baseUrl")
+                .and_then(Value::as_str)
+                .and_then(Origin::of_url);
+        }
+    }
+    PreparedInput {
+        input: input.to_string(),
+        policy: SendPolicy::allow(granted),
+    }
+}
+
+/// Like [`prepare`], for an input that may name a `"connection"` instead of a server
+/// and credentials: the connection's base URL is filled in, its origin granted, and its
+/// credentials attached to requests for that origin by the host. An unknown connection
+/// is an `invalid-input` outcome (nothing is sent).
+pub fn prepare_connected(
+    task: &str,
+    mut input: Value,
+    base_url: Option<&str>,
+    credentials: Option<&std::sync::Arc<harness_config::Credentials>>,
+) -> Result<PreparedInput, Box<TaskOutcome>> {
+    let Some(connection) = input.as_object_mut().and_then(|o| o.remove("connection")) else {
+        let mut prepared = prepare(task, input, base_url);
+        if let Some(credentials) = credentials {
+            prepared.policy = credentials
+                .connections()
+                .policy()
+                .apply(task, prepared.policy);
+        }
+        return Ok(prepared);
+    };
+    let invalid = |message: String| {
+        let failure = TaskFailure {
+            fields: vec![("connection".into(), message.clone())],
+            ..TaskFailure::new(
+                ErrorKind::InvalidInput,
+                format!("invalid input, nothing was sent: connection: {message}"),
+            )
+        };
+        Box::new(TaskOutcome::failed(task, failure, false, true))
+    };
+    let Some(name) = connection.as_str() else {
+        return Err(invalid("must be the name of a connection".into()));
+    };
+    let Some(credentials) = credentials else {
+        return Err(invalid(format!(
+            "unknown connection `{name}`: no connections are configured"
+        )));
+    };
+    let Some(found) = credentials.connections().get(name) else {
+        let known = credentials.connections().names().join(", ");
+        return Err(invalid(format!(
+            "unknown connection `{name}`; known: {known}"
+        )));
+    };
+    if task != "http" && input.get("baseUrl").is_some_and(|b| !b.is_null()) {
+        return Err(invalid(
+            "give either connection or baseUrl, not both".into(),
+        ));
+    }
+    let Some(origin) = found.origin() else {
+        return Err(invalid(format!(
+            "connection `{name}` has no usable base URL"
+        )));
+    };
+    let prepared = prepare(task, input, Some(&found.base_url));
+    // A task on a connection reaches that connection's origin, and what the config's
+    // `[policy]` grants it, nothing else.
+    let policy = SendPolicy::deny_all().with_connection(origin, name, credentials.clone());
+    Ok(PreparedInput {
+        input: prepared.input,
+        policy: credentials.connections().policy().apply(task, policy),
+    })
+}
+
+/// Run a task once and classify the result.
+pub async fn run_task(
+    sandbox: &Sandbox,
+    task: &str,
+    input: &str,
+    policy: SendPolicy,
+) -> Result<TaskOutcome, SandboxError> {
+    let (idempotent, policy) = run_setup(sandbox, task, input, policy)?;
+    let run = sandbox.run(task, input, policy).await?;
+    Ok(classify(task, idempotent, run))
+}
+
+/// [`run_task`], given up (`Ok(None)`) once `within` has passed since the run started
+/// (waiting for a free slot in the sandbox's instance pool does not count).
+pub async fn run_task_within(
+    sandbox: &Sandbox,
+    task: &str,
+    input: &str,
+    policy: SendPolicy,
+    within: std::time::Duration,
+) -> Result<Option<TaskOutcome>, SandboxError> {
+    let (idempotent, policy) = run_setup(sandbox, task, input, policy)?;
+    let run = sandbox.run_within(task, input, policy, within).await?;
+    Ok(run.map(|run| classify(task, idempotent, run)))
+}
+
+/// Whether the run is idempotent, and its policy: an endpoint task sends its one
+/// documented method, and nothing else.
+fn run_setup(
+    sandbox: &Sandbox,
+    task: &str,
+    input: &str,
+    policy: SendPolicy,
+) -> Result<(bool, SendPolicy), SandboxError> {
+    let Some(info) = sandbox.info(task) else {
+        return Err(SandboxError::UnknownTask(task.to_string()));
+    };
+    Ok((
+        is_idempotent(sandbox, task, input),
+        policy.only_method(&info.method),
+    ))
+}
+
+/// Whether a failed attempt may be sent again: the failure is one a retry can help
+/// (`rate-limited`, `server-error`, `transport`), and sending again cannot apply the call
+/// twice: the task is idempotent, or the server refused it with a 429, or no request
+/// reached a server. A non-idempotent call that may have been applied is never re-sent
+/// blindly (a duplicate usage record bills twice).
+pub fn may_resend(outcome: &TaskOutcome) -> bool {
+    outcome.failure.as_ref().is_some_and(|failure| {
+        failure.kind.retryable()
+            && (outcome.idempotent
+                || failure.kind == ErrorKind::RateLimited
+                || !outcome.reached_server)
+    })
+}
+
+/// Whether sending this input to `task` twice has the effect of sending it once: the
+/// task's own idempotency, or for `http` its method's (RFC 9110 9.2.2).
+pub fn is_idempotent(sandbox: &Sandbox, task: &str, input: &str) -> bool {
+    sandbox.info(task).is_some_and(|info| info.idempotent)
+        || (task == "http" && http_method_is_idempotent(input))
+}
+
+/// Whether the `http` task input's method (default GET) is idempotent (RFC 9110 9.2.2).
+fn http_method_is_idempotent(input: &str) -> bool {
+    let Ok(input) = serde_json::from_str::<Value>(input) else {
+        return false;
+    };
+    let request = input.get("http_request").unwrap_or(&input);
+    let method = request
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("GET");
+    ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(&method.to_ascii_uppercase().as_str())
+}
+
+fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {
+    let guest_log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Nothing that never reached a server can have been applied there.
+    let outcome_known = idempotent || !run.reached_server;
+    let (output, failure) = match run.result {
+        RunResult::Returned(Ok(output)) => {
+            let output =
+                serde_json::from_str(&output).unwrap_or_else(|_| json!({ "result": output }));
+            (output, None)
+        }
+        RunResult::Returned(Err(error)) => {
+            let (output, mut failure) = describe_error(error, outcome_known);
+            if !run.denied.is_empty() {
+                failure.kind = ErrorKind::Denied;
+                failure.message = run.denied.join("; ");
+            }
+            (output, Some(failure))
+        }
+        RunResult::Stopped(message) => (
+            json!({}),
+            Some(TaskFailure::new(ErrorKind::Sandbox, message)),
+        ),
+    };
+    let status = failure
+        .as_ref()
+        .map_or(TaskStatus::Completed, TaskFailure::status);
+    TaskOutcome {
+        task: task.to_string(),
+        status,
+        output,
+        failure,
+        guest_log,
+        reached_server: run.reached_server,
+        idempotent,
+    }
+}
+
+fn describe_error(error: TaskError, outcome_known: bool) -> (Value, TaskFailure) {
+    let failure = |kind, message: String, retry_after_ms| TaskFailure {
+        kind,
+        message,
+        fields: Vec::new(),
+        retry_after_ms,
+    };
+    let unknown_outcome = if outcome_known {
+        ""
+    } else {
+        " The request may have been applied: check the record before sending it again (a duplicate may bill twice)."
+    };
+    match error {
+        TaskError::InvalidInput(fields) => {
+            let list: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect();
+            (
+                json!({}),
+                TaskFailure {
+                    kind: ErrorKind::InvalidInput,
+                    message: format!("invalid input, nothing was sent: {}", list.join("; ")),
+                    fields: fields.into_iter().map(|f| (f.field, f.message)).collect(),
+                    retry_after_ms: None,
+                },
+            )
+        }
+        TaskError::Unauthorized(r) => (
+            response_output(&r),
+            failure(
+                ErrorKind::Unauthorized,
+                format!(
+                    "{}. Check the credentials (token, sessionId or API key) for this server.",
+                    summary(&r)
+                ),
+                None,
+            ),
+        ),
+        TaskError::Forbidden(r) => (
+            response_output(&r),
+            failure(
+                ErrorKind::Forbidden,
+                format!(
+                    "{}. The credentials are valid but lack permission for this call.",
+                    summary(&r)
+                ),
+                None,
+            ),
+        ),
+        TaskError::NotFound(r) => (
+            response_output(&r),
+            failure(
+                ErrorKind::NotFound,
+                format!("{}. Check the record id and the baseUrl.", summary(&r)),
+                None,
+            ),
+        ),
+        TaskError::Conflict(r) => (
+            response_output(&r),
+            failure(
+                ErrorKind::Conflict,
+                format!(
+                    "{}. Nothing was applied; re-read the record and rebuild the request.",
+                    summary(&r)
+                ),
+                None,
+            ),
+        ),
+        TaskError::Rejected(r) => (
+            response_output(&r),
+            failure(
+                ErrorKind::Rejected,
+                format!(
+                    "{}. The vendor rejected the request; fix the input and run it again.",
+                    summary(&r)
+                ),
+                None,
+            ),
+        ),
+        TaskError::RateLimited(r) => {
+            let wait = r
+                .retry_after_ms
+                .map(|ms| format!("retry after {ms} ms"))
+                .unwrap_or_else(|| "retry later (the server named no wait)".into());
+            (
+                response_output(&r.response),
+                failure(
+                    ErrorKind::RateLimited,
+                    format!("{}: {wait}.", summary(&r.response)),
+                    r.retry_after_ms,
+                ),
+            )
+        }
+        TaskError::ServerError(r) => (
+            response_output(&r.response),
+            failure(
+                ErrorKind::ServerError,
+                format!(
+                    "{}. The server failed; a retry may help.{unknown_outcome}",
+                    summary(&r.response)
+                ),
+                r.retry_after_ms,
+            ),
+        ),
+        TaskError::Transport(message) => (
+            json!({}),
+            failure(
+                ErrorKind::Transport,
+                format!("{message}.{unknown_outcome}"),
+                None,
+            ),
+        ),
+        TaskError::Denied(message) => (json!({}), failure(ErrorKind::Denied, message, None)),
+    }
+}
+
+/// `{"response": {statusCode, reasonPhrase, headers, body}}` for a response.
+pub fn response_output(response: &HttpResponse) -> Value {
+    let mut headers: Map<String, Value> = Map::new();
+    for (name, value) in &response.headers {
+        match headers.get_mut(name) {
+            Some(Value::Array(values)) => values.push(value.clone().into()),
+            _ => {
+                headers.insert(name.clone(), json!([value]));
+            }
+        }
+    }
+    json!({
+        "response": {
+            "statusCode": response.status_code,
+            "reasonPhrase": response.reason_phrase,
+            "headers": headers,
+            "body": body_value(&response.body),
+        }
+    })
+}
+
+fn body_value(body: &[u8]) -> Value {
+    if body.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// "404 Not Found: <the vendor's own message>".
+fn summary(response: &HttpResponse) -> String {
+    let status = format!("{} {}", response.status_code, response.reason_phrase);
+    match vendor_message(&body_value(&response.body)) {
+        Some(message) => format!("{status}: {message}"),
+        None => status,
+    }
+}
+
+/// The human message in a vendor error body, whatever the vendor's style.
+fn vendor_message(body: &Value) -> Option<String> {
+    if let Some(errors) = body.get("Errors").and_then(Value::as_array) {
+        let messages: Vec<String> = errors
+            .iter()
+            .filter_map(|e| {
+                let message = e.get("Message")?.as_str()?;
+                Some(match e.get("Code").and_then(Value::as_str) {
+                    Some(code) => format!("{code}: {message}"),
+                    None => message.to_string(),
+                })
+            })
+            .collect();
+        if !messages.is_empty() {
+            return Some(messages.join("; "));
+        }
+    }
+    if let Some(fields) = body.get("invalidFields").and_then(Value::as_array) {
+        let messages: Vec<String> = fields
+            .iter()
+            .filter_map(|f| {
+                Some(format!(
+                    "{}: {}",
+                    f.get("field")?.as_str()?,
+                    f.get("message")?.as_str()?
+                ))
+            })
+            .collect();
+        if !messages.is_empty() {
+            return Some(messages.join("; "));
+        }
+    }
+    ["detail", "message", "error_description", "error", "title"]
+        .iter()
+        .find_map(|key| body.get(*key).and_then(Value::as_str).map(str::to_string))
+        .or_else(|| body.as_str().map(|s| s.chars().take(200).collect()))
+}

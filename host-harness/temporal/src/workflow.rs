@@ -1,0 +1,417 @@
+//! The `run-definition` workflow: one of our workflow definitions (with its input) run
+//! durably on Temporal. Each component task is an activity (type = task name) with the
+//! retry policy translated from its task definition; `FORK_JOIN` branches run as
+//! parallel activities; `SWITCH` and expressions are evaluated in the workflow by the
+//! same interpreter as a local run (deterministic: it reads only the definition, the
+//! input and earlier task outputs). The result has the shape of `harness run`'s.
+
+// The Temporal macros generate public marker constants without docs.
+#![allow(missing_docs)]
+
+use futures::future::LocalBoxFuture;
+use harness_runner::{ErrorKind, TaskStatus};
+use harness_workflow::Attempt;
+use harness_workflow::definition::{RetryLogic, TaskDef, WorkflowDef};
+use harness_workflow::interpreter::{self, ReadyTask, TaskExecutor, TaskResult};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use temporalio_common::error::IncomingError;
+use temporalio_common::protos::temporal::api::history::v1::{HistoryEvent, history_event};
+use temporalio_common::{ActivityDefinition, RetryPolicy};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{ActivityExecutionError, ActivityOptions, WorkflowContext, WorkflowResult};
+
+/// The workflow input: a definition (Conductor JSON, inline `taskDefinitions` included)
+/// and the workflow input it runs on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunDefinitionInput {
+    /// The definition.
+    pub definition: Value,
+    /// Its input (a JSON object).
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// An attempt without `timeoutSeconds` may run this long (the sandbox stops a task long
+/// before, at its `timeout_ms`; a worker that dies is noticed by the heartbeat timeout).
+const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The `run-definition` workflow.
+#[workflow]
+#[derive(Default)]
+pub struct RunDefinition;
+
+#[workflow_methods]
+impl RunDefinition {
+    /// Run the definition; the result is `harness run`'s JSON (a failed task makes a
+    /// `FAILED` result, not a failed workflow execution).
+    #[run(name = "run-definition")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: RunDefinitionInput,
+    ) -> WorkflowResult<Value> {
+        let definition: WorkflowDef = match serde_json::from_value(input.definition.clone()) {
+            Ok(definition) => definition,
+            Err(e) => {
+                let name = input.definition.get("name").cloned().unwrap_or_default();
+                return Ok(json!({
+                    "workflow": name,
+                    "status": "FAILED",
+                    "output": {},
+                    "reasonForIncompletion": format!("the definition does not parse: {e}"),
+                    "tasks": [],
+                }));
+            }
+        };
+        let activities = Activities {
+            ctx: ctx.clone(),
+            started: ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH),
+        };
+        let result = interpreter::drive(&activities, Arc::new(definition), input.input).await;
+        Ok(result.to_json())
+    }
+}
+
+/// An activity called by task name with JSON in and out.
+struct TaskActivity(String);
+
+impl ActivityDefinition for TaskActivity {
+    type Input = Value;
+    type Output = Value;
+    fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The interpreter's executor in the workflow: each component task is an activity.
+struct Activities {
+    ctx: WorkflowContext<RunDefinition>,
+    started: SystemTime,
+}
+
+impl Activities {
+    /// Milliseconds since the workflow started, in workflow time (replays the same).
+    fn now_ms(&self) -> u64 {
+        now_ms(&self.ctx, self.started)
+    }
+}
+
+fn now_ms(ctx: &WorkflowContext<RunDefinition>, started: SystemTime) -> u64 {
+    ctx.workflow_time()
+        .and_then(|t| t.duration_since(started).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl TaskExecutor for Activities {
+    type Run = LocalBoxFuture<'static, TaskResult>;
+
+    fn execute(&self, task: ReadyTask) -> Self::Run {
+        let (ctx, started) = (self.ctx.clone(), self.started);
+        let started_ms = self.now_ms();
+        Box::pin(async move {
+            let ReadyTask {
+                reference,
+                component,
+                input,
+                def,
+                ..
+            } = task;
+            let result = ctx
+                .execute_activity(
+                    TaskActivity(component),
+                    input,
+                    activity_options(&def, &reference),
+                )
+                .await;
+            let duration_ms = now_ms(&ctx, started).saturating_sub(started_ms);
+            let attempt = |number, status, kind, message| Attempt {
+                number,
+                started_ms,
+                duration_ms,
+                status,
+                kind,
+                message,
+                wait_ms: None,
+                wait_reason: None,
+            };
+            match result {
+                // The number of the final attempt: filled in from the history by the
+                // submitter (the workflow sees only the activity's result).
+                Ok(output) => TaskResult {
+                    status: TaskStatus::Completed,
+                    attempts: vec![attempt(0, TaskStatus::Completed, None, None)],
+                    output,
+                    failure: None,
+                },
+                Err(error) => {
+                    let failed = describe_failure(&error, &def);
+                    let message =
+                        format!("task {reference} failed{}: {}", failed.why, failed.message);
+                    TaskResult {
+                        status: failed.status,
+                        attempts: vec![attempt(
+                            failed.attempt,
+                            failed.status,
+                            Some(failed.kind),
+                            Some(failed.message),
+                        )],
+                        output: failed.output,
+                        failure: Some(message),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The activity options of a task: Conductor's retry settings as Temporal's retry policy
+/// (`retryCount` + 1 attempts; `FIXED` a backoff coefficient of 1, `EXPONENTIAL_BACKOFF`
+/// 2; `LINEAR_BACKOFF`, which Temporal cannot express, the first linear delay
+/// (`retryDelaySeconds × backoffScaleFactor`) every time; `maxRetryDelaySeconds` the
+/// maximum interval; `backoffJitterMs`, which it cannot express either, is not applied),
+/// `timeoutSeconds` the start-to-close timeout and
+/// `totalTimeoutSeconds` the schedule-to-close timeout. The activity id is the task's
+/// reference name.
+pub fn activity_options(def: &TaskDef, reference: &str) -> ActivityOptions {
+    let (delay_ms, coefficient) = match def.retry_logic {
+        RetryLogic::Fixed => (def.backoff_ms(2), 1.0),
+        RetryLogic::ExponentialBackoff => (def.backoff_ms(2), 2.0),
+        RetryLogic::LinearBackoff => (def.backoff_ms(2), 1.0),
+    };
+    let retry_policy = RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(delay_ms.max(1)))
+        .backoff_coefficient(coefficient)
+        .maybe_maximum_interval(
+            (def.max_retry_delay_seconds > 0)
+                .then(|| Duration::from_secs(def.max_retry_delay_seconds)),
+        )
+        .maximum_attempts(def.retry_count.saturating_add(1))
+        .build();
+    let start_to_close = if def.timeout_seconds > 0 {
+        Duration::from_secs(def.timeout_seconds)
+    } else {
+        DEFAULT_ATTEMPT_TIMEOUT
+    };
+    let close = if def.total_timeout_seconds > 0 {
+        temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
+            start_to_close,
+            schedule_to_close: Duration::from_secs(def.total_timeout_seconds),
+        }
+    } else {
+        temporalio_sdk::ActivityCloseTimeouts::StartToClose(start_to_close)
+    };
+    ActivityOptions::with_close_timeouts(close)
+        .activity_id(reference.to_string())
+        .heartbeat_timeout(super::activities::HEARTBEAT_TIMEOUT)
+        .retry_policy(retry_policy)
+        .build()
+}
+
+/// A failed activity as the result reports it.
+struct Failed {
+    status: TaskStatus,
+    kind: ErrorKind,
+    message: String,
+    output: Value,
+    attempt: u32,
+    why: String,
+}
+
+fn describe_failure(error: &ActivityExecutionError, def: &TaskDef) -> Failed {
+    let exhausted = match error {
+        ActivityExecutionError::Failed(failed) => {
+            failed.retry_state() == temporalio_sdk::RetryState::MaximumAttemptsReached
+        }
+        _ => false,
+    };
+    match error.cause() {
+        Some(IncomingError::Application(app)) => {
+            let details: Value = app.details().ok().flatten().unwrap_or_default();
+            let kind = app
+                .type_name()
+                .and_then(ErrorKind::from_name)
+                .unwrap_or(ErrorKind::Sandbox);
+            let attempt = details["attempt"].as_u64().unwrap_or(0);
+            let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+            Failed {
+                status: if kind.retryable() {
+                    TaskStatus::Failed
+                } else {
+                    TaskStatus::FailedWithTerminalError
+                },
+                kind,
+                message: app.to_string(),
+                output: details.get("output").cloned().unwrap_or_else(|| json!({})),
+                attempt,
+                why: if exhausted && kind.retryable() {
+                    format!(" (after {attempt} attempts)")
+                } else {
+                    String::new()
+                },
+            }
+        }
+        Some(IncomingError::Timeout(timeout)) => Failed {
+            status: TaskStatus::Failed,
+            kind: ErrorKind::Transport,
+            message: format!(
+                "the attempt timed out ({:?}; timeoutSeconds {}, totalTimeoutSeconds {})",
+                timeout.timeout_type(),
+                def.timeout_seconds,
+                def.total_timeout_seconds
+            ),
+            output: json!({}),
+            attempt: 0,
+            why: String::new(),
+        },
+        _ => Failed {
+            status: TaskStatus::Failed,
+            kind: ErrorKind::Transport,
+            message: error.to_string(),
+            output: json!({}),
+            attempt: 0,
+            why: String::new(),
+        },
+    }
+}
+
+/// Set each task's final attempt number (`tasks[].attempts[0].attempt`, 0 when the
+/// workflow could not know it) from the workflow's history: the `attempt` of the
+/// activity's last started event.
+pub fn fill_attempt_numbers(result: &mut Value, events: &[HistoryEvent]) {
+    let mut scheduled: HashMap<i64, String> = HashMap::new();
+    let mut attempts: HashMap<String, i32> = HashMap::new();
+    for event in events {
+        match &event.attributes {
+            Some(history_event::Attributes::ActivityTaskScheduledEventAttributes(a)) => {
+                scheduled.insert(event.event_id, a.activity_id.clone());
+            }
+            Some(history_event::Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                if let Some(id) = scheduled.get(&a.scheduled_event_id) {
+                    attempts.insert(id.clone(), a.attempt);
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(tasks) = result.get_mut("tasks").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for task in tasks {
+        let Some(reference) = task.get("ref").and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
+        let Some(number) = attempts.get(&reference) else {
+            continue;
+        };
+        if let Some(first) = task
+            .get_mut("attempts")
+            .and_then(Value::as_array_mut)
+            .and_then(|a| a.first_mut())
+            && first["attempt"].as_u64() == Some(0)
+        {
+            first["attempt"] = (*number).into();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_common::protos::temporal::api::history::v1::{
+        ActivityTaskScheduledEventAttributes, ActivityTaskStartedEventAttributes,
+    };
+
+    fn def(logic: RetryLogic) -> TaskDef {
+        TaskDef {
+            retry_count: 2,
+            retry_logic: logic,
+            retry_delay_seconds: 3,
+            backoff_scale_factor: 2,
+            ..TaskDef::default()
+        }
+    }
+
+    #[test]
+    fn task_definitions_become_retry_policies_and_timeouts() {
+        let options = activity_options(&def(RetryLogic::Fixed), "update");
+        assert_eq!(options.activity_id.as_deref(), Some("update"));
+        let policy = options.retry_policy.unwrap();
+        assert_eq!(policy.maximum_attempts(), 3);
+        assert_eq!(policy.initial_interval(), Duration::from_secs(3));
+        assert_eq!(policy.backoff_coefficient(), 1.0);
+        assert_eq!(policy.maximum_interval(), None);
+        assert!(matches!(
+            options.close_timeouts,
+            temporalio_sdk::ActivityCloseTimeouts::StartToClose(d) if d == DEFAULT_ATTEMPT_TIMEOUT
+        ));
+
+        let exponential = activity_options(&def(RetryLogic::ExponentialBackoff), "x");
+        assert_eq!(exponential.retry_policy.unwrap().backoff_coefficient(), 2.0);
+        // No linear backoff in Temporal: the first linear delay every time.
+        let linear = activity_options(&def(RetryLogic::LinearBackoff), "x")
+            .retry_policy
+            .unwrap();
+        assert_eq!(linear.initial_interval(), Duration::from_secs(6));
+        assert_eq!(linear.backoff_coefficient(), 1.0);
+
+        let bounded = TaskDef {
+            max_retry_delay_seconds: 30,
+            timeout_seconds: 5,
+            total_timeout_seconds: 60,
+            ..TaskDef::default()
+        };
+        let options = activity_options(&bounded, "x");
+        assert_eq!(
+            options.retry_policy.unwrap().maximum_interval(),
+            Some(Duration::from_secs(30))
+        );
+        assert!(matches!(
+            options.close_timeouts,
+            temporalio_sdk::ActivityCloseTimeouts::ScheduleAndStartToClose {
+                schedule_to_close,
+                start_to_close,
+            } if schedule_to_close == Duration::from_secs(60) && start_to_close == Duration::from_secs(5)
+        ));
+    }
+
+    #[test]
+    fn final_attempt_numbers_come_from_the_history() {
+        let event = |event_id, attributes| HistoryEvent {
+            event_id,
+            attributes: Some(attributes),
+            ..HistoryEvent::default()
+        };
+        let events = vec![
+            event(
+                5,
+                history_event::Attributes::ActivityTaskScheduledEventAttributes(
+                    ActivityTaskScheduledEventAttributes {
+                        activity_id: "update".into(),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            event(
+                6,
+                history_event::Attributes::ActivityTaskStartedEventAttributes(
+                    ActivityTaskStartedEventAttributes {
+                        scheduled_event_id: 5,
+                        attempt: 3,
+                        ..Default::default()
+                    },
+                ),
+            ),
+        ];
+        let mut result = json!({ "tasks": [
+            { "ref": "update", "attempts": [{ "attempt": 0 }] },
+            { "ref": "other", "attempts": [{ "attempt": 0 }] },
+            { "ref": "switch", "attempts": [] },
+        ]});
+        fill_attempt_numbers(&mut result, &events);
+        assert_eq!(result["tasks"][0]["attempts"][0]["attempt"], 3);
+        assert_eq!(result["tasks"][1]["attempts"][0]["attempt"], 0);
+    }
+}

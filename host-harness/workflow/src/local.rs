@@ -1,0 +1,377 @@
+//! The local executor: a workflow's component tasks run in the sandbox, with
+//! Conductor's retry settings applied by the runner's rules (a call that may have been
+//! applied is never re-sent blindly), on a [`Clock`] tests can drive.
+
+use crate::definition::{self, TaskDef, WorkflowDef};
+use crate::interpreter::{self, ReadyTask, TaskExecutor, TaskResult};
+use crate::{Attempt, WorkflowResult};
+use harness_runner::{self as runner, ErrorKind, TaskOutcome, TaskStatus};
+use harness_sandbox::Sandbox;
+use serde_json::Value;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Time as the workflow runner sees it, so that tests can run retries without sleeping.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the clock started.
+    fn now_ms(&self) -> u64;
+    /// Wait `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// A random jitter in `0..=max_ms`.
+    fn jitter_ms(&self, max_ms: u64) -> u64;
+}
+
+/// The real clock.
+#[derive(Debug)]
+pub struct SystemClock {
+    started: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+    fn jitter_ms(&self, max_ms: u64) -> u64 {
+        if max_ms == 0 {
+            0
+        } else {
+            fastrand::u64(0..=max_ms)
+        }
+    }
+}
+
+/// A clock for tests: sleeping returns at once and moves time forward; every wait is
+/// recorded; jitter is always its maximum.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+    sleeps: Mutex<Vec<Duration>>,
+}
+
+impl ManualClock {
+    /// The waits asked for so far.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        self.sleeps.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        if let Ok(mut sleeps) = self.sleeps.lock() {
+            sleeps.push(duration);
+        }
+        self.now.fetch_add(
+            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+        Box::pin(async {})
+    }
+    fn jitter_ms(&self, max_ms: u64) -> u64 {
+        max_ms
+    }
+}
+
+/// Where a task input without `baseUrl` (or an `http` task with a relative `uri`) is sent.
+pub type BaseUrlFor = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// Receives one progress line per attempt.
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Runs workflow definitions on a sandbox.
+#[derive(Clone)]
+pub struct WorkflowRunner {
+    sandbox: Arc<Sandbox>,
+    clock: Arc<dyn Clock>,
+    base_url_for: BaseUrlFor,
+    progress: Progress,
+    credentials: Option<Arc<harness_config::Credentials>>,
+    policy: harness_sandbox::policy::PolicyConfig,
+}
+
+impl WorkflowRunner {
+    /// A runner on `sandbox` with `clock`; tasks without a server go to `base_url_for(task)`.
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        clock: Arc<dyn Clock>,
+        base_url_for: BaseUrlFor,
+        progress: Progress,
+    ) -> Self {
+        WorkflowRunner {
+            sandbox,
+            clock,
+            base_url_for,
+            progress,
+            credentials: None,
+            policy: harness_sandbox::policy::PolicyConfig::default(),
+        }
+    }
+
+    /// Grant tasks what `policy` grants (`[policy]` of `harness.toml`). Inside a
+    /// workflow only connections, this policy and the default server (`base_url_for`)
+    /// grant origins, never a task's input: a `baseUrl` or `uri` computed from workflow
+    /// data cannot steer a task to a server of its choosing.
+    pub fn with_policy(mut self, policy: harness_sandbox::policy::PolicyConfig) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Resolve the `"connection"` of task inputs with these credentials.
+    pub fn with_credentials(mut self, credentials: Arc<harness_config::Credentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Run a definition on a workflow input.
+    pub async fn run(&self, definition: &WorkflowDef, input: Value) -> WorkflowResult {
+        interpreter::drive(self, Arc::new(definition.clone()), input).await
+    }
+}
+
+impl TaskExecutor for WorkflowRunner {
+    type Run = Pin<Box<dyn Future<Output = TaskResult> + Send>>;
+
+    /// Each task runs as a tokio task of its own, so a fork's branches use every core.
+    fn execute(&self, task: ReadyTask) -> Self::Run {
+        let runner = self.clone();
+        let reference = task.reference.clone();
+        let running = tokio::spawn(async move { runner.run_component(task).await });
+        Box::pin(async move {
+            running.await.unwrap_or_else(|e| {
+                TaskResult::terminal(format!("task {reference}: the task stopped: {e}"))
+            })
+        })
+    }
+}
+
+/// Where a component task runs inside a workflow: its input prepared (connection, default
+/// server) and what it is granted. The grant is the connection's origin, the default
+/// server and the policy; never the origin the input itself names, so workflow data
+/// cannot steer a task to a server of its choosing. An unknown connection is the
+/// `invalid-input` outcome.
+pub fn prepare_in_workflow(
+    component: &str,
+    input: &Value,
+    base_url_for: &BaseUrlFor,
+    credentials: Option<&Arc<harness_config::Credentials>>,
+    policy: &harness_sandbox::policy::PolicyConfig,
+) -> Result<runner::PreparedInput, Box<TaskOutcome>> {
+    let has_server = runner::names_server(component, input);
+    let default_server = base_url_for(component);
+    let base = if has_server {
+        None
+    } else {
+        default_server.clone()
+    };
+    let prepared =
+        runner::prepare_connected(component, input.clone(), base.as_deref(), credentials)?;
+    let mut grant = if input.get("connection").is_some() {
+        prepared.policy.clone()
+    } else {
+        harness_sandbox::policy::SendPolicy::deny_all()
+    };
+    if let Some(origin) = default_server
+        .as_deref()
+        .and_then(harness_sandbox::policy::Origin::of_url)
+    {
+        grant = grant.allow_trusted(origin);
+    }
+    Ok(runner::PreparedInput {
+        input: prepared.input,
+        policy: policy.apply(component, grant),
+    })
+}
+
+impl WorkflowRunner {
+    /// Run one component task: its attempts, with the waits its task definition and the
+    /// server ask for.
+    async fn run_component(&self, task: ReadyTask) -> TaskResult {
+        let ReadyTask {
+            reference,
+            component,
+            input,
+            def,
+            ..
+        } = task;
+        let prepared = match prepare_in_workflow(
+            &component,
+            &input,
+            &self.base_url_for,
+            self.credentials.as_ref(),
+            &self.policy,
+        ) {
+            Ok(prepared) => prepared,
+            Err(outcome) => {
+                let message = outcome.failure.map(|f| f.message).unwrap_or_default();
+                return TaskResult::terminal(format!("task {reference} failed: {message}"));
+            }
+        };
+        let clock = &self.clock;
+        let first_started = clock.now_ms();
+        let mut attempts = Vec::new();
+        let mut number = 1;
+        loop {
+            let started = clock.now_ms();
+            let wall = Instant::now();
+            let (sandbox, policy) = (&self.sandbox, prepared.policy.clone());
+            // timeoutSeconds counts from when the attempt starts running, as Conductor
+            // counts it from IN_PROGRESS: not while it waits for a slot in the pool.
+            let outcome = if def.timeout_seconds > 0 {
+                let within = Duration::from_secs(def.timeout_seconds);
+                runner::run_task_within(sandbox, &component, &prepared.input, policy, within)
+                    .await
+                    .map(|outcome| {
+                        outcome.unwrap_or_else(|| {
+                            timed_out(
+                                &component,
+                                def.timeout_seconds,
+                                runner::is_idempotent(sandbox, &component, &prepared.input),
+                            )
+                        })
+                    })
+            } else {
+                runner::run_task(sandbox, &component, &prepared.input, policy).await
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => return TaskResult::terminal(format!("task {reference}: {e}")),
+            };
+            let duration_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let mut attempt = Attempt {
+                number,
+                started_ms: started,
+                duration_ms,
+                status: outcome.status,
+                kind: outcome.failure.as_ref().map(|f| f.kind),
+                message: outcome.failure.as_ref().map(|f| f.message.clone()),
+                wait_ms: None,
+                wait_reason: None,
+            };
+            let Some(failure) = &outcome.failure else {
+                (self.progress)(&format!(
+                    "{reference} {component} attempt {number}: COMPLETED in {duration_ms} ms"
+                ));
+                attempts.push(attempt);
+                return TaskResult {
+                    status: TaskStatus::Completed,
+                    attempts,
+                    output: outcome.output,
+                    failure: None,
+                };
+            };
+            let may_retry = runner::may_resend(&outcome) && number <= def.retry_count;
+            let wait = may_retry
+                .then(|| wait_before(&def, number + 1, failure.retry_after_ms, clock.as_ref()));
+            let over_total = wait.as_ref().is_some_and(|(ms, _)| {
+                def.total_timeout_seconds > 0
+                    && clock
+                        .now_ms()
+                        .saturating_sub(first_started)
+                        .saturating_add(*ms)
+                        > def.total_timeout_seconds.saturating_mul(1000)
+            });
+            // A server asking for longer than the definition allows fails the task rather
+            // than stalling the workflow (or retrying early into another 429).
+            let over_max = wait.as_ref().is_some_and(|(ms, _)| {
+                *ms > def.max_retry_delay_seconds.saturating_mul(1000)
+                    && def.max_retry_delay_seconds > 0
+                    || *ms > MAX_WAIT_MS
+            });
+            let status = outcome.status.as_str();
+            match wait {
+                Some((ms, reason)) if !over_total && !over_max => {
+                    (self.progress)(&format!(
+                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms; waiting {ms} ms ({reason})",
+                        failure.kind.as_str()
+                    ));
+                    attempt.wait_ms = Some(ms);
+                    attempt.wait_reason = Some(reason);
+                    attempts.push(attempt);
+                    clock.sleep(Duration::from_millis(ms)).await;
+                    number += 1;
+                }
+                _ => {
+                    let why = if over_max {
+                        let ms = wait.as_ref().map_or(0, |(ms, _)| *ms);
+                        format!(
+                            " (the server asked to wait {ms} ms, longer than maxRetryDelaySeconds or 24 hours allow)"
+                        )
+                    } else if over_total {
+                        format!(
+                            " (the next wait would pass totalTimeoutSeconds {})",
+                            def.total_timeout_seconds
+                        )
+                    } else if failure.kind.retryable() && number > def.retry_count {
+                        format!(" (after {number} attempts)")
+                    } else if failure.kind.retryable() {
+                        " (not retried: the call is not idempotent and may have been applied)"
+                            .to_string()
+                    } else {
+                        String::new()
+                    };
+                    (self.progress)(&format!(
+                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms",
+                        failure.kind.as_str()
+                    ));
+                    attempts.push(attempt);
+                    let message = format!("task {reference} failed{why}: {}", failure.message);
+                    return TaskResult {
+                        status: outcome.status,
+                        attempts,
+                        output: outcome.output,
+                        failure: Some(message),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The longest wait a run accepts from a server, whatever the definition says: 24 hours.
+pub const MAX_WAIT_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The wait before attempt `next`: the larger of the backoff and the server's wait.
+fn wait_before(
+    def: &TaskDef,
+    next: u32,
+    retry_after_ms: Option<u64>,
+    clock: &dyn Clock,
+) -> (u64, String) {
+    let backoff = def
+        .backoff_ms(next)
+        .saturating_add(clock.jitter_ms(def.backoff_jitter_ms));
+    let logic = match def.retry_logic {
+        definition::RetryLogic::Fixed => "FIXED",
+        definition::RetryLogic::ExponentialBackoff => "EXPONENTIAL_BACKOFF",
+        definition::RetryLogic::LinearBackoff => "LINEAR_BACKOFF",
+    };
+    match retry_after_ms {
+        Some(server) if server > backoff => {
+            (server, format!("the server asked to wait {server} ms"))
+        }
+        _ => (backoff, format!("{logic} backoff")),
+    }
+}
+
+fn timed_out(task: &str, seconds: u64, idempotent: bool) -> TaskOutcome {
+    let failure = runner::TaskFailure::new(
+        ErrorKind::Transport,
+        format!("the attempt exceeded timeoutSeconds ({seconds} s)"),
+    );
+    // The attempt may have sent its request before it was cut off.
+    TaskOutcome::failed(task, failure, true, idempotent)
+}
