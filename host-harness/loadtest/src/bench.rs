@@ -3,7 +3,7 @@
 //! a baseline from the same run (a native pooled hyper request doing the same PUT), so
 //! the ratios mean something on a noisy machine.
 
-use anyhow::{Context, Result};
+use crate::{Context, LoadtestError, Result, ensure};
 use bytes::Bytes;
 use harness_mock::{Fault, MockServer, Vendor};
 use harness_runner as runner;
@@ -66,10 +66,10 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         let output = tokio::task::spawn_blocking(move || command.output()).await??;
         if !output.status.success() {
             let _ = std::fs::remove_dir_all(&cache_dir);
-            anyhow::bail!(
+            return Err(LoadtestError::Failed(format!(
                 "`harness list` could not fill the bench's code cache: {}",
                 String::from_utf8_lossy(&output.stderr)
-            );
+            )));
         }
     }
     let sandbox = Arc::new(
@@ -271,7 +271,7 @@ where
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 op().await?;
             }
-            Ok::<(), anyhow::Error>(())
+            Ok::<(), LoadtestError>(())
         });
     }
     while let Some(done) = workers.join_next().await {
@@ -283,7 +283,7 @@ where
 async fn run_once(sandbox: &Sandbox, task: &str, input: &Value) -> Result<()> {
     let prepared = runner::prepare(task, input.clone(), None);
     let outcome = runner::run_task(sandbox, task, &prepared.input, prepared.policy).await?;
-    anyhow::ensure!(
+    ensure!(
         outcome.failure.is_none(),
         "{task} did not complete: {:?}",
         outcome.failure.map(|f| f.message)
@@ -295,7 +295,7 @@ async fn run_once(sandbox: &Sandbox, task: &str, input: &Value) -> Result<()> {
 async fn run_refused(sandbox: &Sandbox, task: &str, input: &Value) -> Result<()> {
     let prepared = runner::prepare(task, input.clone(), None);
     let outcome = runner::run_task(sandbox, task, &prepared.input, prepared.policy).await?;
-    anyhow::ensure!(
+    ensure!(
         outcome
             .failure
             .as_ref()
@@ -303,7 +303,7 @@ async fn run_refused(sandbox: &Sandbox, task: &str, input: &Value) -> Result<()>
         "{task} did not refuse its input: {:?}",
         outcome.failure.map(|f| f.message)
     );
-    anyhow::ensure!(!outcome.reached_server, "{task} sent a refused input");
+    ensure!(!outcome.reached_server, "{task} sent a refused input");
     Ok(())
 }
 
@@ -379,7 +379,7 @@ impl Baseline {
             .header("authorization", "Bearer mock-zuora-token")
             .body(Full::new(Bytes::from_static(ZUORA_BODY.as_bytes())))?;
         let response = self.client.request(request).await?;
-        anyhow::ensure!(
+        ensure!(
             response.status() == 200,
             "baseline PUT answered {}",
             response.status()
@@ -417,7 +417,7 @@ async fn cold_start(options: &BenchOptions, mock: &MockServer, input: &Value) ->
                 tokio::task::spawn_blocking(move || -> Result<f64> {
                     let started = Instant::now();
                     let output = command.output()?;
-                    anyhow::ensure!(output.status.success(), "harness task failed: {output:?}");
+                    ensure!(output.status.success(), "harness task failed: {output:?}");
                     Ok(started.elapsed().as_secs_f64() * 1e3)
                 })
             };
@@ -438,7 +438,7 @@ async fn cold_start(options: &BenchOptions, mock: &MockServer, input: &Value) ->
                     .context("zuora component")?;
                 sandbox.load(wasm).await?;
                 run_once(&sandbox, "zuora-update-usage", input).await?;
-                Ok::<f64, anyhow::Error>(started.elapsed().as_secs_f64() * 1e3)
+                Ok::<f64, LoadtestError>(started.elapsed().as_secs_f64() * 1e3)
             };
             let uncached = once(None).await?;
             once(Some(dir.join("cache"))).await?;
@@ -481,7 +481,7 @@ async fn rss_in_flight(
         while let Some(done) = tasks.join_next().await {
             done??;
         }
-        Ok::<(), anyhow::Error>(())
+        Ok::<(), LoadtestError>(())
     };
     tokio::select! {
         done = all_done => done?,

@@ -34,7 +34,7 @@
 //! 500 ms and the slow fault answers after 1 s (the mock still applies it).
 
 use crate::bench::resident_mb;
-use anyhow::{Context, Result};
+use crate::{Context, LoadtestError, Result, ensure};
 use harness_config::{Connections, Credentials};
 use harness_mock::{Fault, MockServer, Vendor};
 use harness_runner::ErrorKind;
@@ -80,7 +80,7 @@ impl Default for SoakOptions {
 
 impl SoakOptions {
     /// Why these options cannot run, if they cannot.
-    pub fn check(&self) -> Result<(), InvalidSoakOption> {
+    pub fn check(&self) -> std::result::Result<(), InvalidSoakOption> {
         if !(0.0..=1.0).contains(&self.fault_rate) {
             return Err(InvalidSoakOption(format!(
                 "--fault-rate {} must be between 0 and 1",
@@ -232,7 +232,7 @@ fn store_records(mock: &MockServer, range: std::ops::Range<usize>) -> Result<()>
             }
             Vendor::Rebilly | Vendor::Zuora => Ok(()),
         }
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|e| LoadtestError::Failed(e.to_string()))?;
     }
     Ok(())
 }
@@ -847,7 +847,9 @@ pub async fn run(
     sandbox: SandboxOptions,
     out: &mut (dyn Write + Send),
 ) -> Result<SoakReport> {
-    options.check().map_err(anyhow::Error::msg)?;
+    options
+        .check()
+        .map_err(|e| LoadtestError::Failed(e.to_string()))?;
     let mock = Arc::new(MockServer::start().await);
     mock.set_fault_seed(options.seed);
     let slots = u32::try_from(options.concurrency).unwrap_or(u32::MAX);
@@ -876,7 +878,7 @@ pub async fn run(
             })
             .collect::<BTreeMap<String, Value>>(),
     );
-    anyhow::ensure!(
+    ensure!(
         problems.is_empty(),
         "the soak workflow does not validate: {problems:?}"
     );
@@ -905,7 +907,7 @@ pub async fn run(
     let warm_up = options.concurrency.clamp(VENDORS.len(), 256);
     store_records(&mock, 0..warm_up)?;
     let warmed = drive(&runner, &definition, &mock, 0..warm_up, options.concurrency).await;
-    anyhow::ensure!(
+    ensure!(
         warmed.iter().flatten().any(|ran| ran.completed),
         "none of the {warm_up} warm-up tasks completed (without faults): {:?}",
         warmed.iter().flatten().find_map(|ran| ran.message.clone())
