@@ -9,9 +9,9 @@
 //! as a Temporal workflow must be.
 
 use crate::definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask};
-use crate::{
-    Attempt, TaskRecord, WorkflowResult, entry, evaluate_switch, expression, finish, join_record,
-    record,
+use crate::expression;
+use crate::record::{
+    Attempt, TaskRecord, WorkflowResult, entry, evaluate_switch, finish, join_record, record,
 };
 use harness_runner::TaskStatus;
 use serde_json::{Map, Value, json};

@@ -4,7 +4,7 @@
 
 use crate::definition::{self, TaskDef, WorkflowDef};
 use crate::interpreter::{self, ReadyTask, TaskExecutor, TaskResult};
-use crate::{Attempt, WorkflowResult};
+use crate::record::{Attempt, WorkflowResult};
 use harness_runner::{self as runner, ErrorKind, TaskOutcome, TaskStatus};
 use harness_sandbox::Sandbox;
 use serde_json::Value;
