@@ -74,36 +74,51 @@ impl DevServer {
             eprintln!("skipped: TEMPORAL_CLI is not set (scripts/test.sh installs and sets it)");
             return None;
         };
-        let port = free_port();
-        let address = format!("127.0.0.1:{port}");
-        let child = Command::new(&cli)
-            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
-            .args(["--http-port", &free_port().to_string()])
-            .args(["--metrics-port", &free_port().to_string()])
-            .args(["--log-level", "error"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the Temporal dev server");
-        let server = DevServer {
-            cli,
-            child,
-            address,
-        };
-        wait_for("the Temporal dev server to answer", || {
-            server
-                .temporal(&[
-                    "operator",
-                    "namespace",
-                    "describe",
-                    "--namespace",
-                    "default",
-                ])
-                .is_some()
-        });
-        Some(server)
+        // A dev server that exits at start (a port another process took between
+        // `free_port` and its bind) or does not answer within a minute on this loaded
+        // machine is stopped and started again on other ports.
+        for _ in 0..3 {
+            let port = free_port();
+            let address = format!("127.0.0.1:{port}");
+            let child = Command::new(&cli)
+                .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+                .args(["--port", &port.to_string()])
+                .args(["--http-port", &free_port().to_string()])
+                .args(["--metrics-port", &free_port().to_string()])
+                .args(["--log-level", "error"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the Temporal dev server");
+            let mut server = DevServer {
+                cli: cli.clone(),
+                child,
+                address,
+            };
+            let start = Instant::now();
+            loop {
+                if server
+                    .temporal(&[
+                        "operator",
+                        "namespace",
+                        "describe",
+                        "--namespace",
+                        "default",
+                    ])
+                    .is_some()
+                {
+                    return Some(server);
+                }
+                if server.child.try_wait().ok().flatten().is_some()
+                    || start.elapsed() > PATIENCE / 2
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        panic!("the Temporal dev server did not answer in three starts");
     }
 
     /// Run the `temporal` CLI against this server; its stdout when it succeeded.

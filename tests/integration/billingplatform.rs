@@ -76,21 +76,97 @@ async fn rejects_missing_id_and_usage_identifier() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refuses_system_controlled_fields() {
-    let why = "system-controlled: BillingPlatform sets it; remove it from the input";
-    assert_rejected_before_sending(
-        input(json!({
-            "Id": "1001", "UsageIdentifier": "X",
-            "Created": "2026-01-01", "Updated": "2026-01-01", "CreatedUserId": "1", "UpdatedUserId": "1",
-        })),
+async fn leaves_out_system_controlled_fields_and_names_them_in_warnings() {
+    let mock = MockServer::start().await;
+    let printed = json(
+        &run(
+            &mock,
+            TASK,
+            input(json!({
+                "Id": "1001", "UsageIdentifier": "X",
+                "Created": "2026-01-01", "Updated": "2026-01-01", "CreatedUserId": "1", "UpdatedUserId": "1",
+            })),
+        )
+        .await,
+    );
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    let why = "system-controlled: BillingPlatform sets it (API reference); left out of the request";
+    assert_eq!(
+        printed["output"]["warnings"],
         json!([
             { "field": "body.brmObjects.Created", "message": why },
             { "field": "body.brmObjects.Updated", "message": why },
             { "field": "body.brmObjects.CreatedUserId", "message": why },
             { "field": "body.brmObjects.UpdatedUserId", "message": why },
-        ]),
-    )
-    .await;
+        ])
+    );
+    let journal = mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"brmObjects":{"Id":"1001","UsageIdentifier":"X"}}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_an_array_of_records_in_one_request() {
+    let mock = MockServer::start().await;
+    let printed = json(
+        &run(
+            &mock,
+            TASK,
+            input(json!([
+                { "Id": "1001", "UsageIdentifier": "API_CALLS_V2" },
+                { "Id": "1002", "UsageIdentifier": "STORAGE_TB" },
+            ])),
+        )
+        .await,
+    );
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    let journal = mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        (journal[0].method.as_str(), journal[0].path.as_str()),
+        ("PUT", "/billingplatform/acme/rest/2.0/USAGE_IDENTIFIER")
+    );
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"brmObjects":[{"Id":"1001","UsageIdentifier":"API_CALLS_V2"},{"Id":"1002","UsageIdentifier":"STORAGE_TB"}]}"#
+    );
+    assert_eq!(
+        printed["output"]["response"]["body"],
+        json!({ "updateResponse": [
+            { "Id": "1001", "success": true, "ErrorCode": "0", "ErrorText": [] },
+            { "Id": "1002", "success": true, "ErrorCode": "0", "ErrorText": [] },
+        ]})
+    );
+    assert_eq!(
+        mock.record(Vendor::BillingPlatform, "1002").unwrap()["UsageIdentifier"],
+        "STORAGE_TB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_whose_record_says_success_false_is_rejected_naming_the_record_and_field() {
+    let mock = MockServer::start().await;
+    let printed = json(
+        &run(
+            &mock,
+            TASK,
+            input(json!([
+                { "Id": "1001", "UsageIdentifier": "API_CALLS_V2" },
+                { "Id": "999", "UsageIdentifier": "NOPE" },
+            ])),
+        )
+        .await,
+    );
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(printed["error"]["kind"], "rejected");
+    assert_eq!(printed["output"]["response"]["statusCode"], 200);
+    assert_eq!(
+        printed["reasonForIncompletion"],
+        "200 OK: record 1 (Id 999): Id: No USAGE_IDENTIFIER record with Id 999. The vendor rejected the request; fix the input and run it again."
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,6 +364,8 @@ fn limits_in_the_config_override_the_defaults() {
             fuel: Some(1_000_000),
             response_body_bytes: 4096,
             log_bytes: 0,
+            // The operator's timeout_ms applies to every task, BillingPlatform's too.
+            task_timeouts: Vec::new(),
             ..Limits::default()
         }
     );

@@ -87,7 +87,7 @@ async fn assert_rejected_before_sending(input: serde_json::Value, expected: serd
 async fn rejects_id_below_one() {
     assert_rejected_before_sending(
         input(json!(0), json!([{ "op": "remove", "path": "/endDate" }])),
-        json!([{ "field": "path.usage_product_inventory_id", "message": "must be an integer of at least 1" }]),
+        json!([{ "field": "path.usage_product_inventory_id", "message": "must be an integer from 1 to 9223372036854775807 (int64)" }]),
     )
     .await;
 }
@@ -96,9 +96,40 @@ async fn rejects_id_below_one() {
 async fn rejects_id_that_is_not_an_integer() {
     assert_rejected_before_sending(
         input(json!("1.5"), json!([{ "op": "remove", "path": "/endDate" }])),
-        json!([{ "field": "path.usage_product_inventory_id", "message": "must be an integer of at least 1" }]),
+        json!([{ "field": "path.usage_product_inventory_id", "message": "must be an integer from 1 to 9223372036854775807 (int64)" }]),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_id_beyond_int64() {
+    assert_rejected_before_sending(
+        input(json!("9223372036854775808"), json!([{ "op": "remove", "path": "/endDate" }])),
+        json!([{ "field": "path.usage_product_inventory_id", "message": "must be an integer from 1 to 9223372036854775807 (int64)" }]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_an_operation_does_not_define_are_sent_as_given() {
+    let mock = MockServer::start().await;
+    // RFC 6902 §4: such members MUST be ignored (Elevate's own sample puts from on an add).
+    let patch = json!([
+        { "op": "add", "path": "/endDate", "value": "2026-12-31", "from": "/startDate" },
+        { "op": "replace", "path": "/defaultUsageCap", "value": 9000, "note": "raised for Q4" },
+    ]);
+    let printed = json(&run(&mock, TASK, input(json!(1), patch.clone())).await);
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    let journal = mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].body_json().unwrap(), patch);
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"[{"op":"add","path":"/endDate","value":"2026-12-31","from":"/startDate"},{"op":"replace","path":"/defaultUsageCap","value":9000,"note":"raised for Q4"}]"#
+    );
+    let record = mock.record(Vendor::Elevate, "1").unwrap();
+    assert_eq!(record["endDate"], "2026-12-31");
+    assert_eq!(record["defaultUsageCap"], 9000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,15 +109,45 @@ async fn rebilly_429_waits_until_the_epoch_timestamp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_without_a_wait_header_reports_no_wait() {
+async fn a_zuora_429_without_retry_after_waits_until_rate_limit_reset() {
     let mock = MockServer::start().await;
+    // Zuora's own 429 example carries only the RateLimit-* headers.
     mock.inject(Fault {
         path: "/zuora/".into(),
         times: 1,
         status: Some(429),
+        headers: vec![
+            ("RateLimit-Remaining".into(), "0".into()),
+            ("RateLimit-Reset".into(), "600".into()),
+        ],
         ..Fault::default()
     });
     let printed = json(&run(&mock, "zuora-update-usage", zuora_input()).await);
+    assert_eq!(printed["error"]["kind"], "rate-limited");
+    assert_eq!(
+        printed["output"]["response"]["headers"]["ratelimit-reset"],
+        json!(["600"])
+    );
+    assert_eq!(printed["error"]["retryAfterMs"], 600_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_without_a_wait_header_reports_no_wait() {
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        status: Some(429),
+        ..Fault::default()
+    });
+    let printed = json(
+        &run(
+            &mock,
+            "rebilly-create-usage",
+            json!({ "headers": { "REB-APIKEY": "sk_sandbox_mock" }, "body": { "subscriptionId": "sub_mock_001", "quantity": 1 } }),
+        )
+        .await,
+    );
     assert_eq!(printed["error"]["kind"], "rate-limited");
     assert_eq!(printed["error"]["retryAfterMs"], serde_json::Value::Null);
 }

@@ -135,13 +135,23 @@ async fn rejects_quantity_text_with_leading_zeros_that_json_cannot_carry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refuses_read_only_fields() {
-    let why = "read-only: Rebilly sets it; remove it from the input";
-    assert_rejected_before_sending(
-        json!({
-            "subscriptionId": "sub_mock_001", "quantity": 1,
-            "id": "u1", "invoiceId": "i", "invoiceItemId": "ii", "createdTime": "t", "updatedTime": "t", "_links": [],
-        }),
+async fn leaves_out_read_only_fields_and_names_them_in_warnings() {
+    let mock = MockServer::start().await;
+    let printed = json(
+        &run(
+            &mock,
+            TASK,
+            input(json!({
+                "subscriptionId": "sub_mock_001", "quantity": 1,
+                "id": "u1", "invoiceId": "i", "invoiceItemId": "ii", "createdTime": "t", "updatedTime": "t", "_links": [],
+            })),
+        )
+        .await,
+    );
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    let why = "read-only at Rebilly (Usage.yaml): left out of the request";
+    assert_eq!(
+        printed["output"]["warnings"],
         json!([
             { "field": "body.id", "message": why },
             { "field": "body.invoiceId", "message": why },
@@ -149,16 +159,69 @@ async fn refuses_read_only_fields() {
             { "field": "body.createdTime", "message": why },
             { "field": "body.updatedTime", "message": why },
             { "field": "body._links", "message": why },
-        ]),
-    )
-    .await;
+        ])
+    );
+    let journal = mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"subscriptionId":"sub_mock_001","quantity":1}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quantity_in_exponent_form_is_sent_as_written_and_checked_on_its_value() {
+    let mock = MockServer::start().await;
+    let body: serde_json::Value =
+        serde_json::from_str(r#"{"subscriptionId": "sub_mock_001", "quantity": 1.5e1}"#).unwrap();
+    let printed = json(&run(&mock, TASK, input(body)).await);
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    let journal = mock.journal();
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"subscriptionId":"sub_mock_001","quantity":1.5e+1}"#
+    );
+    // The mock records the number it parsed (15, in its JSON text).
+    assert_eq!(
+        printed["output"]["response"]["body"]["quantity"].to_string(),
+        "1.5e+1"
+    );
+
+    let tiny: serde_json::Value =
+        serde_json::from_str(r#"{"subscriptionId": "sub_mock_001", "quantity": 1E-4}"#).unwrap();
+    let printed = json(&run(&mock, TASK, input(tiny)).await);
+    assert_eq!(
+        printed["error"]["fields"],
+        json!([{ "field": "body.quantity", "message": "at most 3 decimal places (the minimum billable unit is 0.001)" }])
+    );
+    assert_eq!(mock.journal().len(), 1, "the refused quantity was not sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_usage_time_is_sent_and_rebilly_uses_the_request_time() {
+    let mock = MockServer::start().await;
+    let printed = json(
+        &run(
+            &mock,
+            TASK,
+            input(json!({ "subscriptionId": "sub_mock_001", "quantity": 2, "usageTime": "" })),
+        )
+        .await,
+    );
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    assert_eq!(
+        String::from_utf8(mock.journal()[0].body.clone()).unwrap(),
+        r#"{"subscriptionId":"sub_mock_001","quantity":2,"usageTime":""}"#
+    );
+    let body = &printed["output"]["response"]["body"];
+    assert_eq!(body["usageTime"], body["createdTime"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_usage_time_that_is_not_rfc3339() {
     assert_rejected_before_sending(
         json!({ "subscriptionId": "sub_mock_001", "quantity": 1, "usageTime": "21/11/2026" }),
-        json!([{ "field": "body.usageTime", "message": "must be an RFC 3339 date-time like 2026-11-01T12:00:00Z" }]),
+        json!([{ "field": "body.usageTime", "message": "must be an RFC 3339 date-time like 2026-11-01T12:00:00Z, or empty" }]),
     )
     .await;
 }
@@ -204,10 +267,9 @@ async fn accept_partial_quantity_clips_to_the_hard_limit() {
         printed["output"]["response"]["body"]["quantity"].to_string(),
         "5"
     );
-    assert_eq!(
-        printed["output"]["response"]["body"]["acceptPartialQuantity"],
-        true
-    );
+    // Usage.yaml: acceptPartialQuantity is writeOnly, never returned.
+    let body = printed["output"]["response"]["body"].as_object().unwrap();
+    assert!(!body.contains_key("acceptPartialQuantity"), "{body:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -502,6 +502,26 @@ async fn an_optional_task_failure_does_not_stop_the_workflow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_left_out_of_a_request_is_named_in_the_workflow_result() {
+    let h = harness().await;
+    let mut task = rebilly_task("report");
+    // A record read back from Rebilly and sent on: its read-only id is left out.
+    task["inputParameters"]["body"]["id"] = json!("usage_0");
+    let def = definition(json!([task]), json!([]));
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    assert_eq!(
+        printed["tasks"][0]["output"]["warnings"],
+        json!([{ "field": "body.id", "message": "read-only at Rebilly (Usage.yaml): left out of the request" }])
+    );
+    assert_eq!(
+        String::from_utf8(h.mock.journal()[0].body.clone()).unwrap(),
+        r#"{"subscriptionId":"sub_mock_001","quantity":2}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_every_problem_with_its_path() {
     let known = ["zuora-update-usage", "rebilly-create-usage", "http"];
     let schemas: std::collections::BTreeMap<String, Value> = integration_tests::sandbox()

@@ -154,7 +154,7 @@ async fn rejects_quantity_that_is_not_a_decimal() {
     assert_rejected_before_sending(
         json!({ "Quantity": "twelve" }),
         auth(),
-        json!([{ "field": "body.Quantity", "message": "must be a plain decimal number like 12.5 or -3 (no exponent)" }]),
+        json!([{ "field": "body.Quantity", "message": "must be a decimal number like 12.5, -3 or 7.7e2 (JSON number syntax)" }]),
     )
     .await;
 }
@@ -230,7 +230,7 @@ async fn rejects_idempotency_key_on_put() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reports_every_problem_at_once_and_names_unknown_fields() {
+async fn reports_every_problem_at_once() {
     let mock = MockServer::start().await;
     let printed = json(
         &run(
@@ -239,7 +239,7 @@ async fn reports_every_problem_at_once_and_names_unknown_fields() {
             json!({
                 "path": {},
                 "headers": auth(),
-                "body": { "Quantity": "1e3", "Colour": "red" },
+                "body": { "Quantity": "1e", "Colour": "red", "RbeStatus": "Done" },
                 "extra": 1,
             }),
         )
@@ -250,11 +250,127 @@ async fn reports_every_problem_at_once_and_names_unknown_fields() {
         json!([
             { "field": "extra", "message": "unknown input field; allowed: baseUrl, path, query, headers, body, connectionTimeOut, readTimeOut" },
             { "field": "path.id", "message": "required" },
-            { "field": "body.Quantity", "message": "must be a plain decimal number like 12.5 or -3 (no exponent)" },
-            { "field": "body.Colour", "message": "unknown field; a Zuora usage update takes StartDateTime, EndDateTime, Quantity, RbeStatus, UOM and custom fields ending __c" },
+            { "field": "body.Quantity", "message": "must be a decimal number like 12.5, -3 or 7.7e2 (JSON number syntax)" },
+            { "field": "body.RbeStatus", "message": "must be one of Importing, Pending, Processed" },
         ])
     );
     assert!(mock.journal().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quantity_with_an_exponent_is_sent_as_its_exact_text() {
+    let mock = MockServer::start().await;
+    let printed = json(&run(&mock, TASK, input(json!({ "Quantity": "7.7e2" }))).await);
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    assert_eq!(
+        String::from_utf8(mock.journal()[0].body.clone()).unwrap(),
+        r#"{"Quantity":7.7e2}"#
+    );
+    // The mock keeps the number it parsed (770, in serde_json's text).
+    assert_eq!(
+        mock.record(Vendor::Zuora, ID).unwrap()["Quantity"].to_string(),
+        "7.7e+2"
+    );
+    // The 16-character limit counts the text.
+    let long = json(
+        &run(
+            &mock,
+            TASK,
+            input(json!({ "Quantity": "1.234567890123e+3" })),
+        )
+        .await,
+    );
+    assert_eq!(
+        long["error"]["fields"],
+        json!([{ "field": "body.Quantity", "message": "at most 16 characters (got 17)" }])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_body_fields_are_sent_and_zuora_answers_for_them() {
+    let mock = MockServer::start().await;
+    let printed = json(
+        &run(
+            &mock,
+            TASK,
+            input(json!({ "UOM": "Each", "Colour": "red" })),
+        )
+        .await,
+    );
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    assert_eq!(
+        String::from_utf8(mock.journal()[0].body.clone()).unwrap(),
+        r#"{"UOM":"Each","Colour":"red"}"#
+    );
+    // With rejectUnknownFields=true the answer is Zuora's to give.
+    let mut strict = input(json!({ "UOM": "Each", "Colour": "red" }));
+    strict["query"] = json!({ "rejectUnknownFields": true });
+    let printed = json(&run(&mock, TASK, strict).await);
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(printed["error"]["kind"], "rejected");
+    assert_eq!(printed["output"]["response"]["statusCode"], 400);
+    assert_eq!(
+        printed["output"]["response"]["body"],
+        json!({ "message": "Error - unrecognised fields" })
+    );
+    assert_eq!(
+        mock.journal()[1].query.as_deref(),
+        Some("rejectUnknownFields=true")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_false_with_lock_competition_is_retryable() {
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: format!("/zuora/v1/object/usage/{ID}"),
+        times: 1,
+        status: Some(200),
+        body: Some(json!({ "Success": false, "Errors": [{ "Code": "LOCK_COMPETITION", "Message": "Operation failed due to a lock competition, please retry later." }] })),
+        ..Fault::default()
+    });
+    let printed = json(&run(&mock, TASK, input(json!({ "UOM": "Each" }))).await);
+    assert_eq!(printed["status"], "FAILED");
+    assert_eq!(printed["error"]["kind"], "server-error");
+    assert_eq!(printed["error"]["retryable"], true);
+    // Another Success:false stays terminal.
+    mock.inject(Fault {
+        path: format!("/zuora/v1/object/usage/{ID}"),
+        times: 1,
+        status: Some(200),
+        body: Some(
+            json!({ "Success": false, "Errors": [{ "Code": "INVALID_VALUE", "Message": "bad" }] }),
+        ),
+        ..Fault::default()
+    });
+    let printed = json(&run(&mock, TASK, input(json!({ "UOM": "Each" }))).await);
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(printed["error"]["kind"], "rejected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_failed_to_get_user_info_is_retryable_but_authentication_error_is_not() {
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: format!("/zuora/v1/object/usage/{ID}"),
+        times: 1,
+        status: Some(401),
+        body: Some(json!({ "message": "Failed to get user info" })),
+        ..Fault::default()
+    });
+    let printed = json(&run(&mock, TASK, input(json!({ "UOM": "Each" }))).await);
+    assert_eq!(printed["status"], "FAILED");
+    assert_eq!(printed["error"]["kind"], "server-error");
+    assert_eq!(printed["error"]["retryable"], true);
+    let mut wrong_token = input(json!({ "UOM": "Each" }));
+    wrong_token["headers"]["Authorization"] = json!("Bearer expired");
+    let printed = json(&run(&mock, TASK, wrong_token).await);
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(printed["error"]["kind"], "unauthorized");
+    assert_eq!(
+        printed["output"]["response"]["body"],
+        json!({ "message": "Authentication error" })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,7 +233,9 @@ impl LimitsEntry {
             other => Ok(other),
         };
         if let Some(ms) = ranged("timeout_ms", self.timeout_ms, 1, 86_400_000)? {
+            // The operator's limit applies to every task, BillingPlatform's included.
             base.timeout = Duration::from_millis(ms);
+            base.task_timeouts.clear();
         }
         if let Some(mib) = ranged("memory_mib", self.memory_mib, 1, 4096)? {
             base.memory_bytes = (mib as usize) << 20;

@@ -211,6 +211,15 @@ fn update(records: &mut UsageIdentifiers, request: &VendorRequest) -> MockRespon
     let Ok(document) = serde_json::from_slice::<Value>(body) else {
         return bad_request("Malformed JSON body");
     };
+    // "REST Methods": update takes an array of records too, answered per record in the
+    // newer `updateResponse` shape.
+    if let Some(items) = document.get("brmObjects").and_then(Value::as_array) {
+        let results: Vec<Value> = items
+            .iter()
+            .map(|item| update_item(records, item))
+            .collect();
+        return MockResponse::json(StatusCode::OK, &json!({ "updateResponse": results }));
+    }
     let Some(fields) = document.get("brmObjects").and_then(Value::as_object) else {
         return bad_request("brmObjects is required");
     };
@@ -248,6 +257,54 @@ fn update(records: &mut UsageIdentifiers, request: &VendorRequest) -> MockRespon
         StatusCode::OK,
         &json!({ "retrieveResponse": Value::Object(record.clone()) }),
     )
+}
+
+/// One record of an array update: `{"Id", "success", "ErrorCode", "ErrorText",
+/// "ErrorElementField"}`; a failed record changes nothing.
+fn update_item(records: &mut UsageIdentifiers, item: &Value) -> Value {
+    let id = item.get("Id").and_then(Value::as_str).unwrap_or_default();
+    let failed = |field: &str, text: &str| {
+        json!({
+            "Id": id,
+            "success": false,
+            "ErrorCode": "1",
+            "ErrorText": text,
+            "ErrorElementField": field,
+        })
+    };
+    let Some(fields) = item.as_object() else {
+        return failed("brmObjects", "record must be an object");
+    };
+    for required in ["Id", "UsageIdentifier"] {
+        let present = fields
+            .get(required)
+            .and_then(Value::as_str)
+            .is_some_and(|value| !value.is_empty());
+        if !present {
+            return failed(required, &format!("Field '{required}' is required"));
+        }
+    }
+    if let Some(system_field) = SYSTEM_FIELDS
+        .into_iter()
+        .find(|field| fields.contains_key(*field))
+    {
+        return failed(system_field, "Field is system controlled");
+    }
+    let Some(record) = records.records.get_mut(id) else {
+        return failed("Id", &format!("No USAGE_IDENTIFIER record with Id {id}"));
+    };
+    for (name, value) in fields {
+        record.insert(name.clone(), value.clone());
+    }
+    record.insert(
+        "Updated".to_owned(),
+        Value::String(clock::utc_timestamp_now()),
+    );
+    record.insert(
+        "UpdatedUserId".to_owned(),
+        Value::String(API_USER_ID.to_owned()),
+    );
+    json!({ "Id": id, "success": true, "ErrorCode": "0", "ErrorText": [] })
 }
 
 #[cfg(test)]

@@ -108,12 +108,14 @@ enum PatchRejection {
     Invalid(&'static str),
 }
 
-/// Parses an inventory id: decimal digits only, at least 1.
+/// Parses an inventory id: decimal digits only, an `int64` of at least 1.
 fn parse_inventory_id(text: &str) -> Option<u64> {
     if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
-    text.parse().ok().filter(|id| *id >= 1)
+    text.parse()
+        .ok()
+        .filter(|id| (1..=i64::MAX as u64).contains(id))
 }
 
 /// Checks a patched record; `Err` names the first field breaking a rule.

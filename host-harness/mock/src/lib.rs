@@ -740,7 +740,7 @@ mod tests {
         assert_eq!(created.header("x-ratelimit-limit"), Some("3000"));
         let body = String::from_utf8(created.body.clone())?;
         assert!(
-            body.starts_with(r#"{"id":"usage_1","subscriptionId":"sub_capped","quantity":5,"usageTime":"2026-01-05T10:00:00Z","acceptPartialQuantity":true,"invoiceId":null,"invoiceItemId":null,"createdTime":""#),
+            body.starts_with(r#"{"id":"usage_1","subscriptionId":"sub_capped","quantity":5,"usageTime":"2026-01-05T10:00:00Z","invoiceId":null,"invoiceItemId":null,"createdTime":""#),
             "{body}"
         );
         let subscription = server

@@ -531,7 +531,7 @@ fn create_usage(state: &mut RebillyState, request: &VendorRequest, access: Acces
         "subscriptionId": usage.subscription_id,
         "quantity": quantity,
         "usageTime": usage.usage_time.unwrap_or_else(|| now.clone()),
-        "acceptPartialQuantity": usage.accept_partial_quantity,
+        // Usage.yaml: writeOnly, so never returned.
         "invoiceId": null,
         "invoiceItemId": null,
         "createdTime": now,

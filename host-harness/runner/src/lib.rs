@@ -620,6 +620,44 @@ fn summary(response: &HttpResponse) -> String {
 
 /// The human message in a vendor error body, whatever the vendor's style.
 fn vendor_message(body: &Value) -> Option<String> {
+    // BillingPlatform's per-record results: each record that failed, by position and Id,
+    // with the field and the text it names.
+    if let Some(items) = body.get("updateResponse").and_then(Value::as_array) {
+        let failed: Vec<String> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| {
+                item.get("success") == Some(&Value::Bool(false))
+                    || item
+                        .get("ErrorCode")
+                        .is_some_and(|c| c.as_str().map_or(c.to_string(), str::to_string) != "0")
+            })
+            .map(|(i, item)| {
+                let text = |key: &str| match item.get(key) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Array(parts)) if !parts.is_empty() => Some(
+                        parts
+                            .iter()
+                            .map(|p| p.as_str().map_or(p.to_string(), str::to_string))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                    _ => None,
+                };
+                let id = text("Id")
+                    .map(|id| format!(" (Id {id})"))
+                    .unwrap_or_default();
+                let field = text("ErrorElementField")
+                    .map(|f| format!(" {f}:"))
+                    .unwrap_or_default();
+                let why = text("ErrorText").unwrap_or_else(|| "not updated".into());
+                format!("record {i}{id}:{field} {why}")
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Some(failed.join("; "));
+        }
+    }
     if let Some(errors) = body.get("Errors").and_then(Value::as_array) {
         let messages: Vec<String> = errors
             .iter()

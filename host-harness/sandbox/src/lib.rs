@@ -86,6 +86,23 @@ pub struct Limits {
     /// Cap on the guest's stdout and stderr kept, in bytes each (`log_bytes`); the rest
     /// is dropped, not an error.
     pub log_bytes: usize,
+    /// Tasks whose vendor needs a longer wall-clock limit than [`Limits::timeout`] by
+    /// default; a `timeout_ms` the operator sets applies to every task instead.
+    pub task_timeouts: Vec<(String, Duration)>,
+}
+
+/// BillingPlatform's server times a request out at 400 seconds and its API reference
+/// advises clients to wait longer: its task's default limit is above that.
+pub const BILLINGPLATFORM_TIMEOUT: Duration = Duration::from_secs(420);
+
+impl Limits {
+    /// The wall-clock limit of one run of `task`.
+    pub fn timeout_for(&self, task: &str) -> Duration {
+        self.task_timeouts
+            .iter()
+            .find(|(name, _)| name == task)
+            .map_or(self.timeout, |(_, timeout)| *timeout)
+    }
 }
 
 impl Default for Limits {
@@ -100,6 +117,10 @@ impl Default for Limits {
             response_header_bytes: 64 << 10,
             output_bytes: 16 << 20,
             log_bytes: 64 << 10,
+            task_timeouts: vec![(
+                "billingplatform-update-usage-identifier".into(),
+                BILLINGPLATFORM_TIMEOUT,
+            )],
         }
     }
 }
@@ -415,7 +436,8 @@ impl Sandbox {
                 .call_run(&mut store, input)
                 .await
         };
-        let timed = tokio::time::timeout(self.limits.timeout, call).await;
+        let timeout = self.limits.timeout_for(task);
+        let timed = tokio::time::timeout(timeout, call).await;
         let result = match timed {
             Ok(Ok(Ok(output))) if output.len() > self.limits.output_bytes => {
                 RunResult::Stopped(format!(
@@ -435,12 +457,12 @@ impl Sandbox {
                 reached.store(true, Ordering::SeqCst);
                 RunResult::Returned(Err(TaskError::Transport(format!(
                     "the run exceeded its time limit of {} ms while waiting for the server",
-                    self.limits.timeout.as_millis()
+                    timeout.as_millis()
                 ))))
             }
             Err(_) => RunResult::Stopped(format!(
                 "stopped: the run exceeded its time limit of {} ms",
-                self.limits.timeout.as_millis()
+                timeout.as_millis()
             )),
         };
         drop(store);
@@ -1044,5 +1066,22 @@ mod code_cache {
         file.extend_from_slice(code);
         std::fs::write(&temporary, file)?;
         std::fs::rename(&temporary, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_billingplatform_task_waits_longer_than_its_400_second_server_timeout() {
+        let limits = Limits::default();
+        let billingplatform = limits.timeout_for("billingplatform-update-usage-identifier");
+        assert!(billingplatform > Duration::from_secs(400));
+        assert_eq!(billingplatform, BILLINGPLATFORM_TIMEOUT);
+        assert_eq!(
+            limits.timeout_for("zuora-update-usage"),
+            Duration::from_secs(130)
+        );
     }
 }

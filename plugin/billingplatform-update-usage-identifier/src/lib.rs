@@ -1,10 +1,11 @@
 //! Task component `billingplatform-update-usage-identifier`: BillingPlatform
 //! `PUT /rest/2.0/USAGE_IDENTIFIER`.
 //!
-//! The body is `{"brmObjects": {"Id", "UsageIdentifier", …}}`. System-controlled fields
-//! (`Created`, `Updated`, `CreatedUserId`, `UpdatedUserId`) are refused, never sent.
-//! A 200 in the newer `updateResponse` shape whose item has a non-zero `ErrorCode` is a
-//! failure.
+//! The body is `{"brmObjects": {"Id", "UsageIdentifier", …}}`, or an array of such
+//! records ("REST Methods": update takes arrays). System-controlled fields (`Created`,
+//! `Updated`, `CreatedUserId`, `UpdatedUserId`) are left out of the request and named in
+//! the output's `warnings`. A 200 in the newer `updateResponse` shape whose item says
+//! `success: false` (or has a non-zero `ErrorCode`) is a failure.
 
 #![allow(unsafe_code)] // wit-bindgen's generated glue
 
@@ -43,6 +44,7 @@ pub static ENDPOINT: Endpoint = Endpoint {
     content_type: "application/json; charset=utf-8",
     body,
     check_success,
+    check_failure: task_guest::as_classified,
     input_schema: include_str!("../schema.json"),
     example_input: include_str!("../example.json"),
 };
@@ -64,28 +66,57 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
             return None;
         }
     };
+    // The seed page: the body holds brmObjects.
     for key in object.keys().filter(|k| *k != "brmObjects") {
         problems.add(
             format!("body.{key}"),
             "unknown field; the body holds only brmObjects",
         );
     }
-    let record = match object.get("brmObjects") {
-        Some(Value::Object(record)) => record,
+    // "REST Methods": update takes one record or an array of them.
+    match object.get("brmObjects") {
+        Some(Value::Object(record)) => {
+            let record = checked_record("body.brmObjects", record, problems);
+            Some(json!({ "brmObjects": record }))
+        }
+        Some(Value::Array(records)) if !records.is_empty() => {
+            let mut sent = Vec::new();
+            for (i, record) in records.iter().enumerate() {
+                let at = format!("body.brmObjects[{i}]");
+                match record.as_object() {
+                    Some(record) => sent.push(Value::Object(checked_record(&at, record, problems))),
+                    None => problems.add(at, "must be an object (a USAGE_IDENTIFIER record)"),
+                }
+            }
+            Some(json!({ "brmObjects": sent }))
+        }
+        Some(Value::Array(_)) => {
+            problems.add("body.brmObjects", "must hold at least one record");
+            None
+        }
         None | Some(Value::Null) => {
             problems.add("body.brmObjects", "required");
-            return None;
+            None
         }
         Some(_) => {
             problems.add(
                 "body.brmObjects",
-                "must be an object (the USAGE_IDENTIFIER record)",
+                "must be an object (the USAGE_IDENTIFIER record) or an array of them",
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// One USAGE_IDENTIFIER record: `Id` and `UsageIdentifier` required (the seed page);
+/// the system-controlled fields left out with a warning; the rest sent as given.
+fn checked_record(
+    at: &str,
+    record: &Map<String, Value>,
+    problems: &mut Problems,
+) -> Map<String, Value> {
     for key in ["Id", "UsageIdentifier"] {
-        let field = format!("body.brmObjects.{key}");
+        let field = format!("{at}.{key}");
         match record.get(key) {
             None | Some(Value::Null) => problems.add(field, "required"),
             Some(value) => {
@@ -97,27 +128,35 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
             }
         }
     }
-    rules::refuse_fields(
+    let kept = rules::omit_fields(
         record,
-        "body.brmObjects",
+        at,
         &SYSTEM_FIELDS,
-        "system-controlled: BillingPlatform sets it; remove it from the input",
+        "system-controlled: BillingPlatform sets it (API reference); left out of the request",
         problems,
     );
-    Some(json!({ "brmObjects": rules::without_nulls(record) }))
+    rules::without_nulls(&kept)
 }
 
-/// The newer schema answers `{"updateResponse": [{"ErrorCode": "0", …}]}`; a non-zero
-/// `ErrorCode` in any item means that record was not updated.
+/// The newer schema answers `{"updateResponse": [{"Id", "success", "ErrorCode",
+/// "ErrorText", "ErrorElementField", …}]}` (API reference): an item with
+/// `success: false` or a non-zero `ErrorCode` means that record was not updated.
 fn check_success(response: &HttpResponse) -> Option<TaskError> {
     let body = task_guest::body_json(response)?;
     let items = body.get("updateResponse")?.as_array()?;
-    let failed = items.iter().any(|item| match item.get("ErrorCode") {
+    let failed = items.iter().any(item_failed);
+    failed.then(|| TaskError::Rejected(response.clone()))
+}
+
+fn item_failed(item: &Value) -> bool {
+    let error_code = match item.get("ErrorCode") {
         Some(Value::String(code)) => code != "0",
         Some(Value::Number(code)) => code.to_string() != "0",
         _ => false,
-    });
-    failed.then(|| TaskError::Rejected(response.clone()))
+    };
+    let unsuccessful = matches!(item.get("success"), Some(Value::Bool(false)))
+        || matches!(item.get("success"), Some(Value::String(s)) if s.eq_ignore_ascii_case("false"));
+    error_code || unsuccessful
 }
 
 struct Component;

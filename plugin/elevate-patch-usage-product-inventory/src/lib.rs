@@ -36,6 +36,7 @@ pub static ENDPOINT: Endpoint = Endpoint {
     content_type: "application/json-patch+json",
     body,
     check_success: task_guest::always_success,
+    check_failure: task_guest::as_classified,
     input_schema: include_str!("../schema.json"),
     example_input: include_str!("../example.json"),
 };
@@ -50,10 +51,14 @@ fn inventory_id(field: &str, value: &Value, problems: &mut Problems) -> Option<S
         }
         _ => None,
     };
+    // Elevate's API reference: `integer <int64> >= 1`.
     match id {
-        Some(id) if id >= 1 => Some(id.to_string()),
+        Some(id) if (1..=i64::MAX as u64).contains(&id) => Some(id.to_string()),
         _ => {
-            problems.add(field, "must be an integer of at least 1");
+            problems.add(
+                field,
+                "must be an integer from 1 to 9223372036854775807 (int64)",
+            );
             None
         }
     }
@@ -84,14 +89,9 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
             problems.add(at, "must be an object {op, path, value?, from?}");
             continue;
         };
-        for key in operation.keys() {
-            if !["op", "path", "value", "from"].contains(&key.as_str()) {
-                problems.add(
-                    format!("{at}.{key}"),
-                    "unknown member; an operation has op, path, value, from",
-                );
-            }
-        }
+        // RFC 6902 §4: "Members that are not explicitly defined for the operation in
+        // question MUST be ignored", so they are sent as given (Elevate's own request
+        // sample puts `from` on an `add`).
         let op = match operation.get("op") {
             None | Some(Value::Null) => {
                 problems.add(
@@ -110,26 +110,15 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
             }
         };
         pointer(&format!("{at}.path"), operation.get("path"), true, problems);
-        match op {
-            Some("move" | "copy") => {
-                pointer(&format!("{at}.from"), operation.get("from"), true, problems)
-            }
-            Some(_) if operation.contains_key("from") => {
-                problems.add(format!("{at}.from"), "only move and copy take from");
-            }
-            _ => {}
+        // RFC 6902 §4.4, §4.5: move and copy need `from`, a JSON Pointer.
+        if let Some("move" | "copy") = op {
+            pointer(&format!("{at}.from"), operation.get("from"), true, problems)
         }
-        match op {
-            Some("add" | "replace" | "test") if !operation.contains_key("value") => {
-                problems.add(
-                    format!("{at}.value"),
-                    format!("required for {}", op.unwrap_or_default()),
-                );
-            }
-            Some(op @ ("remove" | "move" | "copy")) if operation.contains_key("value") => {
-                problems.add(format!("{at}.value"), format!("{op} takes no value"));
-            }
-            _ => {}
+        // RFC 6902 §4.1, §4.3, §4.6: add, replace and test need `value`.
+        if let Some(op @ ("add" | "replace" | "test")) = op
+            && !operation.contains_key("value")
+        {
+            problems.add(format!("{at}.value"), format!("required for {op}"));
         }
     }
     Some(Value::Array(operations.clone()))

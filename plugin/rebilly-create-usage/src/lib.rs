@@ -3,7 +3,7 @@
 //! Not idempotent, and Rebilly has no idempotency header: a request that may have
 //! reached the server must not be sent again blindly (a duplicate is double billing).
 //! Read-only fields (`id`, `invoiceId`, `invoiceItemId`, `createdTime`, `updatedTime`,
-//! `_links`) are refused, never sent.
+//! `_links`) are left out of the request and named in the output's `warnings`.
 
 #![allow(unsafe_code)] // wit-bindgen's generated glue
 
@@ -42,6 +42,7 @@ pub static ENDPOINT: Endpoint = Endpoint {
     content_type: "application/json",
     body,
     check_success: task_guest::always_success,
+    check_failure: task_guest::as_classified,
     input_schema: include_str!("../schema.json"),
     example_input: include_str!("../example.json"),
 };
@@ -56,7 +57,7 @@ const READ_ONLY: [&str; 6] = [
 ];
 
 fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
-    let object = match value {
+    let given = match value {
         Some(Value::Object(object)) => object,
         None | Some(Value::Null) => {
             problems.add("body", "required: {\"subscriptionId\": …, \"quantity\": …}");
@@ -67,19 +68,31 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
             return None;
         }
     };
-    let mut out = Map::new();
+    // Usage.yaml: readOnly; Rebilly sets them, so they are left out (and named).
+    let object = rules::omit_fields(
+        given,
+        "body",
+        &READ_ONLY,
+        "read-only at Rebilly (Usage.yaml): left out of the request",
+        problems,
+    );
+    // Fields the task does not list are sent as given: Rebilly decides on them.
+    let mut out = rules::without_nulls(&object);
+    // Usage.yaml: required, string, maxLength 50.
     match object.get("subscriptionId") {
         None | Some(Value::Null) => problems.add("body.subscriptionId", "required"),
         Some(value) => {
             if let Some(id) = rules::string("body.subscriptionId", value, problems) {
                 if id.is_empty() {
                     problems.add("body.subscriptionId", "must not be empty");
-                } else if rules::max_chars("body.subscriptionId", id, 50, problems) {
-                    out.insert("subscriptionId".into(), value.clone());
+                } else {
+                    rules::max_chars("body.subscriptionId", id, 50, problems);
                 }
             }
         }
     }
+    // Usage.yaml: required, a JSON number (exponents included), minimum 0.001, and the
+    // seed page: at most 3 decimal places. Both apply to the value, not its spelling.
     match object.get("quantity") {
         None | Some(Value::Null) => problems.add("body.quantity", "required"),
         Some(value) => {
@@ -93,52 +106,28 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
                     );
                 } else {
                     out.insert("quantity".into(), rules::decimal_json(&decimal));
+                    problems.exact("/quantity", &decimal);
                 }
             }
         }
     }
-    match object.get("usageTime") {
-        None | Some(Value::Null) => {}
-        Some(value) => {
-            if let Some(time) = rules::string("body.usageTime", value, problems) {
-                if rules::is_rfc3339(time) {
-                    out.insert("usageTime".into(), value.clone());
-                } else {
-                    problems.add(
-                        "body.usageTime",
-                        "must be an RFC 3339 date-time like 2026-11-01T12:00:00Z",
-                    );
-                }
-            }
-        }
+    // Usage.yaml: format date-time; "if this value is not provided or is empty, the date
+    // and time of the request is used", so "" is sent as given.
+    if let Some(value) = object.get("usageTime").filter(|v| !v.is_null())
+        && let Some(time) = rules::string("body.usageTime", value, problems)
+        && !time.is_empty()
+        && !rules::is_rfc3339(time)
+    {
+        problems.add(
+            "body.usageTime",
+            "must be an RFC 3339 date-time like 2026-11-01T12:00:00Z, or empty",
+        );
     }
-    match object.get("acceptPartialQuantity") {
-        None | Some(Value::Null) => {}
-        Some(Value::Bool(b)) => {
-            out.insert("acceptPartialQuantity".into(), Value::Bool(*b));
-        }
-        Some(_) => problems.add("body.acceptPartialQuantity", "must be a boolean"),
-    }
-    rules::refuse_fields(
-        object,
-        "body",
-        &READ_ONLY,
-        "read-only: Rebilly sets it; remove it from the input",
-        problems,
-    );
-    for key in object.keys() {
-        let known = [
-            "subscriptionId",
-            "quantity",
-            "usageTime",
-            "acceptPartialQuantity",
-        ];
-        if !known.contains(&key.as_str()) && !READ_ONLY.contains(&key.as_str()) {
-            problems.add(
-                format!("body.{key}"),
-                "unknown field; a usage takes subscriptionId, quantity, usageTime, acceptPartialQuantity",
-            );
-        }
+    // The seed page: a boolean.
+    if let Some(value) = object.get("acceptPartialQuantity").filter(|v| !v.is_null())
+        && !value.is_boolean()
+    {
+        problems.add("body.acceptPartialQuantity", "must be a boolean");
     }
     Some(Value::Object(out))
 }

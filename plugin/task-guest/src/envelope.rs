@@ -2,7 +2,7 @@
 //! `baseUrl`, `path`, `query`, `headers`, `body`, `connectionTimeOut`, `readTimeOut`.
 
 use crate::rules::{self, Problems};
-use crate::{HttpResponse, OutgoingRequest, TaskError};
+use crate::{FieldError, HttpResponse, OutgoingRequest, TaskError};
 use serde_json::{Map, Value};
 
 /// An HTTP method a task may send.
@@ -111,10 +111,18 @@ pub struct Endpoint {
     pub body: fn(Option<&Value>, &mut Problems) -> Option<Value>,
     /// Finds a failure reported inside a 2xx response (Zuora `Success: false`).
     pub check_success: fn(&HttpResponse) -> Option<TaskError>,
+    /// Reclassifies a failure by what the vendor documents about it (Zuora: a 401
+    /// "Failed to get user info" is to be retried); [`as_classified`] keeps it.
+    pub check_failure: fn(TaskError) -> TaskError,
     /// JSON Schema of the input.
     pub input_schema: &'static str,
     /// A valid example input.
     pub example_input: &'static str,
+}
+
+/// `check_failure` for endpoints whose failures mean what their status says.
+pub fn as_classified(error: TaskError) -> TaskError {
+    error
 }
 
 /// `check_success` for endpoints whose 2xx always means success.
@@ -135,6 +143,12 @@ const ENVELOPE_KEYS: [&str; 7] = [
 impl Endpoint {
     /// Validate a whole task input and build the request; every problem is reported at once.
     pub fn build_request(&self, input: &Value) -> Result<OutgoingRequest, TaskError> {
+        self.plan(input).map(|(request, _)| request)
+    }
+
+    /// [`Endpoint::build_request`], with the warnings: the input fields left out of the
+    /// request (read-only or system-controlled at the vendor).
+    pub fn plan(&self, input: &Value) -> Result<(OutgoingRequest, Vec<FieldError>), TaskError> {
         let mut problems = Problems::default();
         let Some(object) = input.as_object() else {
             problems.add("$", "task input must be a JSON object");
@@ -157,6 +171,8 @@ impl Endpoint {
         if !problems.is_empty() {
             return Err(problems.into_error());
         }
+        let warnings = problems.take_warnings();
+        let exact = problems.take_exact();
         let (base, path, headers) = (base.unwrap(), path.unwrap(), headers.unwrap());
         let mut path_with_query = format!("{}{}", base.path, path);
         if !query.is_empty() {
@@ -182,7 +198,7 @@ impl Endpoint {
                     .headers
                     .push(("Content-Type".into(), self.content_type.as_bytes().to_vec()));
             }
-            request.body = serde_json::to_vec(&body).expect("a JSON value serializes");
+            request.body = rules::to_json_exact(&body, &exact);
         }
         let gzip = headers
             .iter()
@@ -193,7 +209,7 @@ impl Endpoint {
         if gzip {
             request.body = rules::gzip(&request.body);
         }
-        Ok(request)
+        Ok((request, warnings))
     }
 
     fn resolve_path(&self, value: Option<&Value>, problems: &mut Problems) -> Option<String> {

@@ -27,35 +27,59 @@ pub use bindings::usage_billing::tasks::types::{
     FieldError, HttpResponse, RequestOptions, RetryResponse, TaskError, TaskInfo,
 };
 pub use envelope::{
-    Endpoint, HeaderRule, Method, PathParam, QueryKind, QueryParam, always_success,
+    Endpoint, HeaderRule, Method, PathParam, QueryKind, QueryParam, always_success, as_classified,
 };
-pub use response::{body_json, classify, output_json, reason_phrase, retry_after_ms};
+pub use response::{
+    body_json, classify, output_json, rate_limit_wait_ms, reason_phrase, retry_after_ms,
+};
 pub use rules::Problems;
 pub use send::{OutgoingRequest, send};
 
 use serde_json::Value;
 
 /// Run an endpoint task on its JSON input: validate, send, classify.
-/// Returns the Conductor-shaped output JSON on success.
+/// Returns the Conductor-shaped output JSON on success, with a `warnings` list naming
+/// every input field the task left out of the request (read-only at the vendor).
 pub fn run(endpoint: &Endpoint, input: &str) -> Result<String, TaskError> {
     let value = parse_input(input)?;
-    let response = execute(endpoint, value)?;
-    Ok(output_json(&response))
+    let (request, warnings) = endpoint.plan(&value)?;
+    let response = exchange(endpoint, &request)?;
+    Ok(output_with_warnings(&response, &warnings))
 }
 
 /// Like [`run`] but on an already parsed input, returning the raw response; the typed
-/// WIT interfaces use this.
+/// WIT interfaces use this (their typed fields hold nothing a task leaves out).
 pub fn execute(endpoint: &Endpoint, input: Value) -> Result<HttpResponse, TaskError> {
     let request = endpoint.build_request(&input)?;
-    let response = send(&request)?;
-    let response = classify(response)?;
+    exchange(endpoint, &request)
+}
+
+/// Send a planned request and classify the answer as the endpoint's vendor documents it.
+fn exchange(endpoint: &Endpoint, request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
+    let response = send(request)?;
+    let response = classify(response).map_err(endpoint.check_failure)?;
     if let Some(unreadable) = unreadable_success(&response) {
         return Err(unreadable);
     }
     match (endpoint.check_success)(&response) {
-        Some(rejected) => Err(rejected),
+        Some(failed) => Err((endpoint.check_failure)(failed)),
         None => Ok(response),
     }
+}
+
+/// The output JSON, with `warnings: [{field, message}]` when there are any.
+fn output_with_warnings(response: &HttpResponse, warnings: &[FieldError]) -> String {
+    let output = output_json(response);
+    if warnings.is_empty() {
+        return output;
+    }
+    let mut value: Value = serde_json::from_str(&output).expect("the output is JSON");
+    let listed: Vec<Value> = warnings
+        .iter()
+        .map(|w| serde_json::json!({ "field": w.field, "message": w.message }))
+        .collect();
+    value["warnings"] = Value::Array(listed);
+    value.to_string()
 }
 
 /// Every vendor endpoint answers success with a JSON body (the record, or Zuora's

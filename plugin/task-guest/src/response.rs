@@ -12,7 +12,13 @@ pub fn classify(response: HttpResponse) -> Result<HttpResponse, TaskError> {
         403 => Err(TaskError::Forbidden(response)),
         404 => Err(TaskError::NotFound(response)),
         409 => Err(TaskError::Conflict(response)),
-        429 => Err(TaskError::RateLimited(with_wait(response))),
+        429 => {
+            let now = SystemTime::now();
+            Err(TaskError::RateLimited(RetryResponse {
+                retry_after_ms: rate_limit_wait_ms(&response.headers, now),
+                response,
+            }))
+        }
         500..=599 => Err(TaskError::ServerError(with_wait(response))),
         _ => Err(TaskError::Rejected(response)),
     }
@@ -53,6 +59,20 @@ pub fn retry_after_ms(headers: &[(String, String)], now: SystemTime) -> Option<u
         }
     }
     None
+}
+
+/// The wait a 429 asks for: [`retry_after_ms`], else `RateLimit-Reset`, the seconds
+/// until the quota resets (Zuora "Rate limits": its 429 example carries only the
+/// `RateLimit-*` headers, `RateLimit-Reset: 600`).
+pub fn rate_limit_wait_ms(headers: &[(String, String)], now: SystemTime) -> Option<u64> {
+    retry_after_ms(headers, now).or_else(|| {
+        let value = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("ratelimit-reset"))
+            .map(|(_, v)| v.trim())?;
+        let first = value.split([',', ';']).next()?.trim();
+        first.parse::<u64>().ok().map(|s| s.saturating_mul(1000))
+    })
 }
 
 fn until(at: SystemTime, now: SystemTime) -> u64 {
@@ -168,6 +188,16 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_713_187_480);
         let h = headers(&[("x-ratelimit-retry-after", "1713187500")]);
         assert_eq!(retry_after_ms(&h, now), Some(20_000));
+    }
+
+    #[test]
+    fn a_429_without_retry_after_waits_until_the_quota_resets() {
+        let now = SystemTime::now();
+        let h = headers(&[("RateLimit-Remaining", "0"), ("RateLimit-Reset", "600")]);
+        assert_eq!(rate_limit_wait_ms(&h, now), Some(600_000));
+        let both = headers(&[("Retry-After", "7"), ("RateLimit-Reset", "600")]);
+        assert_eq!(rate_limit_wait_ms(&both, now), Some(7000));
+        assert_eq!(rate_limit_wait_ms(&headers(&[]), now), None);
     }
 
     #[test]

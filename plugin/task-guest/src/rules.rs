@@ -5,27 +5,57 @@ use crate::{FieldError, RequestOptions, TaskError};
 use serde_json::{Map, Value};
 use std::io::Write;
 
-/// The problems found in one task input.
+/// The problems found in one task input, and the warnings: input the task left out of
+/// the request because the vendor documents it as read-only or system-controlled (never
+/// dropped silently: the task output names each one).
 #[derive(Debug, Default)]
-pub struct Problems(Vec<FieldError>);
+pub struct Problems {
+    problems: Vec<FieldError>,
+    warnings: Vec<FieldError>,
+    exact: Vec<(String, String)>,
+}
 
 impl Problems {
     /// Record that `field` broke `rule`.
     pub fn add(&mut self, field: impl Into<String>, rule: impl Into<String>) {
-        self.0.push(FieldError {
+        self.problems.push(FieldError {
             field: field.into(),
             message: rule.into(),
         });
     }
 
+    /// Record that `field` was left out of the request, and why.
+    pub fn warn(&mut self, field: impl Into<String>, why: impl Into<String>) {
+        self.warnings.push(FieldError {
+            field: field.into(),
+            message: why.into(),
+        });
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.problems.is_empty()
+    }
+
+    /// The warnings recorded so far.
+    pub fn take_warnings(&mut self) -> Vec<FieldError> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Send the body's number at JSON Pointer `pointer` as exactly `decimal`'s text
+    /// (serde_json would write `7.7e2` as `7.7e+2`).
+    pub fn exact(&mut self, pointer: &str, decimal: &Decimal) {
+        self.exact.push((pointer.to_string(), decimal.text.clone()));
+    }
+
+    /// The numbers to send as their exact text, by JSON Pointer.
+    pub fn take_exact(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.exact)
     }
 
     /// The `invalid-input` error holding every problem.
     pub fn into_error(self) -> TaskError {
-        TaskError::InvalidInput(self.0)
+        TaskError::InvalidInput(self.problems)
     }
 }
 
@@ -233,40 +263,82 @@ pub fn request_options(object: &Map<String, Value>, problems: &mut Problems) -> 
     }
 }
 
-/// A decimal number written as plain text: `-?digits(.digits)?`.
+/// A decimal number in JSON's number syntax, `-?digits(.digits)?([eE][+-]?digits)?`,
+/// kept as its exact text with its value's digits worked out: Zuora's decimals
+/// ("Requests and responses": the characters `+-0-9.eE`, e.g. `7.7e2`) and Rebilly's
+/// `quantity` (Usage.yaml: `type: number`) both take exponents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decimal {
-    /// The exact text, e.g. `-12.50`.
+    /// The exact text, e.g. `-12.50` or `7.7e2`.
     pub text: String,
     /// Whether it is below zero.
     pub negative: bool,
-    /// Digits before the point, without leading zeros (may be empty for zero).
+    /// The value's digits before the point, without leading zeros (empty for zero).
     pub integer: String,
-    /// Digits after the point, without trailing zeros.
+    /// The value's digits after the point, without trailing zeros.
     pub fraction: String,
 }
 
+/// The largest exponent a [`Decimal`] is worked out for: far beyond any quantity (and
+/// beyond a double's range), small enough that the digits stay a few hundred bytes.
+const MAX_EXPONENT: i64 = 400;
+
 impl Decimal {
-    /// Parse plain decimal text; exponents, `+`, `.5` and `5.` are refused.
+    /// Parse decimal text (exponents included); `+`, `.5`, `5.` and exponents beyond
+    /// ±400 are refused.
     pub fn parse(text: &str) -> Option<Decimal> {
-        let (negative, digits) = match text.strip_prefix('-') {
+        let (negative, unsigned) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, text),
         };
-        let (integer, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+            None => (unsigned, None),
+        };
+        let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if integer.is_empty()
             || !all_digits(integer)
             || !all_digits(fraction)
-            || (digits.contains('.') && fraction.is_empty())
+            || (mantissa.contains('.') && fraction.is_empty())
         {
             return None;
         }
+        let exponent: i64 = match exponent {
+            None => 0,
+            Some(e) => {
+                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+                if digits.is_empty() || !all_digits(digits) || digits.len() > 4 {
+                    return None;
+                }
+                e.parse().ok()?
+            }
+        };
+        if exponent.abs() > MAX_EXPONENT {
+            return None;
+        }
+        // The value's digits with the point moved by the exponent.
+        let digits = format!("{integer}{fraction}");
+        let point = integer.len() as i64 + exponent;
+        let (whole, part) = if point <= 0 {
+            (
+                String::new(),
+                format!("{}{digits}", "0".repeat((-point) as usize)),
+            )
+        } else if point as usize >= digits.len() {
+            (
+                format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+                String::new(),
+            )
+        } else {
+            let (w, p) = digits.split_at(point as usize);
+            (w.to_string(), p.to_string())
+        };
         Some(Decimal {
             text: text.to_string(),
             negative,
-            integer: integer.trim_start_matches('0').to_string(),
-            fraction: fraction.trim_end_matches('0').to_string(),
+            integer: whole.trim_start_matches('0').to_string(),
+            fraction: part.trim_end_matches('0').to_string(),
         })
     }
 
@@ -290,14 +362,15 @@ pub fn decimal(field: &str, value: &Value, problems: &mut Problems) -> Option<De
     let Some(parsed) = Decimal::parse(&text) else {
         problems.add(
             field,
-            "must be a plain decimal number like 12.5 or -3 (no exponent)",
+            "must be a decimal number like 12.5, -3 or 7.7e2 (JSON number syntax)",
         );
         return None;
     };
     // Sent as a JSON number with exactly this text, which JSON allows only without
     // leading zeros (`007`, `-0012.5` are not JSON numbers).
     let digits = text.strip_prefix('-').unwrap_or(&text);
-    if digits.starts_with('0') && digits.len() > 1 && !digits.starts_with("0.") {
+    let whole = digits.split(['.', 'e', 'E']).next().unwrap_or_default();
+    if whole.len() > 1 && whole.starts_with('0') {
         problems.add(field, "must not have leading zeros");
         return None;
     }
@@ -366,6 +439,57 @@ pub fn is_date_time(text: &str) -> bool {
         || (text.len() == 10 && is_rfc3339(&format!("{text}T00:00:00Z")))
 }
 
+/// `value` as JSON text, with the numbers at the JSON Pointers of `exact` written as their
+/// given text (each one checked decimal syntax by [`Decimal::parse`], so nothing but a
+/// number can be spliced in).
+pub fn to_json_exact(value: &Value, exact: &[(String, String)]) -> Vec<u8> {
+    fn write(value: &Value, pointer: &mut String, exact: &[(String, String)], out: &mut String) {
+        if let Some((_, text)) = exact.iter().find(|(at, _)| at == pointer)
+            && value.is_number()
+            && Decimal::parse(text).is_some()
+        {
+            out.push_str(text);
+            return;
+        }
+        let key_of = |key: &str| key.replace('~', "~0").replace('/', "~1");
+        match value {
+            Value::Object(map) => {
+                out.push('{');
+                for (i, (key, item)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    let length = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&key_of(key));
+                    write(item, pointer, exact, out);
+                    pointer.truncate(length);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let length = pointer.len();
+                    pointer.push_str(&format!("/{i}"));
+                    write(item, pointer, exact, out);
+                    pointer.truncate(length);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut String::new(), exact, &mut out);
+    out.into_bytes()
+}
+
 /// Gzip bytes (for `Content-Encoding: gzip` request bodies).
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -375,19 +499,27 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 
-/// Reject read-only fields the vendor sets itself: they are never sent.
-pub fn refuse_fields(
+/// Leave out the fields the vendor documents as read-only or system-controlled (it sets
+/// them itself): each one given is named in a warning, never dropped silently. Returns
+/// the object without them.
+pub fn omit_fields(
     object: &Map<String, Value>,
     prefix: &str,
     read_only: &[&str],
     why: &str,
     problems: &mut Problems,
-) {
-    for key in read_only {
-        if object.contains_key(*key) {
-            problems.add(format!("{prefix}.{key}"), why);
+) -> Map<String, Value> {
+    let mut kept = Map::new();
+    for (key, value) in object {
+        if read_only.contains(&key.as_str()) {
+            if !value.is_null() {
+                problems.warn(format!("{prefix}.{key}"), why);
+            }
+        } else {
+            kept.insert(key.clone(), value.clone());
         }
     }
+    kept
 }
 
 /// The object's entries without nulls (an absent optional field is not sent).
@@ -413,10 +545,34 @@ mod tests {
     }
 
     #[test]
-    fn decimal_refuses_exponents_signs_and_bare_points() {
-        for text in ["1e3", "+1", ".5", "5.", "", "-", "1.2.3", "0x10", " 1"] {
+    fn decimal_refuses_signs_bare_points_and_broken_exponents() {
+        for text in [
+            "+1", ".5", "5.", "", "-", "1.2.3", "0x10", " 1", "1e", "1e+", "e5", "1e1.5", "1e401",
+        ] {
             assert_eq!(Decimal::parse(text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn decimal_exponents_move_the_point_and_keep_the_text() {
+        for (text, integer, fraction) in [
+            ("7.7e2", "770", ""),
+            ("1E-3", "", "001"),
+            ("1.5e+1", "15", ""),
+            ("-2.5e-1", "", "25"),
+            ("0.001e3", "1", ""),
+            ("12e0", "12", ""),
+        ] {
+            let d = Decimal::parse(text).unwrap();
+            assert_eq!(d.text, text);
+            assert_eq!(
+                (d.integer.as_str(), d.fraction.as_str()),
+                (integer, fraction),
+                "{text}"
+            );
+        }
+        assert!(Decimal::parse("-2.5e-1").unwrap().negative);
+        assert!(Decimal::parse("0e5").unwrap().is_zero());
     }
 
     #[test]
@@ -431,15 +587,38 @@ mod tests {
             ("-086", false),
             ("00.5", false),
             ("-00", false),
+            ("0e5", true),
+            ("7.7e2", true),
+            ("07e2", false),
         ] {
             let mut problems = Problems::default();
             let decimal = decimal("q", &Value::String(text.into()), &mut problems);
             assert_eq!(decimal.is_some(), ok, "{text}");
             assert_eq!(problems.is_empty(), ok, "{text}");
             if let Some(decimal) = decimal {
-                assert_eq!(decimal_json(&decimal).to_string(), text);
+                // Written as its exact text, exponent and all.
+                let body = serde_json::json!({ "q": decimal_json(&decimal) });
+                let exact = vec![("/q".to_string(), decimal.text.clone())];
+                assert_eq!(
+                    String::from_utf8(to_json_exact(&body, &exact)).unwrap(),
+                    format!("{{\"q\":{text}}}")
+                );
             }
         }
+    }
+
+    #[test]
+    fn exact_text_is_written_only_for_numbers_with_decimal_syntax() {
+        let body = serde_json::json!({ "a/b": 1, "list": [2, "x"], "s": "t" });
+        let exact = vec![
+            ("/a~1b".to_string(), "1.0e0".to_string()),
+            ("/list/0".to_string(), "2}".to_string()),
+            ("/list/1".to_string(), "3".to_string()),
+        ];
+        assert_eq!(
+            String::from_utf8(to_json_exact(&body, &exact)).unwrap(),
+            r#"{"a/b":1.0e0,"list":[2,"x"],"s":"t"}"#
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Task component `zuora-update-usage`: Zuora `PUT /v1/object/usage/{id}`.
 //!
-//! Every body field is optional; the ones given are checked against Zuora's documented
-//! limits before anything is sent. A 200 whose body says `"Success": false` is a failure.
+//! Every body field is optional; the ones the task knows are checked against Zuora's
+//! documented limits before anything is sent, and any other field is sent as given
+//! (Zuora ignores unknown fields, or answers 400 "Error - unrecognised fields" when
+//! `rejectUnknownFields=true`: that answer is Zuora's to give). A 200 whose body says
+//! `"Success": false` is a failure, retryable when Zuora documents its error as
+//! transient.
 
 #![allow(unsafe_code)] // wit-bindgen's generated glue
 
@@ -65,6 +69,7 @@ pub static ENDPOINT: Endpoint = Endpoint {
     content_type: "application/json",
     body,
     check_success,
+    check_failure,
     input_schema: include_str!("../schema.json"),
     example_input: include_str!("../example.json"),
 };
@@ -139,10 +144,13 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
                 }
             }
             "Quantity" => {
+                // "Requests and responses": decimals use +-0-9.eE (7.7e2 is valid); the
+                // v1 reference: at most 16 characters, counted on the text as sent.
                 if let Some(decimal) = rules::decimal(&field, value, problems)
                     && rules::max_chars(&field, &decimal.text, 16, problems)
                 {
                     out.insert(key.clone(), rules::decimal_json(&decimal));
+                    problems.exact("/Quantity", &decimal);
                 }
                 continue;
             }
@@ -160,13 +168,8 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
                     problems.add(&field, "must not be empty");
                 }
             }
-            custom if custom.ends_with("__c") => {}
-            _ => {
-                problems.add(
-                    &field,
-                    "unknown field; a Zuora usage update takes StartDateTime, EndDateTime, Quantity, RbeStatus, UOM and custom fields ending __c",
-                );
-            }
+            // Custom fields (`…__c`) and fields the task does not list: sent as given.
+            _ => {}
         }
         out.insert(key.clone(), value.clone());
     }
@@ -176,11 +179,64 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
     Some(Value::Object(out))
 }
 
-/// A 200 from Zuora's CRUD API is a failure when its body says `"Success": false`.
+/// A 200 from Zuora's CRUD API is a failure when its body says `"Success": false`
+/// ("Error handling": a 200 does not prove success). It is retryable when an error is
+/// one Zuora documents as transient, else the request was rejected.
 fn check_success(response: &HttpResponse) -> Option<TaskError> {
     let body = task_guest::body_json(response)?;
-    (body.get("Success") == Some(&Value::Bool(false)))
-        .then(|| TaskError::Rejected(response.clone()))
+    if body.get("Success") != Some(&Value::Bool(false)) {
+        return None;
+    }
+    let errors = body.get("Errors").and_then(Value::as_array);
+    let transient = errors.is_some_and(|errors| errors.iter().any(is_transient));
+    Some(if transient {
+        TaskError::ServerError(task_guest::RetryResponse {
+            retry_after_ms: None,
+            response: response.clone(),
+        })
+    } else {
+        TaskError::Rejected(response.clone())
+    })
+}
+
+/// Whether one `{"Code", "Message"}` error says to retry: `LOCK_COMPETITION` (SOAP and
+/// CRUD error codes: "the operation failed from a lock competition … Retry later"), or an
+/// eight-digit code whose category (its last two digits, "Error codes" guide) is 50 (lock
+/// competition), 60 (internal error), 61 (temporary error) or 70 (request exceeded limit).
+fn is_transient(error: &Value) -> bool {
+    let code = match error.get("Code") {
+        Some(Value::String(code)) => code.clone(),
+        Some(Value::Number(code)) => code.to_string(),
+        _ => return false,
+    };
+    if code == "LOCK_COMPETITION" {
+        return true;
+    }
+    code.len() == 8
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && ["50", "60", "61", "70"].contains(&&code[6..])
+}
+
+/// A 401 whose message is "Failed to get user info" is transient ("Error handling":
+/// retry the request); any other 401 ("Authentication error") stays `unauthorized`.
+fn check_failure(error: TaskError) -> TaskError {
+    match error {
+        TaskError::Unauthorized(response)
+            if task_guest::body_json(&response)
+                .and_then(|body| {
+                    body.get("message")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .is_some_and(|message| message.eq_ignore_ascii_case("Failed to get user info")) =>
+        {
+            TaskError::ServerError(task_guest::RetryResponse {
+                retry_after_ms: None,
+                response,
+            })
+        }
+        other => other,
+    }
 }
 
 struct Component;
