@@ -154,6 +154,34 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status: usage or configuration error (unknown task, unreadable or non-JSON input).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the task or workflow ran, so its requests may have been sent and applied,
+/// but its result could not be written (stdout closed or full). Never "nothing happened":
+/// check the records before running it again.
+pub const EXIT_UNREPORTED: u8 = 3;
+
+/// The result of a command that ran could not be written.
+#[derive(Debug)]
+struct Unreported(std::io::Error);
+
+impl std::fmt::Display for Unreported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the result could not be written ({}); the run's requests may have been sent and applied: check the records before running it again",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Unreported {}
+
+/// Write the result of a command that ran (requests may have gone out).
+fn report(out: &mut (dyn Write + Send), result: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(result)?;
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Unreported(e).into())
+}
 
 /// Run the command line `args` (program name first), writing results to `out` and
 /// messages to `err`; returns the exit status.
@@ -225,13 +253,17 @@ pub async fn run(
     };
     match execute(cli.command, options, config, out, err).await {
         Ok(code) => code,
+        Err(e) if e.is::<Unreported>() => {
+            let _ = writeln!(err, "harness: {e}");
+            EXIT_UNREPORTED
+        }
         Err(e) => {
             match e.downcast::<UsageError>() {
                 Ok(UsageError(message)) => {
-                    let _ = writeln!(err, "harness: {message}");
+                    let _ = writeln!(err, "harness: {}", printable(&message));
                 }
                 Err(e) => {
-                    let _ = writeln!(err, "harness: {e:#}");
+                    let _ = writeln!(err, "harness: {}", printable(&format!("{e:#}")));
                 }
             }
             EXIT_USAGE
@@ -340,7 +372,12 @@ async fn execute(
                 return Ok(EXIT_OK);
             }
             for problem in &problems {
-                writeln!(out, "{}: {}", problem.path, problem.message)?;
+                writeln!(
+                    out,
+                    "{}: {}",
+                    printable(&problem.path),
+                    printable(&problem.message)
+                )?;
             }
             writeln!(
                 out,
@@ -418,13 +455,17 @@ async fn execute(
             let result = loop {
                 tokio::select! {
                     result = &mut running => break result,
-                    Some(line) = lines_rx.recv() => { writeln!(err, "{line}")?; err.flush()?; }
+                    Some(line) = lines_rx.recv() => {
+                        // Progress is best effort: a closed stderr never stops a run.
+                        let _ = writeln!(err, "{}", printable(&line));
+                        let _ = err.flush();
+                    }
                 }
             };
             while let Ok(line) = lines_rx.try_recv() {
-                writeln!(err, "{line}")?;
+                let _ = writeln!(err, "{}", printable(&line));
             }
-            writeln!(out, "{}", serde_json::to_string_pretty(&result.to_json())?)?;
+            report(out, &result.to_json())?;
             Ok(if result.status == "COMPLETED" {
                 EXIT_OK
             } else {
@@ -538,7 +579,7 @@ async fn run_on_temporal(
     })
     .await
     .map_err(|e| usage(format!("{e:#}")))?;
-    writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+    report(out, &result)?;
     Ok(if result["status"] == "COMPLETED" {
         EXIT_OK
     } else {
@@ -571,7 +612,7 @@ async fn run_worker(
     ));
     // Progress lines go to stderr as they happen (the worker runs until interrupted).
     let progress: harness_workflow::Progress = std::sync::Arc::new(|line: &str| {
-        eprintln!("{line}");
+        eprintln!("{}", printable(line));
     });
     let env = std::sync::Arc::new(harness_temporal::activities::ActivityEnv {
         sandbox,
@@ -668,9 +709,9 @@ async fn run_task(
         Err(outcome) => *outcome,
     };
     for line in outcome.guest_log.lines() {
-        writeln!(err, "[{task}] {line}")?;
+        let _ = writeln!(err, "[{task}] {}", printable(line));
     }
-    writeln!(out, "{}", serde_json::to_string_pretty(&outcome.to_json())?)?;
+    report(out, &outcome.to_json())?;
     Ok(match outcome.status {
         TaskStatus::Completed => EXIT_OK,
         _ => EXIT_FAILED,
@@ -731,7 +772,7 @@ fn ensure_valid(
     }
     let listed: Vec<String> = problems
         .iter()
-        .map(|p| format!("{}: {}", p.path, p.message))
+        .map(|p| format!("{}: {}", printable(&p.path), printable(&p.message)))
         .collect();
     Err(usage(format!(
         "{} is not valid (run `harness validate` for details): {}",
@@ -804,4 +845,19 @@ fn mock_base_urls(mock: Option<std::sync::Arc<MockServer>>) -> harness_workflow:
             None => mock.uri(),
         })
     })
+}
+
+/// A line as printed to a terminal or log: control characters (a newline or an escape
+/// sequence in a task name, reference or guest log) are written escaped (`\n`,
+/// `\u{1b}`), so no input can forge or hide a line.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

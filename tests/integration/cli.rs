@@ -1,6 +1,6 @@
 //! The `harness` command line, driven in-process: exact stdout JSON and exit codes.
 
-use host_harness::cli::{self, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use host_harness::cli::{self, EXIT_FAILED, EXIT_OK, EXIT_UNREPORTED, EXIT_USAGE};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -257,5 +257,40 @@ async fn a_time_limit_on_the_command_line_applies_to_the_run() {
     assert_eq!(
         printed["error"]["message"],
         "the run exceeded its time limit of 300 ms while waiting for the server."
+    );
+}
+
+/// Standard output that refuses every write, as a closed pipe does.
+struct ClosedPipe;
+
+impl std::io::Write for ClosedPipe {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_cannot_be_written_after_the_post_went_out_is_exit_3_not_2() {
+    let input = example("rebilly-create-usage");
+    let argv = [
+        "harness",
+        "task",
+        "rebilly-create-usage",
+        "--input",
+        input.as_str(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut err = Vec::new();
+    let code = cli::run(argv, &mut ClosedPipe, &mut err).await;
+    assert_eq!(code, EXIT_UNREPORTED);
+    assert_ne!(code, EXIT_USAGE);
+    let err = String::from_utf8(err).unwrap();
+    assert!(
+        err.starts_with("harness: the result could not be written (broken pipe); the run's requests may have been sent and applied: check the records before running it again"),
+        "{err}"
     );
 }

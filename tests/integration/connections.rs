@@ -370,3 +370,57 @@ fn limits_in_the_config_override_the_defaults() {
         }
     );
 }
+
+#[test]
+fn a_toml_mistake_names_the_line_and_table_but_never_echoes_the_value() {
+    let text = "[connections.zuora]\nbase_url = \"https://rest.zuora.com\"\nauth = { type = \"zuora-oauth\", client_id = \"abc\", client_secret = \"s3cr3t-do-not-print\" }\n";
+    let error = Connections::parse(text).unwrap_err().to_string();
+    assert!(!error.contains("s3cr3t-do-not-print"), "{error}");
+    assert!(
+        error.starts_with("line 3, column 8 in [connections.zuora]: "),
+        "{error}"
+    );
+    assert!(error.contains("unknown field `client_secret`"), "{error}");
+    // A value quoted in serde's message is masked too.
+    let typed = Connections::parse("[limits]\ntimeout_ms = \"hunter2\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!typed.contains("hunter2"), "{typed}");
+    assert!(
+        typed.starts_with("line 2, column 14 in [limits]: "),
+        "{typed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_file_must_be_a_small_regular_file() {
+    let dir = std::env::temp_dir().join(format!("harness-secret-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.join("big");
+    std::fs::write(&big, vec![b'k'; (64 << 10) + 1]).unwrap();
+    for (path, expected) in [
+        (fifo.display().to_string(), format!("connection `rebilly`: secret file {} is not a regular file (a FIFO, device or directory)", fifo.display())),
+        ("/dev/zero".to_string(), "connection `rebilly`: secret file /dev/zero is not a regular file (a FIFO, device or directory)".to_string()),
+        (big.display().to_string(), format!("connection `rebilly`: secret file {} holds 65537 bytes, more than the 65536 a secret may", big.display())),
+    ] {
+        let config = Connections::parse(&format!(
+            "[connections.rebilly]\nbase_url = \"https://api-sandbox.rebilly.com/organizations/o\"\nauth = {{ type = \"header\", name = \"REB-APIKEY\", value_file = \"{path}\" }}\n"
+        ))
+        .unwrap();
+        let credentials = Credentials::new(config, Arc::new(Default::default()));
+        let started = std::time::Instant::now();
+        let error = credentials.headers("rebilly").await.unwrap_err().to_string();
+        assert_eq!(error, expected);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "it did not block");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

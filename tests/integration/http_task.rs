@@ -141,3 +141,33 @@ async fn slow_reply_past_read_timeout_is_a_transport_error() {
         "read timed out (readTimeOut): no response within 200 ms (readTimeOut, the first-byte timeout)."
     );
 }
+
+/// `readTimeOut: 0` means no timeout of its own (the run's time limit still bounds it),
+/// so a slow answer completes every time instead of racing an instant deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_timeout_of_zero_means_no_timeout_of_its_own() {
+    let mock = MockServer::start().await;
+    for _ in 0..3 {
+        mock.inject(harness_mock::Fault {
+            path: "/zuora/".into(),
+            times: 1,
+            delay_ms: 300,
+            ..Default::default()
+        });
+        let printed = json(
+            &run_with_base(
+                "http",
+                json!({
+                    "uri": format!("/zuora/v1/object/usage/{ID}"),
+                    "headers": { "Authorization": "Bearer mock-zuora-token" },
+                    "readTimeOut": 0,
+                    "connectionTimeOut": 0,
+                }),
+                Some(&mock.uri()),
+            )
+            .await,
+        );
+        assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    }
+    assert_eq!(mock.journal().len(), 3);
+}

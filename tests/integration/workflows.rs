@@ -783,6 +783,116 @@ async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
     let attempts = result["tasks"][0]["attempts"].as_array().unwrap();
     assert_eq!((code, attempts.len()), (1, 2));
     assert_eq!(attempts[0]["kind"], "transport");
-    assert_eq!(attempts[0]["waitMs"], 0);
-    assert_eq!(attempts[0]["waitReason"], "FIXED backoff");
+    assert_eq!(attempts[0]["waitMs"], 1000);
+    assert_eq!(
+        attempts[0]["waitReason"],
+        "FIXED backoff, raised to the 1000 ms minimum between attempts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_refuses_more_retries_than_conductor_allows() {
+    let def = json!({
+        "name": "storm",
+        "tasks": [zuora_task("z")],
+        "taskDefinitions": [{ "name": "zuora-update-usage", "retryCount": 4294967295u32, "retryDelaySeconds": 0 }],
+    });
+    let problems = validate(&def, &["zuora-update-usage"], &[], &Default::default());
+    assert_eq!(
+        problems,
+        [Problem {
+            path: "$.taskDefinitions[0].retryCount".into(),
+            message: "must be at most 10 (Conductor's limit), not 4294967295".into(),
+        }]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unvalidated_retry_storm_is_held_to_ten_retries_a_second_apart() {
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 100,
+        status: Some(503),
+        ..Fault::default()
+    });
+    let def = definition(
+        json!([zuora_task("z")]),
+        json!([{ "name": "zuora-update-usage", "retryCount": 4294967295u32, "retryDelaySeconds": 0 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(h.mock.journal().len(), 11);
+    assert_eq!(h.clock.sleeps(), vec![Duration::from_millis(1000); 10]);
+    assert_eq!(
+        result.tasks[0].attempts[0].wait_reason.as_deref(),
+        Some("FIXED backoff, raised to the 1000 ms minimum between attempts")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_definition_named_http_applies_to_http_tasks() {
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 5,
+        status: Some(503),
+        ..Fault::default()
+    });
+    let task = json!({
+        "name": "HTTP",
+        "taskReferenceName": "probe",
+        "inputParameters": {
+            "uri": "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb",
+            "headers": { "Authorization": "Bearer mock-zuora-token" },
+        },
+    });
+    let def = definition(
+        json!([task]),
+        json!([{ "name": "HTTP", "retryCount": 1, "retryDelaySeconds": 2 }]),
+    );
+    let result = run(&h, &def, json!({})).await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(
+        result.tasks[0].attempts.len(),
+        2,
+        "retryCount 1 of the HTTP definition"
+    );
+    assert_eq!(h.clock.sleeps(), [Duration::from_secs(2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_names_are_printed_escaped_and_forge_no_line() {
+    let dir = std::env::temp_dir().join(format!("harness-forged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let forged = "z\nz zuora-update-usage attempt 2: COMPLETED in 1 ms\u{1b}[2K";
+    let mut task = zuora_task(forged);
+    task["name"] = json!("zuora-update-usage");
+    let definition = dir.join("forged.json");
+    std::fs::write(
+        &definition,
+        json!({ "name": "forged", "tasks": [task] }).to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = harness_cli(&["run", definition.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("z\\nz zuora-update-usage attempt 2: COMPLETED in 1 ms\\u{1b}[2K zuora-update-usage attempt 1: COMPLETED in "),
+        "{err}"
+    );
+
+    let mut unknown = zuora_task("ok");
+    unknown["name"] = json!("no\nsuch");
+    std::fs::write(
+        &definition,
+        json!({ "name": "forged", "tasks": [unknown] }).to_string(),
+    )
+    .unwrap();
+    let (code, out, _) = harness_cli(&["validate", definition.to_str().unwrap()]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("unknown task `no\\nsuch`"), "{out}");
+    assert!(!out.contains("no\nsuch"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

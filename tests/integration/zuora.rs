@@ -479,3 +479,19 @@ async fn a_base_url_with_a_bad_port_is_invalid_input() {
         json!([{ "field": "baseUrl", "message": "the port must be a number from 1 to 65535" }])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_id_that_is_a_dot_segment_is_refused() {
+    for id in [".", ".."] {
+        let mock = MockServer::start().await;
+        let mut input = input(json!({ "UOM": "Each" }));
+        input["path"]["id"] = json!(id);
+        let printed = json(&run(&mock, TASK, input).await);
+        assert_eq!(printed["error"]["kind"], "invalid-input", "{id}");
+        assert_eq!(
+            printed["error"]["fields"],
+            json!([{ "field": "path.id", "message": "must not be . or .. (a dot segment: a normalizing proxy would send the request to another path)" }])
+        );
+        assert!(mock.journal().is_empty());
+    }
+}

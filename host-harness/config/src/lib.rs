@@ -107,12 +107,40 @@ impl SecretSource {
             SecretSource::Env(name) => std::env::var(name)
                 .map(|s| s.trim().to_string())
                 .map_err(|_| error(format!("environment variable {name} is not set"))),
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| error(format!("cannot read secret file {path}: {e}"))),
+            SecretSource::File(path) => read_secret_file(path).map_err(error),
             SecretSource::Literal(value) => Ok(value.clone()),
         }
     }
+}
+
+/// The most bytes a secret file may hold.
+const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// A secret file's contents, trimmed: a regular file (a FIFO would block, a device such
+/// as /dev/zero never end) of at most 64 KiB.
+fn read_secret_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let metadata =
+        std::fs::metadata(path).map_err(|e| format!("cannot read secret file {path}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!(
+            "secret file {path} is not a regular file (a FIFO, device or directory)"
+        ));
+    }
+    if metadata.len() > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "secret file {path} holds {} bytes, more than the {MAX_SECRET_FILE_BYTES} a secret may",
+            metadata.len()
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_SECRET_FILE_BYTES + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
+    Ok(text.trim().to_string())
 }
 
 /// How a connection authenticates.
@@ -267,6 +295,44 @@ impl LimitsEntry {
     }
 }
 
+/// A TOML error without the text it points at (the line may hold a secret): where it is
+/// (line, column, the `[table]` it is in) and what is wrong, with any quoted value in
+/// the message masked.
+fn syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let message = mask_quoted(error.message().trim());
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| format!(" in {l}"))
+        .unwrap_or_default();
+    format!("line {line}, column {column}{table}: {message}")
+}
+
+/// `"…"` for every double-quoted part of `message` (serde names values that way).
+fn mask_quoted(message: &str) -> String {
+    let mut out = String::new();
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        if i % 2 == 0 {
+            out.push_str("\"…\"");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
 ];
@@ -396,7 +462,7 @@ impl Connections {
     /// Parse the TOML text of a config file.
     pub fn parse(text: &str) -> Result<Connections, ConfigError> {
         let file: ConfigFile =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(syntax_error(text, &e)))?;
         let policy = policy_config(file.policy).map_err(ConfigError::Rule)?;
         file.limits.apply(Limits::default())?;
         let limits = file.limits;

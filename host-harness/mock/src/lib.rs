@@ -528,6 +528,57 @@ mod tests {
     type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
     #[tokio::test]
+    async fn a_gzip_bomb_is_refused_with_413_without_inflating_it() -> TestResult {
+        use std::io::Write as _;
+        let server = MockServer::start().await;
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..20 {
+            bomb.write_all(&zeros)?;
+        }
+        let bomb = bomb.finish()?;
+        assert!(bomb.len() < 100 << 10, "{} bytes", bomb.len());
+        let reply = send(
+            &server,
+            "PUT",
+            "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb",
+            &[
+                ("authorization", "Bearer mock-zuora-token"),
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            &bomb,
+        )
+        .await?;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            String::from_utf8(reply.body)?,
+            r#"{"message":"Request body too large: the limit is 16777216 bytes, as sent and decoded"}"#
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_as_sent_is_refused_with_413() -> TestResult {
+        let server = MockServer::start().await;
+        let big = vec![b' '; (16 << 20) + 1];
+        let reply = send(
+            &server,
+            "POST",
+            "/rebilly/organizations/org_mock/usages",
+            &[
+                ("reb-apikey", "sk_sandbox_mock"),
+                ("content-type", "application/json"),
+            ],
+            &big,
+        )
+        .await?;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(server.journal()[0].body_unread);
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn billingplatform_login_and_update() -> TestResult {
         let server = MockServer::start().await;
         let login = send(

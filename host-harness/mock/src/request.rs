@@ -18,11 +18,31 @@ pub(super) fn is_gzip_encoding(content_encoding: Option<&str>) -> bool {
     })
 }
 
-/// Decompresses a gzip stream.
+/// The largest request body the mock accepts, as sent and once decoded: larger ones get
+/// a 413, as the vendors' servers answer (the mock never inflates without bound).
+pub(super) const MAX_REQUEST_BODY_BYTES: usize = 16 << 20;
+
+/// Decompresses a gzip stream of at most [`MAX_REQUEST_BODY_BYTES`] decoded; a larger one
+/// is an `InvalidData` error.
 pub(super) fn gunzip(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut decompressed = Vec::new();
-    flate2::read::GzDecoder::new(compressed).read_to_end(&mut decompressed)?;
+    flate2::read::GzDecoder::new(compressed)
+        .take(MAX_REQUEST_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut decompressed)?;
+    if decompressed.len() > MAX_REQUEST_BODY_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the decoded body is too large",
+        ));
+    }
     Ok(decompressed)
+}
+
+/// Whether a gzip body decodes to more than [`MAX_REQUEST_BODY_BYTES`].
+pub(super) fn inflates_too_far(compressed: &[u8]) -> bool {
+    gunzip(compressed).err().is_some_and(|e| {
+        e.kind() == std::io::ErrorKind::InvalidData && e.to_string().contains("too large")
+    })
 }
 
 /// A vendor request, body already gunzipped when it was sent gzipped.

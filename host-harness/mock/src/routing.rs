@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::request::VendorRequest;
+use super::request::{self, VendorRequest};
 use super::response::MockResponse;
 use super::state::MockState;
 use super::{Fault, JournalEntry, MockShared, Vendor, admin};
@@ -46,7 +46,9 @@ pub(super) async fn serve_request(
 ) -> Result<Response<Full<Bytes>>, ConnectionDropped> {
     let (parts, body) = request.into_parts();
     if is_admin_path(parts.uri.path()) {
-        let raw_body = read_body(body).await?;
+        let Some(raw_body) = read_body(body).await? else {
+            return Ok(too_large());
+        };
         return Ok(
             admin::handle(&shared, &parts.method, parts.uri.path(), &raw_body).into_hyper(false),
         );
@@ -64,11 +66,22 @@ pub(super) async fn serve_request(
         }
         return Err(ConnectionDropped);
     }
-    let raw_body = read_body(body).await?;
+    let Some(raw_body) = read_body(body).await? else {
+        shared.lock().journal.push(journal_entry(&parts, None));
+        return Ok(too_large());
+    };
     shared
         .lock()
         .journal
         .push(journal_entry(&parts, Some(&raw_body)));
+    let gzipped = parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("gzip"));
+    if gzipped && request::inflates_too_far(&raw_body) {
+        return Ok(too_large());
+    }
     match fault {
         // A delayed request is handled to the end in a task of its own: hyper drops this
         // future when the client goes away, but a server that was slow to answer still
@@ -86,13 +99,36 @@ pub(super) async fn serve_request(
     }
 }
 
-/// Reads a whole request body; a broken one drops the connection.
-async fn read_body(body: Incoming) -> Result<Bytes, ConnectionDropped> {
-    Ok(body
+/// Reads a whole request body of at most [`request::MAX_REQUEST_BODY_BYTES`] (`None`
+/// when it is larger); a broken one drops the connection.
+async fn read_body(body: Incoming) -> Result<Option<Bytes>, ConnectionDropped> {
+    match http_body_util::Limited::new(body, request::MAX_REQUEST_BODY_BYTES)
         .collect()
         .await
-        .map_err(|_| ConnectionDropped)?
-        .to_bytes())
+    {
+        Ok(collected) => Ok(Some(collected.to_bytes())),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Ok(None)
+        }
+        Err(_) => Err(ConnectionDropped),
+    }
+}
+
+/// 413 for a request body beyond the mock's limit, as sent or decoded.
+fn too_large() -> Response<Full<Bytes>> {
+    MockResponse::json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &serde_json::json!({
+            "message": format!(
+                "Request body too large: the limit is {} bytes, as sent and decoded",
+                request::MAX_REQUEST_BODY_BYTES
+            )
+        }),
+    )
+    .into_hyper(false)
 }
 
 /// The journal entry of a vendor request; `raw_body` is `None` when the body was not read.

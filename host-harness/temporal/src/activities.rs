@@ -12,7 +12,7 @@
 // The Temporal macros generate public marker constants without docs.
 #![allow(missing_docs)]
 
-use harness_runner::{self as runner, ErrorKind, TaskOutcome};
+use harness_runner::{self as runner, ErrorKind, TaskOutcome, TaskStatus};
 use harness_sandbox::Sandbox;
 use harness_workflow::{BaseUrlFor, MAX_WAIT_MS, Progress};
 use serde_json::Value;
@@ -229,11 +229,6 @@ pub fn failure_of(
     let Some(failure) = &outcome.failure else {
         return ApplicationFailure::non_retryable(anyhow::anyhow!("the task did not fail"));
     };
-    let mut details = outcome.to_json();
-    details["attempt"] = attempt.into();
-    if let Some(ms) = duration_ms {
-        details["durationMs"] = ms.into();
-    }
     let mut message = failure.message.clone();
     let mut retryable = runner::may_resend(outcome);
     if failure.kind.retryable() && !retryable {
@@ -257,12 +252,36 @@ pub fn failure_of(
             next_delay = Some(Duration::from_millis(server_ms.max(backoff_ms)));
         }
     }
+    let details = failure_details(outcome, attempt, duration_ms, retryable);
     ApplicationFailure::builder(anyhow::anyhow!(message))
         .type_name(failure.kind.as_str().to_string())
         .non_retryable(!retryable)
         .maybe_next_retry_delay(next_delay)
         .details(details)
         .build()
+}
+
+/// The details of a failed attempt: the JSON `harness task` prints, with the attempt
+/// number and duration. They say what Temporal will do: a failure it will not retry
+/// (`retryable` false) is terminal, whatever its kind would allow elsewhere.
+fn failure_details(
+    outcome: &TaskOutcome,
+    attempt: u32,
+    duration_ms: Option<u64>,
+    retryable: bool,
+) -> Value {
+    let mut details = outcome.to_json();
+    details["attempt"] = attempt.into();
+    if let Some(ms) = duration_ms {
+        details["durationMs"] = ms.into();
+    }
+    if !retryable {
+        details["status"] = TaskStatus::FailedWithTerminalError.as_str().into();
+        if let Some(error) = details.get_mut("error") {
+            error["retryable"] = false.into();
+        }
+    }
+    details
 }
 
 /// The delay Temporal's retry policy puts before the attempt after `attempt`:
@@ -412,6 +431,24 @@ mod tests {
             None,
         );
         assert!(f.is_non_retryable());
+    }
+
+    #[test]
+    fn the_details_of_a_failure_temporal_will_not_retry_say_it_is_terminal() {
+        // A Rebilly 500 after the POST went out: not resent, so not retryable.
+        let outcome = failed(ErrorKind::ServerError, None, false);
+        assert!(failure_of(&outcome, 1, None, None).is_non_retryable());
+        let details = failure_details(&outcome, 1, None, false);
+        assert_eq!(details["status"], "FAILED_WITH_TERMINAL_ERROR");
+        assert_eq!(details["error"]["retryable"], false);
+        assert_eq!(details["error"]["kind"], "server-error");
+        assert_eq!(details["attempt"], 1);
+        // One Temporal retries keeps saying so.
+        let outcome = failed(ErrorKind::ServerError, None, true);
+        assert!(!failure_of(&outcome, 1, None, None).is_non_retryable());
+        let details = failure_details(&outcome, 1, None, true);
+        assert_eq!(details["status"], "FAILED");
+        assert_eq!(details["error"]["retryable"], true);
     }
 
     #[test]

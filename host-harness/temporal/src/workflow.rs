@@ -182,13 +182,19 @@ pub fn activity_options(def: &TaskDef, reference: &str) -> ActivityOptions {
         RetryLogic::LinearBackoff => (def.backoff_ms(2), 1.0),
     };
     let retry_policy = RetryPolicy::builder()
-        .initial_interval(Duration::from_millis(delay_ms.max(1)))
+        .initial_interval(Duration::from_millis(
+            delay_ms.max(harness_workflow::definition::MIN_RETRY_DELAY_MS),
+        ))
         .backoff_coefficient(coefficient)
         .maybe_maximum_interval(
             (def.max_retry_delay_seconds > 0)
                 .then(|| Duration::from_secs(def.max_retry_delay_seconds)),
         )
-        .maximum_attempts(def.retry_count.saturating_add(1))
+        .maximum_attempts(
+            def.retry_count
+                .min(harness_workflow::definition::MAX_RETRY_COUNT)
+                .saturating_add(1),
+        )
         .build();
     let start_to_close = if def.timeout_seconds > 0 {
         Duration::from_secs(def.timeout_seconds)

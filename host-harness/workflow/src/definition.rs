@@ -144,6 +144,13 @@ impl WorkflowTask {
 #[error("unsupported task type `{0}`; use SIMPLE, HTTP, FORK_JOIN, JOIN or SWITCH")]
 pub struct UnsupportedType(pub String);
 
+/// The most retries a task definition may ask for: Conductor's `TaskDef` limit.
+pub const MAX_RETRY_COUNT: u32 = 10;
+
+/// The shortest wait between two attempts, whatever the definition says: a retry storm
+/// against a vendor (no delay, many retries) is never sent.
+pub const MIN_RETRY_DELAY_MS: u64 = 1000;
+
 /// How the delay between attempts grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

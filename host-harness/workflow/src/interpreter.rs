@@ -349,7 +349,14 @@ impl Frame {
                 scope.ready.push(ReadyTask {
                     id,
                     reference,
-                    def: scope.task_defs.get(&component).cloned().unwrap_or_default(),
+                    // A definition named as the task is written (`HTTP`) or as the
+                    // component it runs (`http`).
+                    def: scope
+                        .task_defs
+                        .get(&task.name)
+                        .or_else(|| scope.task_defs.get(&component))
+                        .cloned()
+                        .unwrap_or_default(),
                     component: component.clone(),
                     input: input.clone(),
                 });

@@ -273,7 +273,9 @@ impl WorkflowRunner {
                     failure: None,
                 };
             };
-            let may_retry = runner::may_resend(&outcome) && number <= def.retry_count;
+            // A definition that skipped validation still gets at most Conductor's 10.
+            let retry_count = def.retry_count.min(definition::MAX_RETRY_COUNT);
+            let may_retry = runner::may_resend(&outcome) && number <= retry_count;
             let wait = may_retry
                 .then(|| wait_before(&def, number + 1, failure.retry_after_ms, clock.as_ref()));
             let over_total = wait.as_ref().is_some_and(|(ms, _)| {
@@ -315,7 +317,7 @@ impl WorkflowRunner {
                             " (the next wait would pass totalTimeoutSeconds {})",
                             def.total_timeout_seconds
                         )
-                    } else if failure.kind.retryable() && number > def.retry_count {
+                    } else if failure.kind.retryable() && number > retry_count {
                         format!(" (after {number} attempts)")
                     } else if failure.kind.retryable() {
                         " (not retried: the call is not idempotent and may have been applied)"
@@ -360,9 +362,16 @@ fn wait_before(
         definition::RetryLogic::LinearBackoff => "LINEAR_BACKOFF",
     };
     match retry_after_ms {
-        Some(server) if server > backoff => {
+        Some(server) if server > backoff.max(definition::MIN_RETRY_DELAY_MS) => {
             (server, format!("the server asked to wait {server} ms"))
         }
+        _ if backoff < definition::MIN_RETRY_DELAY_MS => (
+            definition::MIN_RETRY_DELAY_MS,
+            format!(
+                "{logic} backoff, raised to the {} ms minimum between attempts",
+                definition::MIN_RETRY_DELAY_MS
+            ),
+        ),
         _ => (backoff, format!("{logic} backoff")),
     }
 }

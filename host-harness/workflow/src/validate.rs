@@ -60,6 +60,17 @@ pub fn validate(
                 format!("unknown task `{}`", task_def.name),
             );
         }
+        // Conductor's TaskDef: `@Max(10)` on retryCount.
+        if task_def.retry_count > crate::definition::MAX_RETRY_COUNT {
+            checker.problem(
+                format!("$.taskDefinitions[{i}].retryCount"),
+                format!(
+                    "must be at most {} (Conductor's limit), not {}",
+                    crate::definition::MAX_RETRY_COUNT,
+                    task_def.retry_count
+                ),
+            );
+        }
     }
     checker.problems
 }

@@ -244,6 +244,15 @@ impl Endpoint {
                     ok = false;
                 }
                 Some(value) => match (param.rule)(&field, value, problems) {
+                    // RFC 3986 §5.2.4: a proxy or server that normalizes the path would
+                    // resolve `.` and `..`, sending the call to another resource.
+                    Some(text) if text == "." || text == ".." => {
+                        problems.add(
+                            field,
+                            "must not be . or .. (a dot segment: a normalizing proxy would send the request to another path)",
+                        );
+                        ok = false;
+                    }
                     Some(text) => {
                         path = path.replace(
                             &format!("{{{}}}", param.name),

@@ -87,10 +87,14 @@ pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
 
     let options = WasiOptions::new();
     let ms = |ms: u32| u64::from(ms) * 1_000_000;
-    if let Some(connect) = request.options.connect_timeout_ms {
+    // A timeout of 0 means "no timeout of its own" (as 0 means for Java's
+    // HttpURLConnection, which Conductor's HTTP task uses): the run's own time limit
+    // (`timeout_ms`) still bounds the exchange. A 0 handed to wasi:http would instead
+    // race every response against an instant deadline.
+    if let Some(connect) = request.options.connect_timeout_ms.filter(|ms| *ms > 0) {
         let _ = options.set_connect_timeout(Some(ms(connect)));
     }
-    if let Some(read) = request.options.read_timeout_ms {
+    if let Some(read) = request.options.read_timeout_ms.filter(|ms| *ms > 0) {
         let _ = options.set_first_byte_timeout(Some(ms(read)));
         let _ = options.set_between_bytes_timeout(Some(ms(read)));
     }
