@@ -189,14 +189,14 @@ async fn unknown_connection_is_invalid_input_and_nothing_is_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_login_names_the_connection_but_not_the_secret() {
+async fn a_refused_login_is_terminal_remembered_and_names_the_connection_but_not_the_secret() {
     let mock = MockServer::start().await;
     let dir = std::env::temp_dir().join(format!("harness-conn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let secret = dir.join("password");
     std::fs::write(&secret, "wrong-password-xyz\n").unwrap();
     let config = format!(
-        "[connections.bp]\nbase_url = \"{}\"\nauth = {{ type = \"billingplatform-login\", username = \"mock-user\", password_file = \"{}\" }}\n",
+        "[policy]\nallow_addresses = [\"127.0.0.1\"]\n\n[connections.bp]\nbase_url = \"{}\"\nauth = {{ type = \"billingplatform-login\", username = \"mock-user\", password_file = \"{}\" }}\n",
         mock.base_url(harness_mock::Vendor::BillingPlatform),
         secret.display()
     );
@@ -212,16 +212,25 @@ async fn a_failed_login_names_the_connection_but_not_the_secret() {
     )
     .await;
     let printed = json(&outcome);
-    assert_eq!(printed["status"], "FAILED");
+    // Wrong credentials: no retry can help (and a vendor locks accounts after failures).
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(printed["error"]["kind"], "unauthorized");
+    let message = printed["error"]["message"].as_str().unwrap().to_string();
     assert!(
-        printed["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("connection `bp`: login failed:"),
+        message.starts_with("connection `bp`: login failed: ") && message.ends_with("answered 401 Unauthorized. Nothing was sent to the task's endpoint; fix the connection in harness.toml and run it again."),
         "{printed}"
     );
     assert_no_secret(&printed.to_string());
     assert_no_secret(&outcome.guest_log);
+    // The failed login is remembered: the next task on the connection tries no login.
+    let again = run_connected(
+        &credentials,
+        "billingplatform-update-usage-identifier",
+        json!({ "connection": "bp", "body": { "brmObjects": { "Id": "1002", "UsageIdentifier": "Y" } } }),
+    )
+    .await;
+    assert_eq!(json(&again)["error"]["message"], message.as_str());
+    assert_eq!(credentials.logins(), 1);
     // The login was refused; the update itself was never sent.
     let calls: Vec<String> = mock
         .journal()
@@ -229,6 +238,38 @@ async fn a_failed_login_names_the_connection_but_not_the_secret() {
         .map(|e| format!("{} {}", e.method, e.path))
         .collect();
     assert_eq!(calls, ["POST /billingplatform/acme/rest/2.0/login"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_goes_through_the_same_address_rules_as_the_task() {
+    let mock = MockServer::start().await;
+    // No `[policy] allow_addresses`: the mock's loopback address is refused to the task,
+    // and so to the login that would carry the client secret there.
+    let secret = std::env::temp_dir().join(format!("harness-login-rules-{}", std::process::id()));
+    std::fs::write(&secret, harness_mock::credentials::ZUORA_CLIENT_SECRET).unwrap();
+    let config = format!(
+        "[connections.zuora]\nbase_url = \"{}\"\nauth = {{ type = \"zuora-oauth\", client_id = \"{}\", client_secret_file = \"{}\" }}\n",
+        mock.base_url(harness_mock::Vendor::Zuora),
+        harness_mock::credentials::ZUORA_CLIENT_ID,
+        secret.display(),
+    );
+    let credentials = Arc::new(Credentials::new(
+        Connections::parse(&config).unwrap(),
+        sandbox().await.http(),
+    ));
+    let input = json!({ "connection": "zuora", "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" }, "body": { "UOM": "Each" } });
+    let printed = json(&run_connected(&credentials, "zuora-update-usage", input).await);
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR", "{printed}");
+    let message = printed["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("connection `zuora`: "), "{message}");
+    assert!(
+        message.contains("is a loopback address; tasks reach loopback, private, link-local and metadata addresses only where harness.toml allows them"),
+        "{message}"
+    );
+    assert!(
+        mock.journal().is_empty(),
+        "no login reached the refused address"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,4 +464,45 @@ async fn a_secret_file_must_be_a_small_regular_file() {
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "it did not block");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_never_answers_is_cut_off_at_the_tasks_read_timeout() {
+    // A login server that accepts the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let (stream, _) = silent.accept().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(stream);
+    });
+    let secret = std::env::temp_dir().join(format!("harness-silent-login-{}", std::process::id()));
+    std::fs::write(&secret, "pw").unwrap();
+    let config = format!(
+        "[policy]\nallow_addresses = [\"127.0.0.1\"]\n\n[connections.bp]\nbase_url = \"http://127.0.0.1:{port}/bp\"\nauth = {{ type = \"billingplatform-login\", username = \"u\", password_file = \"{}\" }}\n",
+        secret.display()
+    );
+    let credentials = Arc::new(Credentials::new(
+        Connections::parse(&config).unwrap(),
+        sandbox().await.http(),
+    ));
+    let outcome = run_connected(
+        &credentials,
+        "billingplatform-update-usage-identifier",
+        json!({ "connection": "bp", "readTimeOut": 300, "body": { "brmObjects": { "Id": "1001", "UsageIdentifier": "X" } } }),
+    )
+    .await;
+    let printed = json(&outcome);
+    // The server may answer later: retryable, and nothing reached the task's endpoint.
+    assert_eq!(printed["status"], "FAILED", "{printed}");
+    assert_eq!(printed["error"]["kind"], "transport");
+    assert!(
+        printed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection `bp`: login failed: no answer within 300 ms (connectionTimeOut + readTimeOut)"),
+        "{printed}"
+    );
+    assert!(runner::may_resend(&outcome));
+    drop(held);
 }

@@ -257,3 +257,48 @@ async fn a_reply_slower_than_read_timeout_fails_as_transport_naming_read_timeout
     );
     next_task_completes(sandbox).await;
 }
+
+/// A POST that reached the server and whose answer then stopped the run (here: an output
+/// over `output_bytes`) may have been applied: the failure says so, as a transport
+/// failure after a POST does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_after_its_post_reached_the_server_says_it_may_have_been_applied() {
+    let sandbox = sandbox_with(Limits {
+        output_bytes: 4 << 10,
+        response_body_bytes: 1 << 20,
+        ..small_limits()
+    })
+    .await;
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        status: Some(201),
+        body: Some(json!({ "id": "usage_1", "padding": "x".repeat(8 << 10) })),
+        ..Fault::default()
+    });
+    let input = json!({
+        "uri": format!("{}/rebilly/organizations/org_mock/usages", mock.uri()),
+        "method": "POST",
+        "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+        "body": { "subscriptionId": "sub_mock_001", "quantity": 1 },
+    });
+    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
+    let outcome = runner::run_task(&sandbox, "http", &input.to_string(), policy)
+        .await
+        .unwrap();
+    let printed = outcome.to_json();
+    assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(printed["error"]["kind"], "sandbox");
+    let message = printed["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("stopped: the task output of "),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("exceeds the limit of 4096 bytes (output_bytes). The request may have been applied: check the record before sending it again (a duplicate may bill twice)."),
+        "{message}"
+    );
+    assert_eq!(mock.journal().len(), 1);
+    assert!(!runner::may_resend(&outcome));
+}

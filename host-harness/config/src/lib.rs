@@ -55,7 +55,23 @@ pub enum ConnectionError {
         connection: String,
         /// What is wrong (never the secret itself).
         reason: String,
+        /// Whether trying again later may help (the server failed or did not answer),
+        /// as against a refusal (wrong credentials, a denied address).
+        transient: bool,
     },
+}
+
+impl ConnectionError {
+    /// Whether trying again later may help; a refusal or a missing secret cannot.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::Login {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 /// A `[limits]` value (or its command-line override) out of its range.
@@ -625,6 +641,9 @@ pub struct Credentials {
     connections: Connections,
     http: Arc<HttpPool>,
     cache: Mutex<BTreeMap<String, CachedToken>>,
+    /// Logins that failed for good (a refusal, a missing secret): remembered, so a run
+    /// makes one attempt per connection (a vendor locks accounts after failed logins).
+    failed: Mutex<BTreeMap<String, ConnectionError>>,
     logins: std::sync::atomic::AtomicUsize,
 }
 
@@ -643,6 +662,7 @@ impl Credentials {
             connections,
             http,
             cache: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
             logins: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -676,11 +696,38 @@ impl Credentials {
         }
     }
 
-    /// The headers that authenticate a request on `connection`, logging in when needed.
+    /// The headers that authenticate a request on `connection`, logging in when needed
+    /// (the login may reach the connection's host wherever it resolves: the operator
+    /// named it).
     pub async fn headers(
         &self,
         connection: &str,
     ) -> Result<Vec<(String, String)>, ConnectionError> {
+        let trusted = self
+            .connections
+            .get(connection)
+            .and_then(Connection::origin)
+            .map(|origin| AddressRules::default().trust_host(&origin.host))
+            .unwrap_or_default();
+        self.headers_within(connection, &trusted).await
+    }
+
+    /// [`Credentials::headers`], with the login held to `addresses`, the address rules
+    /// of the run it is for. A login that failed for good is remembered: later calls
+    /// get its error at once, without another login request.
+    pub async fn headers_within(
+        &self,
+        connection: &str,
+        addresses: &AddressRules,
+    ) -> Result<Vec<(String, String)>, ConnectionError> {
+        if let Some(failed) = self
+            .failed
+            .lock()
+            .ok()
+            .and_then(|failed| failed.get(connection).cloned())
+        {
+            return Err(failed);
+        }
         if let Ok(cache) = self.cache.lock()
             && let Some(token) = cache.get(connection)
             && token.expires.is_none_or(|at| Instant::now() < at)
@@ -694,7 +741,17 @@ impl Credentials {
                 connection: connection.to_string(),
                 reason: "no such connection".into(),
             })?;
-        let token = self.login(conn).await?;
+        let token = match self.login(conn, addresses).await {
+            Ok(token) => token,
+            Err(e) => {
+                if !e.is_transient()
+                    && let Ok(mut failed) = self.failed.lock()
+                {
+                    failed.insert(connection.to_string(), e.clone());
+                }
+                return Err(e);
+            }
+        };
         let headers = token.headers.clone();
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(connection.to_string(), token);
@@ -702,12 +759,22 @@ impl Credentials {
         Ok(headers)
     }
 
-    async fn login(&self, conn: &Connection) -> Result<CachedToken, ConnectionError> {
+    async fn login(
+        &self,
+        conn: &Connection,
+        addresses: &AddressRules,
+    ) -> Result<CachedToken, ConnectionError> {
         let name = &conn.name;
         let base = conn.base_url.trim_end_matches('/');
-        let fail = |reason: String| ConnectionError::Login {
+        let fail = |(reason, transient): (String, bool)| ConnectionError::Login {
             connection: name.clone(),
             reason,
+            transient,
+        };
+        let refused = |reason: &str| ConnectionError::Login {
+            connection: name.clone(),
+            reason: reason.to_string(),
+            transient: false,
         };
         // Refresh a minute before the vendor's expiry.
         let expiry = |seconds: u64| {
@@ -743,12 +810,13 @@ impl Credentials {
                         &format!("{base}/oauth/token"),
                         "application/x-www-form-urlencoded",
                         form,
+                        addresses,
                     )
                     .await
                     .map_err(fail)?;
                 let token = body["access_token"]
                     .as_str()
-                    .ok_or_else(|| fail("no access_token in the answer".into()))?;
+                    .ok_or_else(|| refused("no access_token in the answer"))?;
                 Ok(CachedToken {
                     headers: vec![("Authorization".into(), format!("Bearer {token}"))],
                     expires: expiry(body["expires_in"].as_u64().unwrap_or(3600)),
@@ -763,12 +831,13 @@ impl Credentials {
                         &format!("{base}/rest/2.0/login"),
                         "application/json",
                         request,
+                        addresses,
                     )
                     .await
                     .map_err(fail)?;
                 let session = body["loginResponse"][0]["SessionID"]
                     .as_str()
-                    .ok_or_else(|| fail("no loginResponse[0].SessionID in the answer".into()))?;
+                    .ok_or_else(|| refused("no loginResponse[0].SessionID in the answer"))?;
                 Ok(CachedToken {
                     headers: vec![("sessionId".into(), session.to_string())],
                     expires: None,
@@ -782,12 +851,17 @@ impl Credentials {
                 let password = password.read(name)?;
                 let request = serde_json::json!({ "brand": brand, "username": username, "password": password }).to_string();
                 let body = self
-                    .post(&format!("{base}/authenticate"), "application/json", request)
+                    .post(
+                        &format!("{base}/authenticate"),
+                        "application/json",
+                        request,
+                        addresses,
+                    )
                     .await
                     .map_err(fail)?;
                 let token = body["token"]
                     .as_str()
-                    .ok_or_else(|| fail("no token in the answer".into()))?;
+                    .ok_or_else(|| refused("no token in the answer"))?;
                 Ok(CachedToken {
                     headers: vec![("Authorization".into(), format!("Bearer {token}"))],
                     expires: expiry(15 * 60),
@@ -796,13 +870,16 @@ impl Credentials {
         }
     }
 
-    /// POST a login request; the error names the status, never the request.
+    /// POST a login request through the run's address rules; the error names the status,
+    /// never the request, and says whether trying again may help (a 5xx or no answer)
+    /// or not (a 4xx, an answer without JSON, a denied address).
     async fn post(
         &self,
         url: &str,
         content_type: &str,
         body: String,
-    ) -> Result<serde_json::Value, String> {
+        addresses: &AddressRules,
+    ) -> Result<serde_json::Value, (String, bool)> {
         self.logins
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let request = http::Request::post(url)
@@ -813,23 +890,47 @@ impl Credentials {
                     .map_err(|never| match never {})
                     .boxed_unsync(),
             )
-            .map_err(|e| e.to_string())?;
-        let response = self
+            .map_err(|e| (e.to_string(), false))?;
+        let notes = harness_sandbox::pool::Notes::default();
+        let sent = self
             .http
-            .send(request, None)
-            .await
-            .map_err(|e| format!("{url}: {e:?}"))?;
+            .send_limited(
+                request,
+                None,
+                harness_sandbox::pool::WireLimits::default(),
+                addresses,
+                &notes,
+            )
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                // A denied address is a refusal; a timeout or a broken connection is not.
+                let denials = notes.take_denials();
+                if !denials.is_empty() {
+                    return Err((denials.join("; "), false));
+                }
+                let why = notes.all();
+                let why = if why.is_empty() {
+                    format!("{e:?}")
+                } else {
+                    why.join("; ")
+                };
+                return Err((format!("{url}: {why}"), true));
+            }
+        };
         let status = response.status();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| format!("{url}: {e:?}"))?
+            .map_err(|e| (format!("{url}: {e:?}"), true))?
             .to_bytes();
         if !status.is_success() {
-            return Err(format!("{url} answered {status}"));
+            return Err((format!("{url} answered {status}"), status.is_server_error()));
         }
-        serde_json::from_slice(&bytes).map_err(|_| format!("{url} answered {status} without JSON"))
+        serde_json::from_slice(&bytes)
+            .map_err(|_| (format!("{url} answered {status} without JSON"), false))
     }
 }
 
@@ -844,10 +945,14 @@ impl harness_sandbox::credentials::ConnectionCredentials for Credentials {
     async fn headers(
         &self,
         connection: &str,
+        addresses: &AddressRules,
     ) -> Result<Vec<(String, String)>, harness_sandbox::credentials::CredentialError> {
-        Credentials::headers(self, connection)
+        Credentials::headers_within(self, connection, addresses)
             .await
-            .map_err(|e| harness_sandbox::credentials::CredentialError(e.to_string()))
+            .map_err(|e| harness_sandbox::credentials::CredentialError {
+                message: e.to_string(),
+                transient: e.is_transient(),
+            })
     }
 
     fn refreshable(&self, connection: &str) -> bool {

@@ -441,9 +441,26 @@ fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {
             if !run.denied.is_empty() {
                 failure.kind = ErrorKind::Denied;
                 failure.message = run.denied.join("; ");
+            } else if !run.logins_refused.is_empty() {
+                // A login refused for good (wrong credentials, a missing secret): no retry
+                // can help, and the connection is not tried again in this run.
+                failure.kind = ErrorKind::Unauthorized;
+                failure.message = format!(
+                    "{}. Nothing was sent to the task's endpoint; fix the connection in harness.toml and run it again.",
+                    run.logins_refused.join("; ")
+                );
             }
             (output, Some(failure))
         }
+        // Stopped after a request reached the server (its answer blew a limit, or the
+        // component trapped reading it): the call may have been applied all the same.
+        RunResult::Stopped(message) if !outcome_known => (
+            json!({}),
+            Some(TaskFailure::new(
+                ErrorKind::Sandbox,
+                format!("{message}. {UNKNOWN_OUTCOME}"),
+            )),
+        ),
         RunResult::Stopped(message) => (
             json!({}),
             Some(TaskFailure::new(ErrorKind::Sandbox, message)),
@@ -463,6 +480,9 @@ fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {
     }
 }
 
+/// What a failure after a non-idempotent request reached its server says.
+const UNKNOWN_OUTCOME: &str = "The request may have been applied: check the record before sending it again (a duplicate may bill twice).";
+
 fn describe_error(error: TaskError, outcome_known: bool) -> (Value, TaskFailure) {
     let failure = |kind, message: String, retry_after_ms| TaskFailure {
         kind,
@@ -471,9 +491,9 @@ fn describe_error(error: TaskError, outcome_known: bool) -> (Value, TaskFailure)
         retry_after_ms,
     };
     let unknown_outcome = if outcome_known {
-        ""
+        String::new()
     } else {
-        " The request may have been applied: check the record before sending it again (a duplicate may bill twice)."
+        format!(" {UNKNOWN_OUTCOME}")
     };
     match error {
         TaskError::InvalidInput(fields) => {

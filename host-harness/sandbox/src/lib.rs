@@ -185,6 +185,9 @@ pub struct TaskRun {
     /// Whether any request may have reached a server (false when every request was
     /// denied or failed to connect): decides whether a non-idempotent call may be re-sent.
     pub reached_server: bool,
+    /// Logins of the run's connections that failed for good (wrong credentials, a
+    /// missing secret, a denied address), one sentence each naming the connection.
+    pub logins_refused: Vec<String>,
 }
 
 struct LoadedTask {
@@ -466,6 +469,7 @@ impl Sandbox {
             )),
         };
         drop(store);
+        let logins_refused = notes.logins_refused();
         // Name the timeout or limit that ended an exchange: the component only saw an
         // error code.
         let notes = notes.all();
@@ -486,6 +490,7 @@ impl Sandbox {
             stderr: stderr.contents(),
             duration: started.elapsed(),
             reached_server: reached.load(Ordering::SeqCst),
+            logins_refused,
         })
     }
 
@@ -989,13 +994,7 @@ async fn send_authenticated(
     };
     // A login failure reaches the component as an error that names the connection,
     // never a secret.
-    let login_failed = |e: crate::credentials::CredentialError| {
-        wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))
-    };
-    let headers = credentials
-        .headers(connection)
-        .await
-        .map_err(login_failed)?;
+    let headers = login(to, options, connection, credentials).await?;
     let response = to
         .http
         .send_limited(build(headers)?, options, to.wire, to.addresses, to.notes)
@@ -1004,13 +1003,47 @@ async fn send_authenticated(
         return Ok(response);
     }
     credentials.invalidate(connection);
-    let headers = credentials
-        .headers(connection)
-        .await
-        .map_err(login_failed)?;
+    let headers = login(to, options, connection, credentials).await?;
     to.http
         .send_limited(build(headers)?, options, to.wire, to.addresses, to.notes)
         .await
+}
+
+/// The headers of `connection`, the login held to the run's address rules and to the
+/// request's own timeouts (`connectionTimeOut` + `readTimeOut`). A login refused for
+/// good is noted, so the run fails `unauthorized`; one that may succeed later fails the
+/// attempt as `transport`, naming the connection.
+async fn login(
+    to: Destination<'_>,
+    options: Option<wasmtime_wasi_http::RequestOptions>,
+    connection: &str,
+    credentials: &dyn ConnectionCredentials,
+) -> wasmtime_wasi_http::Result<Vec<(String, String)>> {
+    let within = options.and_then(|o| match (o.connect_timeout, o.first_byte_timeout) {
+        (None, None) => None,
+        (connect, first_byte) => Some(connect.unwrap_or_default() + first_byte.unwrap_or_default()),
+    });
+    let headers = credentials.headers(connection, to.addresses);
+    let result = match within {
+        None => headers.await,
+        Some(within) => tokio::time::timeout(within, headers).await.unwrap_or_else(|_| {
+            Err(crate::credentials::CredentialError {
+                message: format!(
+                    "connection `{connection}`: login failed: no answer within {} ms (connectionTimeOut + readTimeOut)",
+                    within.as_millis()
+                ),
+                transient: true,
+            })
+        }),
+    };
+    result.map_err(|e| {
+        if e.transient {
+            to.notes.add(e.message.clone());
+        } else {
+            to.notes.login_refused(e.message.clone());
+        }
+        wasmtime_wasi_http::Error::InternalError(Some(e.message))
+    })
 }
 
 /// The pool a run sends through, with its wire limits and where it notes what it hit.

@@ -252,7 +252,7 @@ impl AddressRules {
 
     /// Also let requests to `host` connect wherever it resolves.
     pub fn trust_host(mut self, host: &str) -> AddressRules {
-        let host = host.to_ascii_lowercase();
+        let host = canonical_host(host);
         if !self.trusted_hosts.contains(&host) {
             self.trusted_hosts.push(host);
         }
@@ -261,14 +261,13 @@ impl AddressRules {
 
     /// Why a connection to `address` for `host` is refused, or `None` when it may go.
     pub fn refusal(&self, host: &str, address: std::net::IpAddr) -> Option<String> {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if self
-            .trusted_hosts
-            .iter()
-            .any(|h| h.trim_start_matches('[').trim_end_matches(']') == host)
-        {
+        // One spelling of each host: `LOCALHOST`, `127.1`, `2130706433` and
+        // `[::ffff:127.0.0.1]` are the hosts they name, as URLs parse them.
+        let canonical = canonical_host(host);
+        if self.trusted_hosts.contains(&canonical) {
             return None;
         }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         let class = address_class(address)?;
         if self.allowed_nets.iter().any(|net| net.contains(&address)) {
             return None;
@@ -282,6 +281,24 @@ impl AddressRules {
             "{what}; tasks reach loopback, private, link-local and metadata addresses only where harness.toml allows them ([policy] allow_addresses)"
         ))
     }
+}
+
+/// A host as the WHATWG URL parser writes it (lower case, IPv4 in dotted decimal, IPv6
+/// compressed), brackets dropped; so every spelling of one host compares equal.
+fn canonical_host(host: &str) -> String {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bracketed = if bare.contains(':') {
+        format!("[{bare}]")
+    } else {
+        bare.to_string()
+    };
+    url::Url::parse(&format!("http://{bracketed}/"))
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .unwrap_or_else(|| bare.to_ascii_lowercase())
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 /// The special range an address belongs to, or `None` for a public address. IPv4-mapped
@@ -441,6 +458,34 @@ mod tests {
         let trusted = AddressRules::default().trust_host("127.0.0.1");
         assert_eq!(trusted.refusal("127.0.0.1", loopback), None);
         assert!(trusted.refusal("localhost", loopback).is_some());
+    }
+
+    #[test]
+    fn every_spelling_of_a_trusted_host_is_trusted() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let trusted = AddressRules::default()
+            .trust_host("localhost")
+            .trust_host("127.0.0.1");
+        for spelling in [
+            "LOCALHOST",
+            "LocalHost",
+            "127.1",
+            "2130706433",
+            "0x7f.1",
+            "127.0.0.1",
+        ] {
+            assert_eq!(trusted.refusal(spelling, loopback), None, "{spelling}");
+        }
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let trusted_v6 = AddressRules::default().trust_host("[::ffff:7f00:1]");
+        assert_eq!(trusted_v6.refusal("[::ffff:127.0.0.1]", mapped), None);
+        assert_eq!(trusted_v6.refusal("::FFFF:127.0.0.1", mapped), None);
+        // Another host is still checked.
+        assert!(
+            trusted
+                .refusal("127.0.0.2", "127.0.0.2".parse().unwrap())
+                .is_some()
+        );
     }
 
     fn origin(text: &str) -> Origin {

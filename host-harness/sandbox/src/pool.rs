@@ -217,38 +217,52 @@ impl Default for WireLimits {
     }
 }
 
-/// Sentences about what ended an exchange (a timeout or limit, with its value), and the
-/// address policy's refusals, collected for the run's error message.
+/// Sentences about what ended an exchange (a timeout or limit, with its value), the
+/// address policy's refusals, and logins refused for good, collected for the run's
+/// error message.
 #[derive(Debug, Clone, Default)]
-pub struct Notes(std::sync::Arc<Mutex<(Vec<String>, Vec<String>)>>);
+pub struct Notes(std::sync::Arc<Mutex<NoteLists>>);
+
+#[derive(Debug, Default)]
+struct NoteLists {
+    notes: Vec<String>,
+    denials: Vec<String>,
+    logins_refused: Vec<String>,
+}
 
 impl Notes {
+    fn lists(&self) -> std::sync::MutexGuard<'_, NoteLists> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Add one sentence.
     pub fn add(&self, note: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .push(note);
+        self.lists().notes.push(note);
     }
 
     /// Everything noted so far (refusals apart).
     pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+        self.lists().notes.clone()
     }
 
     /// Record a refusal by the address policy.
     pub fn deny(&self, refusal: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .push(refusal);
+        self.lists().denials.push(refusal);
     }
 
     /// Take the refusals recorded so far.
     pub fn take_denials(&self) -> Vec<String> {
-        std::mem::take(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()).1)
+        std::mem::take(&mut self.lists().denials)
+    }
+
+    /// Record a login that failed for good (wrong credentials, a missing secret).
+    pub fn login_refused(&self, why: String) {
+        self.lists().logins_refused.push(why);
+    }
+
+    /// The logins refused so far.
+    pub fn logins_refused(&self) -> Vec<String> {
+        self.lists().logins_refused.clone()
     }
 }
 

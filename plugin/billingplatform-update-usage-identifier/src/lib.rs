@@ -120,11 +120,7 @@ fn checked_record(
         match record.get(key) {
             None | Some(Value::Null) => problems.add(field, "required"),
             Some(value) => {
-                if let Some(text) = rules::string(&field, value, problems)
-                    && text.trim().is_empty()
-                {
-                    problems.add(field, "must not be empty");
-                }
+                rules::string(&field, value, problems);
             }
         }
     }

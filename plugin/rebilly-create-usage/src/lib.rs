@@ -83,11 +83,7 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
         None | Some(Value::Null) => problems.add("body.subscriptionId", "required"),
         Some(value) => {
             if let Some(id) = rules::string("body.subscriptionId", value, problems) {
-                if id.is_empty() {
-                    problems.add("body.subscriptionId", "must not be empty");
-                } else {
-                    rules::max_chars("body.subscriptionId", id, 50, problems);
-                }
+                rules::max_chars("body.subscriptionId", id, 50, problems);
             }
         }
     }

@@ -161,21 +161,16 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
                     problems.add(&field, "must be one of Importing, Pending, Processed");
                 }
             }
+            // v1 reference: a string (whether Zuora takes an empty one is Zuora's to say).
             "UOM" => {
-                if let Some(text) = rules::string(&field, value, problems)
-                    && text.trim().is_empty()
-                {
-                    problems.add(&field, "must not be empty");
-                }
+                rules::string(&field, value, problems);
             }
             // Custom fields (`…__c`) and fields the task does not list: sent as given.
             _ => {}
         }
         out.insert(key.clone(), value.clone());
     }
-    if object.values().all(Value::is_null) {
-        problems.add("body", "must set at least one field");
-    }
+    // Every body field is optional (v1 reference): an update that sets none is sent.
     Some(Value::Object(out))
 }
 
