@@ -495,3 +495,57 @@ async fn a_path_id_that_is_a_dot_segment_is_refused() {
         assert!(mock.journal().is_empty());
     }
 }
+
+/// serde_json stops at 128 levels in the guest and in the host: a body nested deeper
+/// than the output can carry is given as its text, the same way every time, and the
+/// task still reads its `Success`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_nested_beyond_the_parsers_depth_is_given_as_its_text() {
+    let mock = MockServer::start().await;
+    // 127 levels: the guest parses it, the output wraps it in two more.
+    let mut deep = json!([]);
+    for _ in 0..125 {
+        deep = json!([deep]);
+    }
+    let body = json!({ "Id": ID, "Success": true, "deep": deep });
+    let text = body.to_string();
+    assert_eq!(text.matches('[').count(), 126);
+    mock.inject(Fault {
+        path: format!("/zuora/v1/object/usage/{ID}"),
+        times: 1,
+        status: Some(200),
+        body: Some(body),
+        ..Fault::default()
+    });
+    let printed = json(&run(&mock, TASK, input(json!({ "UOM": "Each" }))).await);
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    assert_eq!(printed["output"]["response"]["body"], json!(text));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_and_path_ids_are_invalid_input_naming_them() {
+    let mock = MockServer::start().await;
+    let mut big_header = input(json!({ "UOM": "Each" }));
+    big_header["headers"]["X-Note"] = json!("n".repeat(1 << 20));
+    let printed = json(&run(&mock, TASK, big_header).await);
+    assert_eq!(printed["error"]["kind"], "invalid-input");
+    assert_eq!(
+        printed["error"]["fields"],
+        json!([{ "field": "headers.X-Note", "message": "the headers pass 65536 bytes together here (names and values): more than the transport carries" }])
+    );
+    let mut many = input(json!({ "UOM": "Each" }));
+    for i in 0..20_000 {
+        many["headers"][format!("X-H{i}")] = json!("v");
+    }
+    let printed = json(&run(&mock, TASK, many).await);
+    assert_eq!(printed["error"]["kind"], "invalid-input");
+    assert_eq!(printed["error"]["fields"].as_array().unwrap().len(), 1);
+    let mut long_id = input(json!({ "UOM": "Each" }));
+    long_id["path"]["id"] = json!("a".repeat(100_000));
+    let printed = json(&run(&mock, TASK, long_id).await);
+    assert_eq!(
+        printed["error"]["fields"],
+        json!([{ "field": "path.id", "message": "too long: at most 60000 bytes once percent-encoded (the longest URL path the transport carries)" }])
+    );
+    assert!(mock.journal().is_empty());
+}

@@ -431,11 +431,25 @@ fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {
     // Nothing that never reached a server can have been applied there.
     let outcome_known = idempotent || !run.reached_server;
     let (output, failure) = match run.result {
-        RunResult::Returned(Ok(output)) => {
-            let output =
-                serde_json::from_str(&output).unwrap_or_else(|_| json!({ "result": output }));
-            (output, None)
-        }
+        RunResult::Returned(Ok(output)) => match serde_json::from_str::<Value>(&output) {
+            Ok(output) => (output, None),
+            // Every task answers JSON: anything else is a broken component, never a
+            // success (and the call may have been applied).
+            Err(e) => {
+                let unknown = if outcome_known {
+                    String::new()
+                } else {
+                    format!(" {UNKNOWN_OUTCOME}")
+                };
+                (
+                    json!({}),
+                    Some(TaskFailure::new(
+                        ErrorKind::Sandbox,
+                        format!("the component's output is not JSON ({e}).{unknown}"),
+                    )),
+                )
+            }
+        },
         RunResult::Returned(Err(error)) => {
             let (output, mut failure) = describe_error(error, outcome_known);
             if !run.denied.is_empty() {

@@ -130,6 +130,9 @@ pub fn always_success(_: &HttpResponse) -> Option<TaskError> {
     None
 }
 
+/// The most bytes a path parameter may take once percent-encoded.
+const MAX_PATH_PARAM_BYTES: usize = 60_000;
+
 const ENVELOPE_KEYS: [&str; 7] = [
     "baseUrl",
     "path",
@@ -250,6 +253,16 @@ impl Endpoint {
                         problems.add(
                             field,
                             "must not be . or .. (a dot segment: a normalizing proxy would send the request to another path)",
+                        );
+                        ok = false;
+                    }
+                    // http::Uri carries at most 65534 bytes of path and query.
+                    Some(text) if rules::percent_encode(&text).len() > MAX_PATH_PARAM_BYTES => {
+                        problems.add(
+                            field,
+                            format!(
+                                "too long: at most {MAX_PATH_PARAM_BYTES} bytes once percent-encoded (the longest URL path the transport carries)"
+                            ),
                         );
                         ok = false;
                     }

@@ -94,11 +94,16 @@ pub fn output_json(response: &HttpResponse) -> String {
             }
         }
     }
+    let text = || Value::String(String::from_utf8_lossy(&response.body).into_owned());
     let body = if response.body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&response.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
+        match serde_json::from_slice::<Value>(&response.body) {
+            Ok(parsed) if depth(&parsed) <= MAX_BODY_DEPTH => parsed,
+            // Deeper than any billing answer, and deeper than the host's JSON parser
+            // goes once the output wraps it: given as its text, never lost or mangled.
+            Ok(_) | Err(_) => text(),
+        }
     };
     json!({
         "response": {
@@ -109,6 +114,20 @@ pub fn output_json(response: &HttpResponse) -> String {
         }
     })
     .to_string()
+}
+
+/// The deepest nesting of a response body given as parsed JSON in the output; a deeper
+/// one is given as its text (serde_json, here and in the host, stops at 128 levels, and
+/// the output adds two).
+pub const MAX_BODY_DEPTH: usize = 100;
+
+/// How deeply `value` nests (a scalar is 0, `[]` is 1).
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// The body parsed as JSON, if it is JSON.

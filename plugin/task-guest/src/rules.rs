@@ -169,8 +169,13 @@ const TRANSPORT_HEADERS: [&str; 12] = [
     "trailer",
 ];
 
-/// Check a `headers` object: string values, valid names, no CR/LF, no transport headers.
-/// Returns the headers in input order.
+/// The most bytes a request's headers may take together (names and values): the host
+/// (wasmtime-wasi-http) refuses a request whose fields pass 128 KiB, and adds headers of
+/// its own (credentials, `Content-Type`, `Host`).
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Check a `headers` object: string values, valid names, no CR/LF, no transport headers,
+/// at most [`MAX_HEADER_BYTES`] together. Returns the headers in input order.
 pub fn header_map(
     field: &str,
     value: Option<&Value>,
@@ -185,8 +190,19 @@ pub fn header_map(
         }
     };
     let mut headers = Vec::new();
+    let mut total = 0usize;
     for (name, value) in map {
         let f = format!("{field}.{name}");
+        total += name.len() + value.as_str().map_or(0, str::len);
+        if total > MAX_HEADER_BYTES {
+            problems.add(
+                &f,
+                format!(
+                    "the headers pass {MAX_HEADER_BYTES} bytes together here (names and values): more than the transport carries"
+                ),
+            );
+            return None;
+        }
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             problems.add(
                 &f,
