@@ -223,24 +223,54 @@ fn update(records: &mut UsageIdentifiers, request: &VendorRequest) -> MockRespon
     let Some(fields) = document.get("brmObjects").and_then(Value::as_object) else {
         return bad_request("brmObjects is required");
     };
+    match apply(records, fields) {
+        Ok(record) => MockResponse::json(
+            StatusCode::OK,
+            &json!({ "retrieveResponse": Value::Object(record) }),
+        ),
+        Err(Refused::Missing(id)) => not_found(&id),
+        Err(Refused::Field(_, text)) => bad_request(&text),
+    }
+}
+
+/// Why one record was not updated.
+enum Refused {
+    /// A field breaks a rule: the field and the text.
+    Field(&'static str, String),
+    /// No record has this Id.
+    Missing(String),
+}
+
+/// Update one record from `fields` (the record as stored after the update), or say why
+/// not; a refused record changes nothing.
+fn apply(
+    records: &mut UsageIdentifiers,
+    fields: &Map<String, Value>,
+) -> Result<Map<String, Value>, Refused> {
     for required in ["Id", "UsageIdentifier"] {
         let present = fields
             .get(required)
             .and_then(Value::as_str)
             .is_some_and(|value| !value.is_empty());
         if !present {
-            return bad_request(&format!("Field '{required}' is required"));
+            return Err(Refused::Field(
+                required,
+                format!("Field '{required}' is required"),
+            ));
         }
     }
     if let Some(system_field) = SYSTEM_FIELDS
         .into_iter()
         .find(|field| fields.contains_key(*field))
     {
-        return bad_request(&format!("Field '{system_field}' is system controlled"));
+        return Err(Refused::Field(
+            system_field,
+            format!("Field '{system_field}' is system controlled"),
+        ));
     }
     let id = fields.get("Id").and_then(Value::as_str).unwrap_or_default();
     let Some(record) = records.records.get_mut(id) else {
-        return not_found(id);
+        return Err(Refused::Missing(id.to_owned()));
     };
     for (name, value) in fields {
         record.insert(name.clone(), value.clone());
@@ -253,10 +283,7 @@ fn update(records: &mut UsageIdentifiers, request: &VendorRequest) -> MockRespon
         "UpdatedUserId".to_owned(),
         Value::String(API_USER_ID.to_owned()),
     );
-    MockResponse::json(
-        StatusCode::OK,
-        &json!({ "retrieveResponse": Value::Object(record.clone()) }),
-    )
+    Ok(record.clone())
 }
 
 /// One record of an array update: `{"Id", "success", "ErrorCode", "ErrorText",
@@ -275,36 +302,13 @@ fn update_item(records: &mut UsageIdentifiers, item: &Value) -> Value {
     let Some(fields) = item.as_object() else {
         return failed("brmObjects", "record must be an object");
     };
-    for required in ["Id", "UsageIdentifier"] {
-        let present = fields
-            .get(required)
-            .and_then(Value::as_str)
-            .is_some_and(|value| !value.is_empty());
-        if !present {
-            return failed(required, &format!("Field '{required}' is required"));
+    match apply(records, fields) {
+        Ok(_) => json!({ "Id": id, "success": true, "ErrorCode": "0", "ErrorText": [] }),
+        Err(Refused::Field(field, text)) => failed(field, &text),
+        Err(Refused::Missing(id)) => {
+            failed("Id", &format!("No USAGE_IDENTIFIER record with Id {id}"))
         }
     }
-    if let Some(system_field) = SYSTEM_FIELDS
-        .into_iter()
-        .find(|field| fields.contains_key(*field))
-    {
-        return failed(system_field, "Field is system controlled");
-    }
-    let Some(record) = records.records.get_mut(id) else {
-        return failed("Id", &format!("No USAGE_IDENTIFIER record with Id {id}"));
-    };
-    for (name, value) in fields {
-        record.insert(name.clone(), value.clone());
-    }
-    record.insert(
-        "Updated".to_owned(),
-        Value::String(clock::utc_timestamp_now()),
-    );
-    record.insert(
-        "UpdatedUserId".to_owned(),
-        Value::String(API_USER_ID.to_owned()),
-    );
-    json!({ "Id": id, "success": true, "ErrorCode": "0", "ErrorText": [] })
 }
 
 #[cfg(test)]
