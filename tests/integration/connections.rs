@@ -506,3 +506,44 @@ async fn a_login_that_never_answers_is_cut_off_at_the_tasks_read_timeout() {
     assert!(runner::may_resend(&outcome));
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_starting_at_once_on_a_refused_connection_send_one_login() {
+    let mock = MockServer::start().await;
+    let secret = std::env::temp_dir().join(format!("harness-one-login-{}", std::process::id()));
+    std::fs::write(&secret, "wrong-password").unwrap();
+    let config = format!(
+        "[policy]\nallow_addresses = [\"127.0.0.1\"]\n\n[connections.bp]\nbase_url = \"{}\"\nauth = {{ type = \"billingplatform-login\", username = \"mock-user\", password_file = \"{}\" }}\n",
+        mock.base_url(harness_mock::Vendor::BillingPlatform),
+        secret.display()
+    );
+    let credentials = Arc::new(Credentials::new(
+        Connections::parse(&config).unwrap(),
+        sandbox().await.http(),
+    ));
+    // Twenty tasks at once, as a fork's branches start.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let credentials = credentials.clone();
+        tasks.spawn(async move {
+            json(
+                &run_connected(
+                    &credentials,
+                    "billingplatform-update-usage-identifier",
+                    json!({ "connection": "bp", "body": { "brmObjects": { "Id": format!("{i}"), "UsageIdentifier": "X" } } }),
+                )
+                .await,
+            )
+        });
+    }
+    while let Some(printed) = tasks.join_next().await {
+        let printed = printed.unwrap();
+        assert_eq!(printed["error"]["kind"], "unauthorized", "{printed}");
+    }
+    assert_eq!(
+        credentials.logins(),
+        1,
+        "one login for the connection, not one per task"
+    );
+    assert_eq!(mock.journal().len(), 1);
+}

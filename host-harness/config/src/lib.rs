@@ -644,6 +644,9 @@ pub struct Credentials {
     /// Logins that failed for good (a refusal, a missing secret): remembered, so a run
     /// makes one attempt per connection (a vendor locks accounts after failed logins).
     failed: Mutex<BTreeMap<String, ConnectionError>>,
+    /// Held while a login is out, so tasks starting at once (a fork's branches) wait for
+    /// one login instead of each sending its own.
+    login_in_flight: tokio::sync::Mutex<()>,
     logins: std::sync::atomic::AtomicUsize,
 }
 
@@ -663,6 +666,7 @@ impl Credentials {
             http,
             cache: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(BTreeMap::new()),
+            login_in_flight: tokio::sync::Mutex::new(()),
             logins: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -720,20 +724,42 @@ impl Credentials {
         connection: &str,
         addresses: &AddressRules,
     ) -> Result<Vec<(String, String)>, ConnectionError> {
+        if let Some(known) = self.known(connection) {
+            return known;
+        }
+        let _one_login = self.login_in_flight.lock().await;
+        // Another task may have logged in (or failed to) while this one waited.
+        if let Some(known) = self.known(connection) {
+            return known;
+        }
+        self.log_in(connection, addresses).await
+    }
+
+    /// The cached headers or the remembered failure of `connection`, if any.
+    fn known(&self, connection: &str) -> Option<Result<Vec<(String, String)>, ConnectionError>> {
         if let Some(failed) = self
             .failed
             .lock()
             .ok()
             .and_then(|failed| failed.get(connection).cloned())
         {
-            return Err(failed);
+            return Some(Err(failed));
         }
-        if let Ok(cache) = self.cache.lock()
-            && let Some(token) = cache.get(connection)
-            && token.expires.is_none_or(|at| Instant::now() < at)
-        {
-            return Ok(token.headers.clone());
-        }
+        let cache = self.cache.lock().ok()?;
+        let token = cache.get(connection)?;
+        token
+            .expires
+            .is_none_or(|at| Instant::now() < at)
+            .then(|| Ok(token.headers.clone()))
+    }
+
+    /// Log in to `connection` (the caller holds `login_in_flight`), caching the headers
+    /// or remembering a failure for good.
+    async fn log_in(
+        &self,
+        connection: &str,
+        addresses: &AddressRules,
+    ) -> Result<Vec<(String, String)>, ConnectionError> {
         let conn = self
             .connections
             .get(connection)
