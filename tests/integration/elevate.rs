@@ -133,12 +133,15 @@ async fn members_an_operation_does_not_define_are_sent_as_given() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejects_empty_patch() {
-    assert_rejected_before_sending(
-        input(json!(1), json!([])),
-        json!([{ "field": "body", "message": "must hold at least one operation" }]),
-    )
-    .await;
+async fn an_empty_patch_is_sent_and_changes_nothing() {
+    let mock = MockServer::start().await;
+    let before = mock.record(Vendor::Elevate, "1").unwrap();
+    let printed = json(&run(&mock, TASK, input(json!(1), json!([]))).await);
+    assert_eq!(printed["status"], "COMPLETED", "{printed}");
+    let journal = mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(String::from_utf8(journal[0].body.clone()).unwrap(), "[]");
+    assert_eq!(mock.record(Vendor::Elevate, "1").unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,10 +79,8 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
             return None;
         }
     };
-    if operations.is_empty() {
-        problems.add("body", "must hold at least one operation");
-        return None;
-    }
+    // RFC 6902 §3: a patch is an array of operations; an empty one is a valid no-op,
+    // sent as given.
     for (i, operation) in operations.iter().enumerate() {
         let at = format!("body[{i}]");
         let Some(operation) = operation.as_object() else {
