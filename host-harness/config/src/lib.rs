@@ -644,9 +644,10 @@ pub struct Credentials {
     /// Logins that failed for good (a refusal, a missing secret): remembered, so a run
     /// makes one attempt per connection (a vendor locks accounts after failed logins).
     failed: Mutex<BTreeMap<String, ConnectionError>>,
-    /// Held while a login is out, so tasks starting at once (a fork's branches) wait for
-    /// one login instead of each sending its own.
-    login_in_flight: tokio::sync::Mutex<()>,
+    /// Per connection, held while its login is out, so tasks starting at once (a fork's
+    /// branches) wait for one login instead of each sending its own; other connections
+    /// log in meanwhile.
+    login_in_flight: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     logins: std::sync::atomic::AtomicUsize,
 }
 
@@ -666,7 +667,7 @@ impl Credentials {
             http,
             cache: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(BTreeMap::new()),
-            login_in_flight: tokio::sync::Mutex::new(()),
+            login_in_flight: Mutex::new(BTreeMap::new()),
             logins: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -727,7 +728,14 @@ impl Credentials {
         if let Some(known) = self.known(connection) {
             return known;
         }
-        let _one_login = self.login_in_flight.lock().await;
+        let lock = self
+            .login_in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(connection.to_string())
+            .or_default()
+            .clone();
+        let _one_login = lock.lock().await;
         // Another task may have logged in (or failed to) while this one waited.
         if let Some(known) = self.known(connection) {
             return known;
@@ -753,7 +761,7 @@ impl Credentials {
             .then(|| Ok(token.headers.clone()))
     }
 
-    /// Log in to `connection` (the caller holds `login_in_flight`), caching the headers
+    /// Log in to `connection` (the caller holds its `login_in_flight` lock), caching the headers
     /// or remembering a failure for good.
     async fn log_in(
         &self,
