@@ -718,7 +718,20 @@ async fn run_task(
     })
 }
 
+/// The most bytes a definition, task-definitions or workflow input file may hold
+/// (`definition_bytes`): it is read whole, and every fork branch starts from it.
+const MAX_JSON_FILE_BYTES: u64 = 16 << 20;
+
 fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
+    let length = std::fs::metadata(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    if length > MAX_JSON_FILE_BYTES {
+        return Err(usage(format!(
+            "{} holds {length} bytes, more than the {MAX_JSON_FILE_BYTES} a definition or input file may (definition_bytes)",
+            path.display()
+        )));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| usage(format!("{} is not JSON: {e}", path.display())))

@@ -896,3 +896,38 @@ async fn control_characters_in_names_are_printed_escaped_and_forge_no_line() {
     assert!(!out.contains("no\nsuch"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_repeated_past_the_resolved_input_limit_fails_the_task_naming_it() {
+    let h = harness().await;
+    let mut task = zuora_task("z");
+    task["inputParameters"]["body"]["UOM"] = json!("${workflow.input.blob}".repeat(20));
+    let def = definition(json!([task]), json!([]));
+    let result = run(&h, &def, json!({ "blob": "b".repeat(1 << 20) })).await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(
+        result.reason.as_deref(),
+        Some(
+            "task z: reference ${workflow.input.blob}: the resolved input would pass 16777216 bytes (the resolved_input_bytes limit)"
+        )
+    );
+    assert!(h.mock.journal().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_file_past_the_size_limit_is_a_usage_error_naming_it() {
+    let file = std::env::temp_dir().join(format!("harness-huge-{}.json", std::process::id()));
+    std::fs::write(
+        &file,
+        format!("{{\"name\": \"{}\", \"tasks\": []}}", "n".repeat(17 << 20)),
+    )
+    .unwrap();
+    let (code, _, err) = harness_cli(&["validate", file.to_str().unwrap()]).await;
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, 2);
+    assert!(
+        err.trim_end()
+            .ends_with("more than the 16777216 a definition or input file may (definition_bytes)"),
+        "{err}"
+    );
+}

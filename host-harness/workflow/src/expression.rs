@@ -76,31 +76,103 @@ fn collect(value: &Value, found: &mut Vec<String>) {
     }
 }
 
+/// What expressions read: the workflow (`workflow`) and the tasks that ran, by
+/// reference name.
+pub trait Scope {
+    /// The entry named `name` (`workflow`, or a task's reference name).
+    fn entry(&self, name: &str) -> Option<&Value>;
+}
+
+impl Scope for Map<String, Value> {
+    fn entry(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+/// A run's context: each entry shared, so a fork's branches share the workflow input
+/// and earlier outputs instead of copying them.
+pub type Context = std::collections::BTreeMap<String, std::sync::Arc<Value>>;
+
+impl Scope for Context {
+    fn entry(&self, name: &str) -> Option<&Value> {
+        self.get(name).map(|value| &**value)
+    }
+}
+
+/// The most bytes one task input may take once its references are resolved
+/// (`resolved_input_bytes`): a reference repeated in a string or a list cannot blow a
+/// small definition up to gigabytes.
+pub const MAX_RESOLVED_INPUT_BYTES: usize = 16 << 20;
+
 /// Resolve every reference in `value` against `context` (`{"workflow": {"input": …},
-/// "<ref>": {"input": …, "output": …, "status": …}}`).
-pub fn resolve(value: &Value, context: &Map<String, Value>) -> Result<Value, ExpressionError> {
+/// "<ref>": {"input": …, "output": …, "status": …}}`). The result may take at most
+/// [`MAX_RESOLVED_INPUT_BYTES`].
+pub fn resolve(value: &Value, context: &(impl Scope + ?Sized)) -> Result<Value, ExpressionError> {
+    let mut budget = MAX_RESOLVED_INPUT_BYTES;
+    resolve_within(value, context, &mut budget)
+}
+
+fn resolve_within(
+    value: &Value,
+    context: &(impl Scope + ?Sized),
+    budget: &mut usize,
+) -> Result<Value, ExpressionError> {
     match value {
-        Value::String(text) => resolve_text(text, context),
+        Value::String(text) => resolve_text(text, context, budget),
         Value::Array(items) => items
             .iter()
-            .map(|v| resolve(v, context))
+            .map(|v| resolve_within(v, context, budget))
             .collect::<Result<_, _>>()
             .map(Value::Array),
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| Ok((k.clone(), resolve(v, context)?)))
+            .map(|(k, v)| Ok((k.clone(), resolve_within(v, context, budget)?)))
             .collect::<Result<Map<_, _>, _>>()
             .map(Value::Object),
         other => Ok(other.clone()),
     }
 }
 
-fn resolve_text(text: &str, context: &Map<String, Value>) -> Result<Value, ExpressionError> {
+/// Take `bytes` from the budget, or fail naming the limit.
+fn spend(budget: &mut usize, bytes: usize, reference: &str) -> Result<(), ExpressionError> {
+    *budget = budget.checked_sub(bytes).ok_or_else(|| ExpressionError {
+        reference: reference.to_string(),
+        problem: format!(
+            "the resolved input would pass {MAX_RESOLVED_INPUT_BYTES} bytes (the resolved_input_bytes limit)"
+        ),
+    })?;
+    Ok(())
+}
+
+/// About how many bytes a value takes as JSON text (strings and numbers counted, with
+/// a few for punctuation), without writing it out.
+fn size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 2,
+        Value::Number(n) => n.to_string().len(),
+        Value::Array(items) => 2 + items.iter().map(|v| size(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + size(v))
+                .sum::<usize>()
+        }
+        _ => 5,
+    }
+}
+
+fn resolve_text(
+    text: &str,
+    context: &(impl Scope + ?Sized),
+    budget: &mut usize,
+) -> Result<Value, ExpressionError> {
     if let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}'))
         && !inner.contains("${")
         && !inner.contains('}')
     {
-        return lookup(inner, context).cloned();
+        let found = lookup(inner, context)?;
+        spend(budget, size(found), inner)?;
+        return Ok(found.clone());
     }
     let mut out = String::new();
     let mut rest = text;
@@ -112,7 +184,9 @@ fn resolve_text(text: &str, context: &Map<String, Value>) -> Result<Value, Expre
                 problem: "the text has no closing } for it".into(),
             });
         };
-        let value = lookup(&rest[start + 2..start + end], context)?;
+        let reference = &rest[start + 2..start + end];
+        let value = lookup(reference, context)?;
+        spend(budget, size(value), reference)?;
         match value {
             Value::String(s) => out.push_str(s),
             other => out.push_str(&other.to_string()),
@@ -125,7 +199,7 @@ fn resolve_text(text: &str, context: &Map<String, Value>) -> Result<Value, Expre
 
 fn lookup<'a>(
     reference: &str,
-    context: &'a Map<String, Value>,
+    context: &'a (impl Scope + ?Sized),
 ) -> Result<&'a Value, ExpressionError> {
     let error = |problem: String| ExpressionError {
         reference: reference.to_string(),
@@ -139,7 +213,7 @@ fn lookup<'a>(
         ));
     };
     let mut current = context
-        .get(root)
+        .entry(root)
         .ok_or_else(|| error(format!("no task `{root}` has run (or it does not exist)")))?;
     let mut walked = root.clone();
     for step in &steps[1..] {

@@ -9,12 +9,12 @@
 //! as a Temporal workflow must be.
 
 use crate::definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask};
-use crate::expression;
+use crate::expression::{self, Context};
 use crate::record::{
     Attempt, TaskRecord, WorkflowResult, entry, evaluate_switch, finish, join_record, record,
 };
 use harness_runner::TaskStatus;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -177,9 +177,9 @@ pub async fn drive<E: TaskExecutor>(
 }
 
 /// The start of a run's context: `{"workflow": {"input": …}}`.
-fn initial_context(input: Value) -> Map<String, Value> {
-    let mut context = Map::new();
-    context.insert("workflow".into(), json!({ "input": input }));
+fn initial_context(input: Value) -> Context {
+    let mut context = Context::new();
+    context.insert("workflow".into(), Arc::new(json!({ "input": input })));
     context
 }
 
@@ -197,7 +197,8 @@ struct Scope<'a> {
 struct Frame {
     tasks: Vec<WorkflowTask>,
     next: usize,
-    context: Map<String, Value>,
+    /// Shared entries: a fork's branches clone pointers, never the workflow input.
+    context: Context,
     records: Vec<TaskRecord>,
     state: State,
 }
@@ -221,7 +222,7 @@ enum State {
 }
 
 impl Frame {
-    fn new(tasks: Vec<WorkflowTask>, context: Map<String, Value>) -> Frame {
+    fn new(tasks: Vec<WorkflowTask>, context: Context) -> Frame {
         Frame {
             tasks,
             next: 0,
@@ -267,7 +268,7 @@ impl Frame {
                     };
                     let failure = failure.clone();
                     let case =
-                        std::mem::replace(case, Box::new(Frame::new(Vec::new(), Map::new())));
+                        std::mem::replace(case, Box::new(Frame::new(Vec::new(), Context::new())));
                     self.records.extend(case.records);
                     self.context = case.context;
                     self.state = match failure {
@@ -423,6 +424,42 @@ impl Frame {
             }
             State::Switched { case } => case.complete(id, result),
             _ => Some(result),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 5 MB input and a fork of 1,000 branches once passed 3 GB before any task ran:
+    /// each branch must share the workflow input, not copy it.
+    #[test]
+    fn fork_branches_share_the_workflow_input_instead_of_copying_it() {
+        let branch = |i: usize| {
+            json!([{
+                "name": "zuora-update-usage",
+                "taskReferenceName": format!("t{i}"),
+                "inputParameters": { "id": "${workflow.input.id}" },
+            }])
+        };
+        let branches: Vec<Value> = (0..1000).map(branch).collect();
+        let definition: WorkflowDef = serde_json::from_value(json!({
+            "name": "wide",
+            "tasks": [{ "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": branches }],
+        }))
+        .unwrap();
+        let input = json!({ "id": "x", "blob": "b".repeat(5 << 20) });
+        let mut interpreter = Interpreter::new(Arc::new(definition), input);
+        let ready = interpreter.start();
+        assert_eq!(ready.len(), 1000);
+        assert_eq!(ready[999].input, json!({ "id": "x" }));
+        let State::Forked { branches } = &interpreter.root.state else {
+            panic!("the fork is running");
+        };
+        let workflow = &interpreter.root.context["workflow"];
+        for branch in branches {
+            assert!(Arc::ptr_eq(&branch.context["workflow"], workflow));
         }
     }
 }

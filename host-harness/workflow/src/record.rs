@@ -2,9 +2,10 @@
 //! pieces of the interpreter that build them (JOIN and SWITCH records, context entries).
 
 use crate::definition::{WorkflowDef, WorkflowTask};
-use crate::expression;
+use crate::expression::{self, Context};
 use harness_runner::{ErrorKind, TaskStatus};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 /// How a workflow run ended, as Conductor names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +135,7 @@ impl WorkflowResult {
 pub(crate) fn finish(
     definition: &WorkflowDef,
     records: Vec<TaskRecord>,
-    context: &Map<String, Value>,
+    context: &Context,
     failure: Option<String>,
 ) -> WorkflowResult {
     let (status, output, reason) = match failure {
@@ -161,7 +162,7 @@ pub(crate) fn finish(
 }
 
 /// A JOIN's record: the outputs of the tasks it joins on.
-pub(crate) fn join_record(task: &WorkflowTask, context: &Map<String, Value>) -> TaskRecord {
+pub(crate) fn join_record(task: &WorkflowTask, context: &Context) -> TaskRecord {
     let output: Map<String, Value> = task
         .join_on
         .iter()
@@ -189,7 +190,7 @@ pub(crate) fn join_record(task: &WorkflowTask, context: &Map<String, Value>) -> 
 /// The error is the workflow's failure reason.
 pub(crate) fn evaluate_switch(
     task: &WorkflowTask,
-    context: &Map<String, Value>,
+    context: &Context,
 ) -> Result<(TaskRecord, Vec<WorkflowTask>), String> {
     let input = expression::resolve(&Value::Object(task.input_parameters.clone()), context)
         .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
@@ -262,6 +263,8 @@ pub(crate) fn record(
 }
 
 /// A task's entry in the run context, which later expressions read (`${ref.output…}`).
-pub(crate) fn entry(record: &TaskRecord) -> Value {
-    json!({ "input": record.input, "output": record.output, "status": record.status.as_str() })
+pub(crate) fn entry(record: &TaskRecord) -> Arc<Value> {
+    Arc::new(
+        json!({ "input": record.input, "output": record.output, "status": record.status.as_str() }),
+    )
 }
