@@ -302,3 +302,40 @@ async fn a_run_stopped_after_its_post_reached_the_server_says_it_may_have_been_a
     assert_eq!(mock.journal().len(), 1);
     assert!(!runner::may_resend(&outcome));
 }
+
+/// A large answer of many small values (a million zeros, 2 MB) fits a 16 MiB component:
+/// the body goes into the output as text, never parsed into a tree inside the guest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_of_many_small_values_fits_the_component_memory() {
+    let sandbox = sandbox_with(Limits {
+        memory_bytes: 16 << 20,
+        response_body_bytes: 4 << 20,
+        output_bytes: 8 << 20,
+        ..small_limits()
+    })
+    .await;
+    let mock = MockServer::start().await;
+    let zeros = vec![0; 1_000_000];
+    mock.inject(Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        status: Some(201),
+        body: Some(json!({ "id": "usage_1", "values": zeros })),
+        ..Fault::default()
+    });
+    let input = json!({
+        "uri": format!("{}/rebilly/organizations/org_mock/usages", mock.uri()),
+        "method": "POST",
+        "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+        "body": { "subscriptionId": "sub_mock_001", "quantity": 1 },
+    });
+    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
+    let outcome = runner::run_task(&sandbox, "http", &input.to_string(), policy)
+        .await
+        .unwrap();
+    let printed = outcome.to_json();
+    assert_eq!(printed["status"], "COMPLETED", "{}", printed["error"]);
+    let body = &printed["output"]["response"]["body"];
+    assert_eq!(body["id"], "usage_1");
+    assert_eq!(body["values"].as_array().unwrap().len(), 1_000_000);
+}

@@ -69,17 +69,18 @@ fn exchange(endpoint: &Endpoint, request: &OutgoingRequest) -> Result<HttpRespon
 
 /// The output JSON, with `warnings: [{field, message}]` when there are any.
 fn output_with_warnings(response: &HttpResponse, warnings: &[FieldError]) -> String {
-    let output = output_json(response);
+    let mut output = output_json(response);
     if warnings.is_empty() {
         return output;
     }
-    let mut value: Value = serde_json::from_str(&output).expect("the output is JSON");
     let listed: Vec<Value> = warnings
         .iter()
         .map(|w| serde_json::json!({ "field": w.field, "message": w.message }))
         .collect();
-    value["warnings"] = Value::Array(listed);
-    value.to_string()
+    // The output is one JSON object: its closing brace gives way to the warnings.
+    output.pop();
+    output.push_str(&format!(",\"warnings\":{}}}", Value::Array(listed)));
+    output
 }
 
 /// Every vendor endpoint answers success with a JSON body (the record, or Zuora's
@@ -88,7 +89,7 @@ fn output_with_warnings(response: &HttpResponse, warnings: &[FieldError]) -> Str
 /// it is a `transport` failure (retried when the call is idempotent, checked first when
 /// it is not) rather than a success that nothing downstream can read.
 fn unreadable_success(response: &HttpResponse) -> Option<TaskError> {
-    if body_json(response).is_some() {
+    if response::json_text(&response.body).is_some() {
         return None;
     }
     let status = format!("{} {}", response.status_code, response.reason_phrase);

@@ -94,41 +94,60 @@ pub fn output_json(response: &HttpResponse) -> String {
             }
         }
     }
-    let text = || Value::String(String::from_utf8_lossy(&response.body).into_owned());
+    // The body goes into the output as the vendor wrote it, checked but never parsed
+    // into a tree: a large answer (up to the 16 MiB the guest reads) fits in the
+    // component's memory once, not ten times over. A body that is not JSON, or nests
+    // deeper than any billing answer (and than the host's JSON parser goes once the
+    // output wraps it), is given as its text.
     let body = if response.body.is_empty() {
-        Value::Null
+        "null".to_string()
     } else {
-        match serde_json::from_slice::<Value>(&response.body) {
-            Ok(parsed) if depth(&parsed) <= MAX_BODY_DEPTH => parsed,
-            // Deeper than any billing answer, and deeper than the host's JSON parser
-            // goes once the output wraps it: given as its text, never lost or mangled.
-            Ok(_) | Err(_) => text(),
+        match json_text(&response.body) {
+            Some(text) if nesting(text) <= MAX_BODY_DEPTH => text.to_string(),
+            _ => Value::String(String::from_utf8_lossy(&response.body).into_owned()).to_string(),
         }
     };
-    json!({
-        "response": {
-            "statusCode": response.status_code,
-            "reasonPhrase": response.reason_phrase,
-            "headers": headers,
-            "body": body,
+    format!(
+        "{{\"response\":{{\"statusCode\":{},\"reasonPhrase\":{},\"headers\":{},\"body\":{body}}}}}",
+        response.status_code,
+        Value::String(response.reason_phrase.clone()),
+        Value::Object(headers),
+    )
+}
+
+/// The body as text when it is one JSON document (checked without building it).
+pub fn json_text(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    Some(text)
+}
+
+/// How deeply JSON text nests (`[]` is 1), counted on the text: brackets inside strings
+/// do not count.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in text.bytes() {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
         }
-    })
-    .to_string()
+    }
+    deepest
 }
 
 /// The deepest nesting of a response body given as parsed JSON in the output; a deeper
 /// one is given as its text (serde_json, here and in the host, stops at 128 levels, and
 /// the output adds two).
 pub const MAX_BODY_DEPTH: usize = 100;
-
-/// How deeply `value` nests (a scalar is 0, `[]` is 1).
-fn depth(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
-        _ => 0,
-    }
-}
 
 /// The body parsed as JSON, if it is JSON.
 pub fn body_json(response: &HttpResponse) -> Option<Value> {
