@@ -339,3 +339,46 @@ async fn a_large_answer_of_many_small_values_fits_the_component_memory() {
     assert_eq!(body["id"], "usage_1");
     assert_eq!(body["values"].as_array().unwrap().len(), 1_000_000);
 }
+
+/// Zuora's success check reads `Success` and `Errors` only: a large answer of many small
+/// values is skipped, not built in a 16 MiB component.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zuora_reads_success_from_a_large_answer_without_building_it() {
+    let sandbox = sandbox_with(Limits {
+        memory_bytes: 16 << 20,
+        response_body_bytes: 4 << 20,
+        output_bytes: 8 << 20,
+        ..small_limits()
+    })
+    .await;
+    let mock = MockServer::start().await;
+    let id = "8ad08ae29085a77b0190908bfdd67abb";
+    mock.inject(Fault {
+        path: format!("/zuora/v1/object/usage/{id}"),
+        times: 1,
+        status: Some(200),
+        body: Some(json!({ "Id": id, "Success": true, "values": vec![0; 1_000_000] })),
+        ..Fault::default()
+    });
+    let input = json!({
+        "path": { "id": id },
+        "headers": { "Authorization": "Bearer mock-zuora-token" },
+        "body": { "UOM": "Each" },
+    });
+    let prepared = runner::prepare(
+        "zuora-update-usage",
+        input,
+        Some(&mock.base_url(Vendor::Zuora)),
+    );
+    let outcome = runner::run_task(
+        &sandbox,
+        "zuora-update-usage",
+        &prepared.input,
+        prepared.policy,
+    )
+    .await
+    .unwrap();
+    let printed = outcome.to_json();
+    assert_eq!(printed["status"], "COMPLETED", "{}", printed["error"]);
+    assert_eq!(printed["output"]["response"]["body"]["Success"], true);
+}

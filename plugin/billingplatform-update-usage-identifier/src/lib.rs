@@ -138,10 +138,19 @@ fn checked_record(
 /// "ErrorText", "ErrorElementField", …}]}` (API reference): an item with
 /// `success: false` or a non-zero `ErrorCode` means that record was not updated.
 fn check_success(response: &HttpResponse) -> Option<TaskError> {
-    let body = task_guest::body_json(response)?;
-    let items = body.get("updateResponse")?.as_array()?;
+    let body: UpdateAnswer = serde_json::from_slice(&response.body).ok()?;
+    let items = body.update_response?;
+    let items = items.as_array()?;
     let failed = items.iter().any(item_failed);
     failed.then(|| TaskError::Rejected(response.clone()))
+}
+
+/// The part of an answer the task reads; the rest of a body (however large) is skipped,
+/// never built in memory.
+#[derive(serde::Deserialize)]
+struct UpdateAnswer {
+    #[serde(rename = "updateResponse", default)]
+    update_response: Option<Value>,
 }
 
 fn item_failed(item: &Value) -> bool {

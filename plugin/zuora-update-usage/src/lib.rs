@@ -178,11 +178,11 @@ fn body(value: Option<&Value>, problems: &mut Problems) -> Option<Value> {
 /// ("Error handling": a 200 does not prove success). It is retryable when an error is
 /// one Zuora documents as transient, else the request was rejected.
 fn check_success(response: &HttpResponse) -> Option<TaskError> {
-    let body = task_guest::body_json(response)?;
-    if body.get("Success") != Some(&Value::Bool(false)) {
+    let body: CrudAnswer = serde_json::from_slice(&response.body).ok()?;
+    if body.success != Some(Value::Bool(false)) {
         return None;
     }
-    let errors = body.get("Errors").and_then(Value::as_array);
+    let errors = body.errors.as_ref().and_then(Value::as_array);
     let transient = errors.is_some_and(|errors| errors.iter().any(is_transient));
     Some(if transient {
         TaskError::ServerError(task_guest::RetryResponse {
@@ -192,6 +192,16 @@ fn check_success(response: &HttpResponse) -> Option<TaskError> {
     } else {
         TaskError::Rejected(response.clone())
     })
+}
+
+/// The parts of a CRUD answer the task reads; the rest of a body (however large) is
+/// skipped, never built in memory.
+#[derive(serde::Deserialize)]
+struct CrudAnswer {
+    #[serde(rename = "Success", default)]
+    success: Option<Value>,
+    #[serde(rename = "Errors", default)]
+    errors: Option<Value>,
 }
 
 /// Whether one `{"Code", "Message"}` error says to retry: `LOCK_COMPETITION` (SOAP and
