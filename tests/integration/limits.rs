@@ -382,3 +382,43 @@ async fn zuora_reads_success_from_a_large_answer_without_building_it() {
     assert_eq!(printed["status"], "COMPLETED", "{}", printed["error"]);
     assert_eq!(printed["output"]["response"]["body"]["Success"], true);
 }
+
+/// An answer holding one large string (3 MB) also fits a 16 MiB component: the body is
+/// copied once, into the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_of_one_long_string_fits_the_component_memory() {
+    let sandbox = sandbox_with(Limits {
+        memory_bytes: 16 << 20,
+        response_body_bytes: 4 << 20,
+        output_bytes: 8 << 20,
+        ..small_limits()
+    })
+    .await;
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        status: Some(201),
+        body: Some(json!({ "id": "usage_1", "note": "n".repeat(3 << 20) })),
+        ..Fault::default()
+    });
+    let input = json!({
+        "uri": format!("{}/rebilly/organizations/org_mock/usages", mock.uri()),
+        "method": "POST",
+        "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+        "body": { "subscriptionId": "sub_mock_001", "quantity": 1 },
+    });
+    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
+    let outcome = runner::run_task(&sandbox, "http", &input.to_string(), policy)
+        .await
+        .unwrap();
+    let printed = outcome.to_json();
+    assert_eq!(printed["status"], "COMPLETED", "{}", printed["error"]);
+    assert_eq!(
+        printed["output"]["response"]["body"]["note"]
+            .as_str()
+            .unwrap()
+            .len(),
+        3 << 20
+    );
+}

@@ -99,20 +99,27 @@ pub fn output_json(response: &HttpResponse) -> String {
     // component's memory once, not ten times over. A body that is not JSON, or nests
     // deeper than any billing answer (and than the host's JSON parser goes once the
     // output wraps it), is given as its text.
-    let body = if response.body.is_empty() {
-        "null".to_string()
-    } else {
-        match json_text(&response.body) {
-            Some(text) if nesting(text) <= MAX_BODY_DEPTH => text.to_string(),
-            _ => Value::String(String::from_utf8_lossy(&response.body).into_owned()).to_string(),
-        }
-    };
-    format!(
-        "{{\"response\":{{\"statusCode\":{},\"reasonPhrase\":{},\"headers\":{},\"body\":{body}}}}}",
+    let head = format!(
+        "{{\"response\":{{\"statusCode\":{},\"reasonPhrase\":{},\"headers\":{},\"body\":",
         response.status_code,
         Value::String(response.reason_phrase.clone()),
         Value::Object(headers),
-    )
+    );
+    // One allocation of the output's size: the body is copied once, into it.
+    let mut output = String::with_capacity(head.len() + response.body.len() + 64);
+    output.push_str(&head);
+    if response.body.is_empty() {
+        output.push_str("null");
+    } else {
+        match json_text(&response.body) {
+            Some(text) if nesting(text) <= MAX_BODY_DEPTH => output.push_str(text),
+            _ => output.push_str(
+                &Value::String(String::from_utf8_lossy(&response.body).into_owned()).to_string(),
+            ),
+        }
+    }
+    output.push_str("}}");
+    output
 }
 
 /// The body as text when it is one JSON document (checked without building it).
