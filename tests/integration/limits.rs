@@ -258,6 +258,40 @@ async fn a_reply_slower_than_read_timeout_fails_as_transport_naming_read_timeout
     next_task_completes(sandbox).await;
 }
 
+/// Limits for the large-answer tests: a 16 MiB component reading up to 4 MiB.
+fn large_answer_limits() -> Limits {
+    Limits {
+        memory_bytes: 16 << 20,
+        response_body_bytes: 4 << 20,
+        output_bytes: 8 << 20,
+        ..small_limits()
+    }
+}
+
+/// An `http` POST of a Rebilly usage to a fresh mock that answers 201 with `answer`:
+/// the outcome, and the mock for its journal.
+async fn rebilly_post_answered(sandbox: &Sandbox, answer: Value) -> (TaskOutcome, MockServer) {
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: "/rebilly/".into(),
+        times: 1,
+        status: Some(201),
+        body: Some(answer),
+        ..Fault::default()
+    });
+    let input = json!({
+        "uri": format!("{}/rebilly/organizations/org_mock/usages", mock.uri()),
+        "method": "POST",
+        "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+        "body": { "subscriptionId": "sub_mock_001", "quantity": 1 },
+    });
+    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
+    let outcome = runner::run_task(sandbox, "http", &input.to_string(), policy)
+        .await
+        .unwrap();
+    (outcome, mock)
+}
+
 /// A POST that reached the server and whose answer then stopped the run (here: an output
 /// over `output_bytes`) may have been applied: the failure says so, as a transport
 /// failure after a POST does.
@@ -269,24 +303,11 @@ async fn a_run_stopped_after_its_post_reached_the_server_says_it_may_have_been_a
         ..small_limits()
     })
     .await;
-    let mock = MockServer::start().await;
-    mock.inject(Fault {
-        path: "/rebilly/".into(),
-        times: 1,
-        status: Some(201),
-        body: Some(json!({ "id": "usage_1", "padding": "x".repeat(8 << 10) })),
-        ..Fault::default()
-    });
-    let input = json!({
-        "uri": format!("{}/rebilly/organizations/org_mock/usages", mock.uri()),
-        "method": "POST",
-        "headers": { "REB-APIKEY": "sk_sandbox_mock" },
-        "body": { "subscriptionId": "sub_mock_001", "quantity": 1 },
-    });
-    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
-    let outcome = runner::run_task(&sandbox, "http", &input.to_string(), policy)
-        .await
-        .unwrap();
+    let (outcome, mock) = rebilly_post_answered(
+        &sandbox,
+        json!({ "id": "usage_1", "padding": "x".repeat(8 << 10) }),
+    )
+    .await;
     let printed = outcome.to_json();
     assert_eq!(printed["status"], "FAILED_WITH_TERMINAL_ERROR");
     assert_eq!(printed["error"]["kind"], "sandbox");
@@ -307,32 +328,10 @@ async fn a_run_stopped_after_its_post_reached_the_server_says_it_may_have_been_a
 /// the body goes into the output as text, never parsed into a tree inside the guest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_answer_of_many_small_values_fits_the_component_memory() {
-    let sandbox = sandbox_with(Limits {
-        memory_bytes: 16 << 20,
-        response_body_bytes: 4 << 20,
-        output_bytes: 8 << 20,
-        ..small_limits()
-    })
-    .await;
-    let mock = MockServer::start().await;
+    let sandbox = sandbox_with(large_answer_limits()).await;
     let zeros = vec![0; 1_000_000];
-    mock.inject(Fault {
-        path: "/rebilly/".into(),
-        times: 1,
-        status: Some(201),
-        body: Some(json!({ "id": "usage_1", "values": zeros })),
-        ..Fault::default()
-    });
-    let input = json!({
-        "uri": format!("{}/rebilly/organizations/org_mock/usages", mock.uri()),
-        "method": "POST",
-        "headers": { "REB-APIKEY": "sk_sandbox_mock" },
-        "body": { "subscriptionId": "sub_mock_001", "quantity": 1 },
-    });
-    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
-    let outcome = runner::run_task(&sandbox, "http", &input.to_string(), policy)
-        .await
-        .unwrap();
+    let (outcome, _mock) =
+        rebilly_post_answered(&sandbox, json!({ "id": "usage_1", "values": zeros })).await;
     let printed = outcome.to_json();
     assert_eq!(printed["status"], "COMPLETED", "{}", printed["error"]);
     let body = &printed["output"]["response"]["body"];
@@ -344,13 +343,7 @@ async fn a_large_answer_of_many_small_values_fits_the_component_memory() {
 /// values is skipped, not built in a 16 MiB component.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zuora_reads_success_from_a_large_answer_without_building_it() {
-    let sandbox = sandbox_with(Limits {
-        memory_bytes: 16 << 20,
-        response_body_bytes: 4 << 20,
-        output_bytes: 8 << 20,
-        ..small_limits()
-    })
-    .await;
+    let sandbox = sandbox_with(large_answer_limits()).await;
     let mock = MockServer::start().await;
     let id = "8ad08ae29085a77b0190908bfdd67abb";
     mock.inject(Fault {
@@ -387,31 +380,12 @@ async fn zuora_reads_success_from_a_large_answer_without_building_it() {
 /// copied once, into the output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_answer_of_one_long_string_fits_the_component_memory() {
-    let sandbox = sandbox_with(Limits {
-        memory_bytes: 16 << 20,
-        response_body_bytes: 4 << 20,
-        output_bytes: 8 << 20,
-        ..small_limits()
-    })
+    let sandbox = sandbox_with(large_answer_limits()).await;
+    let (outcome, _mock) = rebilly_post_answered(
+        &sandbox,
+        json!({ "id": "usage_1", "note": "n".repeat(3 << 20) }),
+    )
     .await;
-    let mock = MockServer::start().await;
-    mock.inject(Fault {
-        path: "/rebilly/".into(),
-        times: 1,
-        status: Some(201),
-        body: Some(json!({ "id": "usage_1", "note": "n".repeat(3 << 20) })),
-        ..Fault::default()
-    });
-    let input = json!({
-        "uri": format!("{}/rebilly/organizations/org_mock/usages", mock.uri()),
-        "method": "POST",
-        "headers": { "REB-APIKEY": "sk_sandbox_mock" },
-        "body": { "subscriptionId": "sub_mock_001", "quantity": 1 },
-    });
-    let policy = SendPolicy::allow(Origin::of_url(&mock.uri()));
-    let outcome = runner::run_task(&sandbox, "http", &input.to_string(), policy)
-        .await
-        .unwrap();
     let printed = outcome.to_json();
     assert_eq!(printed["status"], "COMPLETED", "{}", printed["error"]);
     assert_eq!(
