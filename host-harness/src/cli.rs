@@ -68,6 +68,10 @@ enum Command {
         /// they add to, and win over, the definition's inline `taskDefinitions`.
         #[arg(long)]
         task_definitions: Option<PathBuf>,
+        /// Outputs for tasks that are not run, as Conductor's workflow test request
+        /// (`{"taskRefToMockOutput": {"<ref>": [{"status": …, "output": {…}}]}}`).
+        #[arg(long)]
+        mock_outputs: Option<PathBuf>,
     },
     /// Validate, then run a workflow definition locally, with progress on stderr and the
     /// result as JSON on stdout.
@@ -81,6 +85,14 @@ enum Command {
         /// they add to, and win over, the definition's inline `taskDefinitions`.
         #[arg(long)]
         task_definitions: Option<PathBuf>,
+        /// Outputs for tasks that are not run, as Conductor's workflow test request
+        /// (`{"taskRefToMockOutput": {"<ref>": [{"status": …, "output": {…}}]}}`): custom
+        /// workers this harness does not have, or tasks you do not want to call.
+        #[arg(long)]
+        mock_outputs: Option<PathBuf>,
+        /// `${workflow.correlationId}`.
+        #[arg(long)]
+        correlation_id: Option<String>,
         /// Run it on a Temporal cluster (its frontend, HOST:PORT) instead of locally: the
         /// definition is submitted as a `run-definition` workflow, run by `harness worker`s.
         #[arg(long)]
@@ -362,11 +374,22 @@ async fn execute(
         Command::Validate {
             definition,
             task_definitions,
+            mock_outputs,
         } => {
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
+            let mocks = read_mocks(mock_outputs.as_deref())?;
             let sandbox = Sandbox::builtin_with(options).await?;
-            let problems = definition_problems(&value, config.as_ref(), &sandbox);
+            let report = definition_problems(&value, config.as_ref(), &sandbox, &mocks);
+            for warning in &report.warnings {
+                writeln!(
+                    out,
+                    "warning: {}: {}",
+                    printable(&warning.path),
+                    printable(&warning.message)
+                )?;
+            }
+            let problems = report.problems;
             if problems.is_empty() {
                 writeln!(out, "{}: valid", definition.display())?;
                 return Ok(EXIT_OK);
@@ -391,28 +414,37 @@ async fn execute(
             definition,
             input,
             task_definitions,
+            mock_outputs,
+            correlation_id,
             temporal_address,
             temporal,
         } => {
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
+            let mocks_value = match mock_outputs.as_deref() {
+                Some(file) => read_json(file)?,
+                None => serde_json::Value::Null,
+            };
+            let mocks = read_mocks(mock_outputs.as_deref())?;
             if let Some(address) = temporal_address {
                 let target = harness_temporal::Target {
                     address,
                     namespace: temporal.namespace,
                     task_queue: temporal.task_queue,
                 };
-                return run_on_temporal(
-                    &target,
-                    &definition,
-                    value,
+                let sandbox = Sandbox::builtin_with(options).await?;
+                ensure_valid(&value, config.as_ref(), &sandbox, &definition, &mocks, err)?;
+                let input = match input {
+                    Some(file) => read_json(&file)?,
+                    None => serde_json::json!({}),
+                };
+                let run = harness_temporal::workflow::RunDefinitionInput {
+                    definition: value,
                     input,
-                    options,
-                    config,
-                    out,
-                    err,
-                )
-                .await;
+                    correlation_id,
+                    mocks: mocks_value,
+                };
+                return run_on_temporal(&target, run, out, err).await;
             }
             let sandbox = std::sync::Arc::new(
                 Sandbox::builtin_with(SandboxOptions {
@@ -421,7 +453,7 @@ async fn execute(
                 })
                 .await?,
             );
-            ensure_valid(&value, config.as_ref(), &sandbox, &definition)?;
+            ensure_valid(&value, config.as_ref(), &sandbox, &definition, &mocks, err)?;
             let def: harness_workflow::definition::WorkflowDef = serde_json::from_value(value)
                 .map_err(|e| usage(format!("{}: {e}", definition.display())))?;
             let input = match input {
@@ -450,7 +482,12 @@ async fn execute(
             )
             .with_credentials(credentials)
             .with_policy(policy);
-            let running = runner.run(&def, input);
+            let run_options = harness_workflow::RunOptions {
+                correlation_id,
+                mocks,
+                ..harness_workflow::RunOptions::fresh()
+            };
+            let running = runner.run_with(&def, input, run_options);
             tokio::pin!(running);
             let result = loop {
                 tokio::select! {
@@ -547,29 +584,19 @@ async fn execute(
     }
 }
 
-/// `harness run --temporal-address`: validate as a local run does, submit, wait, print.
-#[allow(clippy::too_many_arguments)]
+/// `harness run --temporal-address`: submit the run (validated as a local run is),
+/// wait, print.
 async fn run_on_temporal(
     target: &harness_temporal::Target,
-    definition: &std::path::Path,
-    value: serde_json::Value,
-    input: Option<PathBuf>,
-    options: SandboxOptions,
-    config: Option<harness_config::Connections>,
+    run: harness_temporal::workflow::RunDefinitionInput,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<u8> {
-    let sandbox = Sandbox::builtin_with(options).await?;
-    ensure_valid(&value, config.as_ref(), &sandbox, definition)?;
-    let input = match input {
-        Some(file) => read_json(&file)?,
-        None => serde_json::json!({}),
-    };
     let line = format!(
         "on Temporal {} (namespace {}, task queue {}): waiting for its result",
         target.address, target.namespace, target.task_queue
     );
-    let result = harness_temporal::submit(target, value, input, |id| {
+    let result = harness_temporal::submit(target, run, |id| {
         let _ = writeln!(
             err,
             "started workflow {id} ({}) {line}",
@@ -772,14 +799,26 @@ fn with_task_definitions(
     Ok(definition)
 }
 
-/// A usage error listing every problem of a definition that is not valid.
+/// A usage error listing every problem of a definition that is not valid; its warnings
+/// go to `err`.
 fn ensure_valid(
     value: &serde_json::Value,
     config: Option<&harness_config::Connections>,
     sandbox: &Sandbox,
     definition: &std::path::Path,
+    mocks: &harness_workflow::Mocks,
+    err: &mut (dyn Write + Send),
 ) -> Result<()> {
-    let problems = definition_problems(value, config, sandbox);
+    let report = definition_problems(value, config, sandbox, mocks);
+    for warning in &report.warnings {
+        let _ = writeln!(
+            err,
+            "warning: {}: {}",
+            printable(&warning.path),
+            printable(&warning.message)
+        );
+    }
+    let problems = report.problems;
     if problems.is_empty() {
         return Ok(());
     }
@@ -800,7 +839,8 @@ fn definition_problems(
     definition: &serde_json::Value,
     config: Option<&harness_config::Connections>,
     sandbox: &Sandbox,
-) -> Vec<harness_workflow::validate::Problem> {
+    mocks: &harness_workflow::Mocks,
+) -> harness_workflow::validate::Report {
     let names = connection_names(config);
     let connections: Vec<&str> = names.iter().map(String::as_str).collect();
     let schemas: std::collections::BTreeMap<String, serde_json::Value> = sandbox
@@ -812,7 +852,27 @@ fn definition_problems(
             ))
         })
         .collect();
-    harness_workflow::validate::validate(definition, &builtin_task_names(), &connections, &schemas)
+    let mocked = mocks.references().map(String::from).collect();
+    let secrets: Vec<&str> = config.map(|c| c.secret_names()).unwrap_or_default();
+    harness_workflow::validate::validate(
+        definition,
+        &harness_workflow::validate::Catalog {
+            tasks: &builtin_task_names(),
+            connections: Some(&connections),
+            schemas: &schemas,
+            mocked: &mocked,
+            secrets: Some(&secrets),
+        },
+    )
+}
+
+/// `--mock-outputs`, read and checked (a usage error names the field).
+fn read_mocks(file: Option<&std::path::Path>) -> Result<harness_workflow::Mocks> {
+    let Some(file) = file else {
+        return Ok(harness_workflow::Mocks::default());
+    };
+    harness_workflow::Mocks::parse(&read_json(file)?)
+        .map_err(|e| usage(format!("{}: {e}", file.display())))
 }
 /// The configured connection names, or the embedded mock's.
 fn connection_names(config: Option<&harness_config::Connections>) -> Vec<String> {

@@ -223,6 +223,7 @@ async fn a_grant_for_some_methods_denies_the_others_before_anything_is_sent() {
         "name": "wf",
         "tasks": [{
             "name": "HTTP",
+            "type": "HTTP",
             "taskReferenceName": "h",
             "inputParameters": {
                 "uri": format!("{}/rebilly/organizations/o/usages", mock.uri()),

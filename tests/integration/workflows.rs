@@ -3,8 +3,8 @@
 
 use harness_mock::{Fault, MockServer, Vendor};
 use harness_workflow::definition::{RetryLogic, TaskDef, WorkflowDef};
-use harness_workflow::expression::{ExpressionError, resolve};
-use harness_workflow::validate::{Problem, validate};
+use harness_workflow::expression::resolve;
+use harness_workflow::validate::{Catalog, Problem, validate};
 use harness_workflow::{ManualClock, WorkflowResult, WorkflowRunner};
 use integration_tests::vendor_of;
 use serde_json::{Value, json};
@@ -55,26 +55,27 @@ fn resolves_workflow_input_task_output_indexes_whole_objects_and_mixed_text() {
 }
 
 #[test]
-fn a_reference_to_something_missing_is_an_error_naming_it() {
-    let error = |text: &str| resolve(&json!(text), &context()).unwrap_err();
+fn a_reference_to_something_missing_resolves_to_null_as_conductor_reads_it() {
+    let resolved = resolve(
+        &json!({
+            "typo": "${create.output.response.body.Id}",
+            "not_run": "${missing.output.x}",
+            "past_the_end": "${workflow.input.ids[5]}",
+            "in_text": "id=${missing.output.x}",
+            "unclosed": "id ${create.output",
+        }),
+        &context(),
+    )
+    .unwrap();
     assert_eq!(
-        error("${create.output.response.body.Id}"),
-        ExpressionError {
-            reference: "create.output.response.body.Id".into(),
-            problem: "`create.output.response.body` has no `Id`".into(),
-        }
-    );
-    assert_eq!(
-        error("${missing.output.x}").to_string(),
-        "reference ${missing.output.x}: no task `missing` has run (or it does not exist)"
-    );
-    assert_eq!(
-        error("${workflow.input.ids[5]}").to_string(),
-        "reference ${workflow.input.ids[5]}: `workflow.input.ids` has no element [5]"
-    );
-    assert_eq!(
-        error("id ${create.output").to_string(),
-        "reference ${create.output}: the text has no closing } for it"
+        resolved,
+        json!({
+            "typo": null,
+            "not_run": null,
+            "past_the_end": null,
+            "in_text": "id=null",
+            "unclosed": "id ${create.output",
+        })
     );
 }
 
@@ -258,14 +259,19 @@ async fn switch_runs_the_matching_case_or_the_default() {
     assert_eq!(refs, ["pick", "z"]);
     assert_eq!(
         picked.tasks[0].output,
-        json!({ "evaluationResult": ["zuora"] })
+        json!({ "evaluationResult": ["zuora"], "selectedCase": "zuora" })
+    );
+    assert_eq!(
+        picked.tasks[0].input,
+        json!({ "mode": "zuora", "case": "zuora" })
     );
     let default = run(&h, &switch("other"), json!({})).await;
     let refs: Vec<&str> = default.tasks.iter().map(|t| t.reference.as_str()).collect();
     assert_eq!(refs, ["pick", "r"]);
+    // Conductor writes the evaluated value, not the name of the default case.
     assert_eq!(
         default.tasks[0].output,
-        json!({ "evaluationResult": ["defaultCase"] })
+        json!({ "evaluationResult": ["other"], "selectedCase": "other" })
     );
 }
 
@@ -534,7 +540,8 @@ async fn validate_reports_every_problem_with_its_path() {
             )
         })
         .collect();
-    let problems = validate(
+    let mocked = Default::default();
+    let report = validate(
         &json!({
             "name": "broken",
             "inputParameters": ["qty"],
@@ -544,8 +551,8 @@ async fn validate_reports_every_problem_with_its_path() {
                 { "name": "stripe-charge", "taskReferenceName": "b" },
                 { "name": "rebilly-create-usage", "taskReferenceName": "a" },
                 { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
-                  "forkTasks": [[{ "name": "HTTP", "taskReferenceName": "x", "inputParameters": { "uri": "${y.output.z}" } }],
-                                [{ "name": "HTTP", "taskReferenceName": "y" }]] },
+                  "forkTasks": [[{ "name": "HTTP", "type": "HTTP", "taskReferenceName": "x", "inputParameters": { "uri": "${y.output.z}" } }],
+                                [{ "name": "HTTP", "type": "HTTP", "taskReferenceName": "y" }]] },
                 { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["x", "nope"] },
                 { "name": "s", "taskReferenceName": "s", "type": "SWITCH", "expression": "missing", "inputParameters": {} },
                 { "name": "rebilly-create-usage", "taskReferenceName": "later", "inputParameters": { "q": "${ghost.output.x}" } },
@@ -556,28 +563,24 @@ async fn validate_reports_every_problem_with_its_path() {
             ],
             "outputParameters": { "id": "${later.output.response.body.id}" },
         }),
-        &known,
-        &["zuora"],
-        &schemas,
+        &Catalog {
+            tasks: &known,
+            connections: Some(&["zuora"]),
+            schemas: &schemas,
+            mocked: &mocked,
+            secrets: None,
+        },
     );
     let problem = |path: &str, message: &str| Problem {
         path: path.into(),
         message: message.into(),
     };
     assert_eq!(
-        problems,
+        report.problems,
         vec![
             problem(
-                "$.tasks[0].inputParameters.body.Quantity",
-                "${later.output.response.body.quantity}: task `later` has not run at this point"
-            ),
-            problem(
-                "$.tasks[0].inputParameters.body.UOM",
-                "${workflow.input.uom}: workflow input `uom` is not declared in inputParameters"
-            ),
-            problem(
                 "$.tasks[1].name",
-                "unknown task `stripe-charge`; known: zuora-update-usage, rebilly-create-usage, http, HTTP"
+                "no component `stripe-charge` and no mock for `b`: a SIMPLE task runs a component of that name (known: zuora-update-usage, rebilly-create-usage, http; or type HTTP), or give its output with --mock-outputs"
             ),
             problem(
                 "$.tasks[2].taskReferenceName",
@@ -588,24 +591,12 @@ async fn validate_reports_every_problem_with_its_path() {
                 "\"body\" is a required property"
             ),
             problem(
-                "$.tasks[3].forkTasks[0][0].inputParameters.uri",
-                "${y.output.z}: task `y` has not run at this point"
-            ),
-            problem(
                 "$.tasks[3].forkTasks[1][0].inputParameters",
                 "{} is not valid under any of the schemas listed in the 'oneOf' keyword"
             ),
             problem(
                 "$.tasks[4].joinOn[1]",
-                "`nope` is not a task that ran before this JOIN"
-            ),
-            problem(
-                "$.tasks[5].expression",
-                "must name one of this SWITCH's inputParameters (value-param)"
-            ),
-            problem(
-                "$.tasks[6].inputParameters.q",
-                "${ghost.output.x}: unknown task reference `ghost`"
+                "`nope` is no task of this definition"
             ),
             problem(
                 "$.tasks[7].inputParameters.connection",
@@ -621,26 +612,21 @@ async fn validate_reports_every_problem_with_its_path() {
             ),
         ]
     );
-}
-
-fn example(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/workflows")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-async fn harness_cli(args: &[&str]) -> (u8, String, String) {
-    let mut argv = vec!["harness".to_string()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = host_harness::cli::run(argv, &mut out, &mut err).await;
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
+    // What Conductor runs (a reference to a task that runs later, or to nothing, is
+    // null there; an undeclared workflow input is documentation) is not refused.
+    assert_eq!(
+        report.warnings,
+        vec![
+            problem(
+                "$.tasks[5].expression",
+                "`missing` is none of this task's inputParameters: the value is null, so the case `null` or the defaultCase runs"
+            ),
+            problem(
+                "$.tasks[6].inputParameters.q",
+                "${ghost.output.x}: `ghost` is no task of this definition; it resolves to null"
+            ),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -691,6 +677,26 @@ async fn the_example_workflow_validates_and_runs_green_on_the_embedded_mock() {
     );
 }
 
+fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/workflows")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+async fn harness_cli(args: &[&str]) -> (u8, String, String) {
+    let mut argv = vec!["harness".to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = host_harness::cli::run(argv, &mut out, &mut err).await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_exits_1_with_problems_and_run_refuses_an_invalid_definition() {
     let file = std::env::temp_dir().join(format!("harness-wf-{}.json", std::process::id()));
@@ -703,7 +709,7 @@ async fn validate_exits_1_with_problems_and_run_refuses_an_invalid_definition() 
     let (code, out, _) = harness_cli(&["validate", path]).await;
     assert_eq!(code, 1);
     assert!(
-        out.starts_with("$.tasks[0].name: unknown task `nope`"),
+        out.starts_with("$.tasks[0].name: no component `nope` and no mock for `n`"),
         "{out}"
     );
     let (code, out, err) = harness_cli(&["run", path]).await;
@@ -738,8 +744,8 @@ async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
         &definition,
         json!({
             "name": "probe",
-            "tasks": [{ "name": "HTTP", "taskReferenceName": "probe", "inputParameters": { "uri": format!("http://127.0.0.2:{port}/") } }],
-            "taskDefinitions": [{ "name": "http", "retryCount": 0 }],
+            "tasks": [{ "name": "probe_vendor", "type": "HTTP", "taskReferenceName": "probe", "inputParameters": { "uri": format!("http://127.0.0.2:{port}/") } }],
+            "taskDefinitions": [{ "name": "probe_vendor", "retryCount": 0 }],
         })
         .to_string(),
     )
@@ -754,7 +760,7 @@ async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
     let task_definitions = dir.join("taskdefs.json");
     std::fs::write(
         &task_definitions,
-        json!([{ "name": "http", "retryCount": 1, "retryDelaySeconds": 0 }]).to_string(),
+        json!([{ "name": "probe_vendor", "retryCount": 1, "retryDelaySeconds": 0 }]).to_string(),
     )
     .unwrap();
 
@@ -797,7 +803,18 @@ async fn validate_refuses_more_retries_than_conductor_allows() {
         "tasks": [zuora_task("z")],
         "taskDefinitions": [{ "name": "zuora-update-usage", "retryCount": 4294967295u32, "retryDelaySeconds": 0 }],
     });
-    let problems = validate(&def, &["zuora-update-usage"], &[], &Default::default());
+    let mocked = Default::default();
+    let problems = validate(
+        &def,
+        &Catalog {
+            tasks: &["zuora-update-usage"],
+            connections: Some(&[]),
+            schemas: &Default::default(),
+            mocked: &mocked,
+            secrets: None,
+        },
+    )
+    .problems;
     assert_eq!(
         problems,
         [Problem {
@@ -831,7 +848,7 @@ async fn an_unvalidated_retry_storm_is_held_to_ten_retries_a_second_apart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_definition_named_http_applies_to_http_tasks() {
+async fn an_http_task_with_its_own_name_takes_the_task_definition_of_that_name() {
     let h = harness().await;
     h.mock.inject(Fault {
         path: "/zuora/".into(),
@@ -840,7 +857,8 @@ async fn a_task_definition_named_http_applies_to_http_tasks() {
         ..Fault::default()
     });
     let task = json!({
-        "name": "HTTP",
+        "name": "fetch_zuora_usage",
+        "type": "HTTP",
         "taskReferenceName": "probe",
         "inputParameters": {
             "uri": "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb",
@@ -849,14 +867,14 @@ async fn a_task_definition_named_http_applies_to_http_tasks() {
     });
     let def = definition(
         json!([task]),
-        json!([{ "name": "HTTP", "retryCount": 1, "retryDelaySeconds": 2 }]),
+        json!([{ "name": "fetch_zuora_usage", "retryCount": 1, "retryDelaySeconds": 2 }]),
     );
     let result = run(&h, &def, json!({})).await;
     assert_eq!(result.status, "FAILED");
     assert_eq!(
         result.tasks[0].attempts.len(),
         2,
-        "retryCount 1 of the HTTP definition"
+        "retryCount 1 of the definition named like the task"
     );
     assert_eq!(h.clock.sleeps(), [Duration::from_secs(2)]);
 }
@@ -892,7 +910,7 @@ async fn control_characters_in_names_are_printed_escaped_and_forge_no_line() {
     .unwrap();
     let (code, out, _) = harness_cli(&["validate", definition.to_str().unwrap()]).await;
     assert_eq!(code, 1);
-    assert!(out.contains("unknown task `no\\nsuch`"), "{out}");
+    assert!(out.contains("no component `no\\nsuch`"), "{out}");
     assert!(!out.contains("no\nsuch"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

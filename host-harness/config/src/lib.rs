@@ -223,6 +223,16 @@ struct ConfigFile {
     policy: PolicyEntry,
     #[serde(default)]
     limits: LimitsEntry,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretEntry>,
+}
+
+/// `[secrets] NAME = { env = "VAR" }` or `{ file = "/path" }`: `${workflow.secrets.NAME}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretEntry {
+    env: Option<String>,
+    file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -462,6 +472,7 @@ pub struct Connections {
     by_name: BTreeMap<String, Connection>,
     policy: PolicyConfig,
     limits: LimitsEntry,
+    secrets: BTreeMap<String, SecretSource>,
 }
 
 impl Connections {
@@ -540,10 +551,40 @@ impl Connections {
                 },
             );
         }
+        let mut secrets = BTreeMap::new();
+        for (name, entry) in file.secrets {
+            let source = match (entry.env, entry.file) {
+                (Some(env), None) => SecretSource::Env(env),
+                (None, Some(file)) => SecretSource::File(file),
+                _ => {
+                    return Err(ConfigError::Rule(format!(
+                        "secrets.{name}: give exactly one of env or file"
+                    )));
+                }
+            };
+            secrets.insert(name, source);
+        }
         Ok(Connections {
             by_name,
             policy,
             limits,
+            secrets,
+        })
+    }
+
+    /// The names of the `[secrets]` (`${workflow.secrets.NAME}`).
+    pub fn secret_names(&self) -> Vec<&str> {
+        self.secrets.keys().map(String::as_str).collect()
+    }
+
+    /// The secret `name` of `[secrets]`, read now from its variable or file; `None`
+    /// when it is not configured, an error when it cannot be read.
+    pub fn secret(&self, name: &str) -> Option<Result<String, String>> {
+        self.secrets.get(name).map(|source| {
+            source.read(name).map_err(|e| match e {
+                ConnectionError::Secret { reason, .. } => format!("secrets.{name}: {reason}"),
+                other => other.to_string(),
+            })
         })
     }
 
@@ -617,6 +658,7 @@ impl Connections {
             by_name,
             policy,
             limits: LimitsEntry::default(),
+            secrets: BTreeMap::new(),
         }
     }
 

@@ -459,7 +459,7 @@ fn cause(message: &str) -> String {
 }
 
 fn summarize(result: &WorkflowResult) -> Ran {
-    let record = result.tasks.iter().find(|t| t.task != "SWITCH");
+    let record = result.tasks.iter().find(|t| t.task_type != "SWITCH");
     let attempts = record.map_or(&[][..], |r| r.attempts.as_slice());
     let completed = result.status == "COMPLETED" && record.is_some_and(|r| r.status == "COMPLETED");
     let kind = (!completed).then(|| {
@@ -861,23 +861,30 @@ pub async fn run(
         .await?,
     );
     let value = definition();
+    let tasks = BUILTIN_COMPONENTS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>();
+    let schemas = sandbox
+        .tasks()
+        .filter_map(|info| {
+            Some((
+                info.name.clone(),
+                serde_json::from_str(&info.input_schema).ok()?,
+            ))
+        })
+        .collect::<BTreeMap<String, Value>>();
     let problems = harness_workflow::validate::validate(
         &value,
-        &BUILTIN_COMPONENTS
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>(),
-        &VENDORS.map(Vendor::name),
-        &sandbox
-            .tasks()
-            .filter_map(|info| {
-                Some((
-                    info.name.clone(),
-                    serde_json::from_str(&info.input_schema).ok()?,
-                ))
-            })
-            .collect::<BTreeMap<String, Value>>(),
-    );
+        &harness_workflow::validate::Catalog {
+            tasks: &tasks,
+            connections: Some(&VENDORS.map(Vendor::name)),
+            schemas: &schemas,
+            mocked: &Default::default(),
+            secrets: None,
+        },
+    )
+    .problems;
     ensure!(
         problems.is_empty(),
         "the soak workflow does not validate: {problems:?}"

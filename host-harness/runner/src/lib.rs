@@ -14,15 +14,29 @@ pub enum TaskStatus {
     Failed,
     /// The call failed and retrying the same input cannot help.
     FailedWithTerminalError,
+    /// An attempt passed its task definition's time limit (a workflow task).
+    TimedOut,
+    /// An optional workflow task failed; the workflow went on.
+    CompletedWithErrors,
+    /// A workflow task stopped because its workflow ended first.
+    Canceled,
+    /// A workflow task that was not run.
+    Skipped,
 }
 
 impl TaskStatus {
-    /// The status as printed: `COMPLETED`, `FAILED`, `FAILED_WITH_TERMINAL_ERROR`.
+    /// The status as printed, in Conductor's names: `COMPLETED`, `FAILED`,
+    /// `FAILED_WITH_TERMINAL_ERROR`, `TIMED_OUT`, `COMPLETED_WITH_ERRORS`, `CANCELED`,
+    /// `SKIPPED`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Completed => "COMPLETED",
             TaskStatus::Failed => "FAILED",
             TaskStatus::FailedWithTerminalError => "FAILED_WITH_TERMINAL_ERROR",
+            TaskStatus::TimedOut => "TIMED_OUT",
+            TaskStatus::CompletedWithErrors => "COMPLETED_WITH_ERRORS",
+            TaskStatus::Canceled => "CANCELED",
+            TaskStatus::Skipped => "SKIPPED",
         }
     }
 }
@@ -403,14 +417,17 @@ pub fn may_resend(outcome: &TaskOutcome) -> bool {
 }
 
 /// Whether sending this input to `task` twice has the effect of sending it once: the
-/// task's own idempotency, or for `http` its method's (RFC 9110 9.2.2).
+/// task's own idempotency, or for `http` its method's (RFC 9110 9.2.2) or an
+/// `Idempotency-Key` header's (the IETF httpapi draft real definitions and many APIs
+/// use so that a POST or PATCH may be re-sent).
 pub fn is_idempotent(sandbox: &Sandbox, task: &str, input: &str) -> bool {
     sandbox.info(task).is_some_and(|info| info.idempotent)
-        || (task == "http" && http_method_is_idempotent(input))
+        || (task == "http" && http_request_is_idempotent(input))
 }
 
-/// Whether the `http` task input's method (default GET) is idempotent (RFC 9110 9.2.2).
-fn http_method_is_idempotent(input: &str) -> bool {
+/// Whether the `http` task input's method (default GET) is idempotent (RFC 9110 9.2.2),
+/// or the request carries a non-empty `Idempotency-Key` header.
+fn http_request_is_idempotent(input: &str) -> bool {
     let Ok(input) = serde_json::from_str::<Value>(input) else {
         return false;
     };
@@ -419,7 +436,22 @@ fn http_method_is_idempotent(input: &str) -> bool {
         .get("method")
         .and_then(Value::as_str)
         .unwrap_or("GET");
-    ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(&method.to_ascii_uppercase().as_str())
+    let keyed = request
+        .get("headers")
+        .and_then(Value::as_object)
+        .is_some_and(|headers| {
+            headers.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case("idempotency-key")
+                    && match value {
+                        Value::String(key) => !key.trim().is_empty(),
+                        Value::Null => false,
+                        _ => true,
+                    }
+            })
+        });
+    keyed
+        || ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
+            .contains(&method.to_ascii_uppercase().as_str())
 }
 
 fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {

@@ -199,16 +199,17 @@ async fn run_worker_here(
     }
 }
 
-/// Submit `definition` with `input` as a `run-definition` workflow and wait for its
-/// result (the JSON `harness run` prints). `started` receives the workflow id.
+/// Submit a definition with its input (and correlation id and mocks) as a
+/// `run-definition` workflow and wait for its result (the JSON `harness run` prints).
+/// `started` receives the workflow id.
 pub async fn submit(
     target: &Target,
-    definition: Value,
-    input: Value,
+    run: workflow::RunDefinitionInput,
     started: impl FnOnce(&str),
 ) -> Result<Value, TemporalError> {
     let client = connect(target).await?;
-    let name = definition
+    let name = run
+        .definition
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or("workflow")
@@ -217,7 +218,7 @@ pub async fn submit(
     let handle = client
         .start_workflow(
             workflow::RunDefinition::run,
-            workflow::RunDefinitionInput { definition, input },
+            run,
             WorkflowStartOptions::new(target.task_queue.clone(), workflow_id.clone()).build(),
         )
         .await

@@ -33,6 +33,12 @@ pub struct RunDefinitionInput {
     /// Its input (a JSON object).
     #[serde(default)]
     pub input: Value,
+    /// `${workflow.correlationId}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// `--mock-outputs`, in the shape of Conductor's workflow test request (null: none).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub mocks: Value,
 }
 
 /// An attempt without `timeoutSeconds` may run this long (the sandbox stops a task long
@@ -53,24 +59,62 @@ impl RunDefinition {
         ctx: &mut WorkflowContext<Self>,
         input: RunDefinitionInput,
     ) -> WorkflowResult<Value> {
-        let definition: WorkflowDef = match serde_json::from_value(input.definition.clone()) {
-            Ok(definition) => definition,
-            Err(e) => {
-                let name = input.definition.get("name").cloned().unwrap_or_default();
-                return Ok(json!({
-                    "workflow": name,
-                    "status": "FAILED",
-                    "output": {},
-                    "reasonForIncompletion": format!("the definition does not parse: {e}"),
-                    "tasks": [],
-                }));
-            }
+        // An invalid definition fails the execution (as `harness run` refuses to start
+        // it), rather than completing with a FAILED result.
+        let mocks = if input.mocks.is_null() {
+            harness_workflow::Mocks::default()
+        } else {
+            harness_workflow::Mocks::parse(&input.mocks).map_err(|e| {
+                temporalio_sdk::ApplicationFailure::non_retryable(anyhow::anyhow!(
+                    "the mocks are not valid: {e}"
+                ))
+            })?
         };
+        let mocked: std::collections::BTreeSet<String> =
+            mocks.references().map(String::from).collect();
+        let tasks = crate::activities::activity_names();
+        let schemas = Default::default();
+        let report = harness_workflow::validate::validate(
+            &input.definition,
+            &harness_workflow::validate::Catalog {
+                tasks: &tasks,
+                connections: None,
+                schemas: &schemas,
+                mocked: &mocked,
+                secrets: None,
+            },
+        );
+        if !report.problems.is_empty() {
+            let listed: Vec<String> = report
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect();
+            return Err(
+                temporalio_sdk::ApplicationFailure::non_retryable(anyhow::anyhow!(
+                    "the definition is not valid: {}",
+                    listed.join("; ")
+                ))
+                .into(),
+            );
+        }
+        let definition: WorkflowDef =
+            serde_json::from_value(input.definition.clone()).map_err(|e| {
+                temporalio_sdk::ApplicationFailure::non_retryable(anyhow::anyhow!(
+                    "the definition does not parse: {e}"
+                ))
+            })?;
         let activities = Activities {
             ctx: ctx.clone(),
             started: ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH),
         };
-        let result = interpreter::drive(&activities, Arc::new(definition), input.input).await;
+        let options = interpreter::RunOptions {
+            workflow_id: ctx.workflow_id().to_string(),
+            correlation_id: input.correlation_id,
+            mocks,
+        };
+        let result =
+            interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
         Ok(result.to_json())
     }
 }
@@ -107,6 +151,20 @@ fn now_ms(ctx: &WorkflowContext<RunDefinition>, started: SystemTime) -> u64 {
 
 impl TaskExecutor for Activities {
     type Run = LocalBoxFuture<'static, TaskResult>;
+
+    fn now_ms(&self) -> u64 {
+        Activities::now_ms(self)
+    }
+
+    type Wake<'a> = LocalBoxFuture<'a, ()>;
+
+    fn wake_at(&self, at_ms: u64) -> Self::Wake<'_> {
+        let wait = Duration::from_millis(at_ms.saturating_sub(Activities::now_ms(self)));
+        let timer = self.ctx.timer(wait);
+        Box::pin(async move {
+            let _ = timer.await;
+        })
+    }
 
     fn execute(&self, task: ReadyTask) -> Self::Run {
         let (ctx, started) = (self.ctx.clone(), self.started);
@@ -172,7 +230,7 @@ impl TaskExecutor for Activities {
 /// 2; `LINEAR_BACKOFF`, which Temporal cannot express, the first linear delay
 /// (`retryDelaySeconds × backoffScaleFactor`) every time; `maxRetryDelaySeconds` the
 /// maximum interval; `backoffJitterMs`, which it cannot express either, is not applied),
-/// `timeoutSeconds` the start-to-close timeout and
+/// `timeoutSeconds` (or a smaller `responseTimeoutSeconds`) the start-to-close timeout and
 /// `totalTimeoutSeconds` the schedule-to-close timeout. The activity id is the task's
 /// reference name.
 pub fn activity_options(def: &TaskDef, reference: &str) -> ActivityOptions {
@@ -196,8 +254,8 @@ pub fn activity_options(def: &TaskDef, reference: &str) -> ActivityOptions {
                 .saturating_add(1),
         )
         .build();
-    let start_to_close = if def.timeout_seconds > 0 {
-        Duration::from_secs(def.timeout_seconds)
+    let start_to_close = if def.attempt_limit_seconds() > 0 {
+        Duration::from_secs(def.attempt_limit_seconds())
     } else {
         DEFAULT_ATTEMPT_TIMEOUT
     };
@@ -349,8 +407,17 @@ mod tests {
         assert_eq!(policy.initial_interval(), Duration::from_secs(3));
         assert_eq!(policy.backoff_coefficient(), 1.0);
         assert_eq!(policy.maximum_interval(), None);
+        // Conductor's default responseTimeoutSeconds (3600) bounds an attempt.
         assert!(matches!(
             options.close_timeouts,
+            temporalio_sdk::ActivityCloseTimeouts::StartToClose(d) if d == Duration::from_secs(3600)
+        ));
+        let unbounded = TaskDef {
+            response_timeout_seconds: 0,
+            ..def(RetryLogic::Fixed)
+        };
+        assert!(matches!(
+            activity_options(&unbounded, "x").close_timeouts,
             temporalio_sdk::ActivityCloseTimeouts::StartToClose(d) if d == DEFAULT_ATTEMPT_TIMEOUT
         ));
 

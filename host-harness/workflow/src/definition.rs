@@ -4,7 +4,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// A workflow definition: `name`, `version`, `inputParameters`, `tasks`,
-/// `outputParameters`, and inline `taskDefinitions`.
+/// `outputParameters`, the settings Conductor runs it with, and inline `taskDefinitions`.
+/// Fields the harness does not read are kept in `other`, so validation can name them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowDef {
@@ -16,56 +17,96 @@ pub struct WorkflowDef {
     /// What it does.
     #[serde(default)]
     pub description: Option<String>,
-    /// The workflow input keys it expects.
+    /// The workflow input keys it documents (as in Conductor, not a strict declaration).
     #[serde(default)]
     pub input_parameters: Vec<String>,
+    /// Defaults for workflow input keys the caller leaves out.
+    #[serde(default)]
+    pub input_template: Map<String, Value>,
     /// The tasks, run in order.
     pub tasks: Vec<WorkflowTask>,
     /// The workflow output, with expressions.
     #[serde(default)]
     pub output_parameters: Map<String, Value>,
+    /// Limit on the whole run, in seconds (0: none).
+    #[serde(default)]
+    pub timeout_seconds: u64,
+    /// What passing `timeoutSeconds` does (default `ALERT_ONLY`, as in Conductor).
+    #[serde(default)]
+    pub timeout_policy: WorkflowTimeoutPolicy,
+    /// A workflow started, with Conductor's input, when this one fails.
+    #[serde(default)]
+    pub failure_workflow: Option<String>,
+    /// Initial `${workflow.variables…}`.
+    #[serde(default)]
+    pub variables: Map<String, Value>,
     /// Retry and timeout settings per task name.
     #[serde(default)]
     pub task_definitions: Vec<TaskDef>,
+    /// Every other field, as written.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
-/// One task in a definition: a component task (`name` = task name or `HTTP`) or a
-/// control task (`type` `FORK_JOIN`, `JOIN`, `SWITCH`).
+/// Conductor's workflow `timeoutPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkflowTimeoutPolicy {
+    /// Note the timeout and go on.
+    #[default]
+    AlertOnly,
+    /// End the workflow `TIMED_OUT`.
+    TimeOutWf,
+}
+
+/// One task in a definition, with Conductor's field names.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowTask {
-    /// Task name: one of the component tasks, or `HTTP`.
+    /// Task name: its task definition's name (a SIMPLE task: the worker it runs).
     pub name: String,
     /// Unique reference name; other tasks read its output as `${ref.output…}`.
     pub task_reference_name: String,
-    /// `SIMPLE`/`HTTP` (default) or `FORK_JOIN`, `JOIN`, `SWITCH`, parsed when the
-    /// definition is read.
+    /// `SIMPLE` (the default, as in Conductor), `HTTP`, `FORK_JOIN`, `JOIN`, `SWITCH`,
+    /// `DECISION`, parsed when the definition is read.
     #[serde(default, rename = "type")]
     pub kind: TaskType,
     /// Task input, with expressions.
     #[serde(default)]
     pub input_parameters: Map<String, Value>,
-    /// A failed optional task does not fail the workflow.
+    /// A failed optional task ends `COMPLETED_WITH_ERRORS` and does not fail the workflow.
     #[serde(default)]
     pub optional: bool,
+    /// Overrides the task definition's `retryCount`.
+    #[serde(default)]
+    pub retry_count: Option<u32>,
+    /// An inline task definition, used instead of the one found by `name`.
+    #[serde(default)]
+    pub task_definition: Option<TaskDef>,
     /// FORK_JOIN: the parallel branches.
     #[serde(default)]
     pub fork_tasks: Vec<Vec<WorkflowTask>>,
     /// JOIN: the references it waits for.
     #[serde(default)]
     pub join_on: Vec<String>,
-    /// SWITCH: `value-param`.
+    /// SWITCH: `value-param` (the default).
     #[serde(default)]
     pub evaluator_type: Option<String>,
     /// SWITCH: the input parameter whose value picks the case.
     #[serde(default)]
     pub expression: Option<String>,
-    /// SWITCH: the cases.
+    /// DECISION: the input parameter whose value picks the case.
+    #[serde(default)]
+    pub case_value_param: Option<String>,
+    /// SWITCH / DECISION: the cases.
     #[serde(default)]
     pub decision_cases: Map<String, Value>,
-    /// SWITCH: the tasks when no case matches.
+    /// SWITCH / DECISION: the tasks when no case matches.
     #[serde(default)]
     pub default_case: Vec<WorkflowTask>,
+    /// Every other field, as written.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 /// A task's `type` as written: a kind the harness runs, or another Conductor type it
@@ -73,7 +114,7 @@ pub struct WorkflowTask {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(from = "String")]
 pub enum TaskType {
-    /// No `type`: a component task.
+    /// No `type`: SIMPLE, as in Conductor.
     #[default]
     Unset,
     /// A type the harness runs.
@@ -84,11 +125,13 @@ pub enum TaskType {
 
 impl From<String> for TaskType {
     fn from(text: String) -> TaskType {
-        match text.to_ascii_uppercase().as_str() {
-            "SIMPLE" | "HTTP" => TaskType::Known(TaskKind::Component),
+        match text.as_str() {
+            "SIMPLE" => TaskType::Known(TaskKind::Simple),
+            "HTTP" => TaskType::Known(TaskKind::Http),
             "FORK_JOIN" => TaskType::Known(TaskKind::ForkJoin),
             "JOIN" => TaskType::Known(TaskKind::Join),
             "SWITCH" => TaskType::Known(TaskKind::Switch),
+            "DECISION" => TaskType::Known(TaskKind::Decision),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -97,36 +140,54 @@ impl From<String> for TaskType {
 /// What a workflow task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
-    /// A component task.
-    Component,
+    /// A worker task, found by `name`: one of our components, a user's component, or a
+    /// mock.
+    Simple,
+    /// Conductor's HTTP task, whatever its name: the sandboxed `http` component.
+    Http,
     /// Parallel branches.
     ForkJoin,
     /// Wait for branches.
     Join,
-    /// Pick a case.
+    /// Pick a case (`value-param`).
     Switch,
+    /// Conductor's legacy SWITCH (`caseValueParam`).
+    Decision,
+}
+
+impl TaskKind {
+    /// The type as Conductor names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Simple => "SIMPLE",
+            TaskKind::Http => "HTTP",
+            TaskKind::ForkJoin => "FORK_JOIN",
+            TaskKind::Join => "JOIN",
+            TaskKind::Switch => "SWITCH",
+            TaskKind::Decision => "DECISION",
+        }
+    }
 }
 
 impl WorkflowTask {
-    /// What kind of task this is (`type`, defaulting to a component task).
+    /// What kind of task this is (`type`, defaulting to SIMPLE).
     pub fn kind(&self) -> Result<TaskKind, UnsupportedType> {
         match &self.kind {
-            TaskType::Unset => Ok(TaskKind::Component),
+            TaskType::Unset => Ok(TaskKind::Simple),
             TaskType::Known(kind) => Ok(*kind),
             TaskType::Unsupported(other) => Err(UnsupportedType(other.clone())),
         }
     }
 
-    /// The component task this names (`HTTP` is the `http` task).
+    /// The component a worker task runs: `http` for an HTTP task, else its name.
     pub fn component(&self) -> &str {
-        if self.name == "HTTP" {
-            "http"
-        } else {
-            &self.name
+        match self.kind() {
+            Ok(TaskKind::Http) => "http",
+            _ => &self.name,
         }
     }
 
-    /// SWITCH cases parsed as task lists.
+    /// SWITCH / DECISION cases parsed as task lists.
     pub fn cases(&self) -> Result<Vec<(String, Vec<WorkflowTask>)>, String> {
         self.decision_cases
             .iter()
@@ -137,11 +198,39 @@ impl WorkflowTask {
             })
             .collect()
     }
+
+    /// The task definition this task runs with, as Conductor finds it: the inline
+    /// `taskDefinition`, else the one named like the task, else Conductor's ad-hoc one
+    /// (a SIMPLE task gets the defaults; any other type no retries and no response
+    /// timeout); then the task's own `retryCount` wins.
+    pub fn effective_def(&self, defs: &std::collections::HashMap<String, TaskDef>) -> TaskDef {
+        let mut def = match (&self.task_definition, defs.get(&self.name)) {
+            (Some(inline), _) => inline.clone(),
+            (None, Some(named)) => named.clone(),
+            (None, None) => {
+                let mut ad_hoc = TaskDef {
+                    name: self.name.clone(),
+                    ..TaskDef::default()
+                };
+                if !matches!(self.kind(), Ok(TaskKind::Simple)) {
+                    ad_hoc.retry_count = 0;
+                    ad_hoc.response_timeout_seconds = 0;
+                }
+                ad_hoc
+            }
+        };
+        if let Some(retries) = self.retry_count {
+            def.retry_count = retries;
+        }
+        def
+    }
 }
 
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported task type `{0}`; use SIMPLE, HTTP, FORK_JOIN, JOIN or SWITCH")]
+#[error(
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH and DECISION"
+)]
 pub struct UnsupportedType(pub String);
 
 /// The most retries a task definition may ask for: Conductor's `TaskDef` limit.
@@ -186,6 +275,29 @@ pub struct TaskDef {
     pub timeout_seconds: u64,
     /// Limit on all attempts together, waits included (0: none).
     pub total_timeout_seconds: u64,
+    /// Limit on one attempt without a reply (default 3600; 0: none). The harness's tasks
+    /// report only when they end, so it bounds an attempt as `timeoutSeconds` does.
+    pub response_timeout_seconds: u64,
+    /// What passing `timeoutSeconds` does (default `TIME_OUT_WF`).
+    pub timeout_policy: TaskTimeoutPolicy,
+    /// Defaults for input keys the task leaves out or that resolve to null.
+    pub input_template: Map<String, Value>,
+    /// Every other field, as written.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// Conductor's task-definition `timeoutPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskTimeoutPolicy {
+    /// The task is `TIMED_OUT` and retried under its retry rules.
+    Retry,
+    /// The task is `TIMED_OUT` and the workflow with it.
+    #[default]
+    TimeOutWf,
+    /// Only noted: the attempt is not cut at `timeoutSeconds`.
+    AlertOnly,
 }
 
 impl Default for TaskDef {
@@ -200,11 +312,29 @@ impl Default for TaskDef {
             backoff_jitter_ms: 0,
             timeout_seconds: 0,
             total_timeout_seconds: 0,
+            response_timeout_seconds: 3600,
+            timeout_policy: TaskTimeoutPolicy::TimeOutWf,
+            input_template: Map::new(),
+            other: Map::new(),
         }
     }
 }
 
 impl TaskDef {
+    /// The limit on one attempt, in seconds (0: none): the smaller of `timeoutSeconds`
+    /// (unless its policy is `ALERT_ONLY`) and `responseTimeoutSeconds`.
+    pub fn attempt_limit_seconds(&self) -> u64 {
+        let timeout = match self.timeout_policy {
+            TaskTimeoutPolicy::AlertOnly => 0,
+            _ => self.timeout_seconds,
+        };
+        match (timeout, self.response_timeout_seconds) {
+            (0, response) => response,
+            (timeout, 0) => timeout,
+            (timeout, response) => timeout.min(response),
+        }
+    }
+
     /// The backoff before attempt `next` (2 = the first retry), in milliseconds, jitter aside.
     pub fn backoff_ms(&self, next: u32) -> u64 {
         let retry = u64::from(next.saturating_sub(1).max(1));

@@ -1,17 +1,20 @@
 //! The one workflow interpreter: the control flow of a definition (task order, FORK_JOIN
-//! and JOIN, SWITCH, optional tasks, expressions) as a plain state machine, in the manner
-//! of Conductor's decider. It never runs a task itself: it hands out the component tasks
-//! that are ready, with their inputs resolved, and is told how each ended. [`drive`]
-//! runs it with a [`TaskExecutor`]: the local runner (sandbox, the runner's retries) or
-//! the Temporal `run-definition` workflow (an activity with its retry policy). Both get
-//! the same semantics from the same code, and because the state machine is synchronous
-//! and reads only the definition, the input and the tasks' results, it is deterministic,
-//! as a Temporal workflow must be.
+//! and JOIN, SWITCH and DECISION, optional tasks, mocks, expressions, the workflow
+//! timeout) as a plain state machine, in the manner of Conductor's decider. It never runs
+//! a task itself: it hands out the worker tasks that are ready, with their inputs
+//! resolved, and is told how each ended. [`drive`] runs it with a [`TaskExecutor`]: the
+//! local runner (sandbox, the runner's retries) or the Temporal `run-definition` workflow
+//! (an activity with its retry policy). Both get the same semantics from the same code,
+//! and because the state machine is synchronous and reads only the definition, the input,
+//! the run's identity and the tasks' results, it is deterministic, as a Temporal workflow
+//! must be.
 
-use crate::definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask};
+use crate::definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask, WorkflowTimeoutPolicy};
 use crate::expression::{self, Context};
+use crate::mocks::Mocks;
 use crate::record::{
-    Attempt, TaskRecord, WorkflowResult, entry, evaluate_switch, finish, join_record, record,
+    Attempt, Ending, TaskRecord, WorkflowResult, WorkflowStatus, entry, evaluate_switch, finish,
+    join_record, record,
 };
 use harness_runner::TaskStatus;
 use serde_json::{Value, json};
@@ -20,26 +23,29 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-/// Identifies one component task handed out by the interpreter, until it is completed.
+/// Identifies one worker task handed out by the interpreter, until it is completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TaskId(u64);
 
-/// A component task ready to run: what an executor needs to run it.
+/// A worker task ready to run: what an executor needs to run it.
 #[derive(Debug, Clone)]
 pub struct ReadyTask {
     /// Pass back to [`Interpreter::complete`].
     pub id: TaskId,
+    /// Conductor's `taskId` (`${CPEWF_TASK_ID}`).
+    pub task_id: String,
     /// The task's `taskReferenceName`.
     pub reference: String,
-    /// The component task it runs (`HTTP` already mapped to `http`).
+    /// The component it runs (`http` for an HTTP task, else the task's name).
     pub component: String,
-    /// Its input, every expression resolved.
+    /// Its input, every expression resolved (`${workflow.secrets.…}` left for the
+    /// executor to substitute when it hands the task over).
     pub input: Value,
-    /// Its task definition (retries, timeouts), Conductor's defaults when none is given.
+    /// Its task definition (retries, timeouts), as Conductor finds it.
     pub def: TaskDef,
 }
 
-/// How a component task ended, as its executor reports it.
+/// How a worker task ended, as its executor reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskResult {
     /// Its final status.
@@ -65,13 +71,69 @@ impl TaskResult {
     }
 }
 
-/// Runs a component task of a workflow.
+/// Runs a worker task of a workflow, and keeps the workflow's time.
 pub trait TaskExecutor {
     /// The running task; `Send` or not as the executor needs (a local run spawns its
     /// tasks on threads, a Temporal workflow runs on one).
     type Run: Future<Output = TaskResult>;
     /// Start running `task`.
     fn execute(&self, task: ReadyTask) -> Self::Run;
+    /// A wake-up from [`TaskExecutor::wake_at`].
+    type Wake<'a>: Future<Output = ()>
+    where
+        Self: 'a;
+    /// Milliseconds since the workflow started, in the executor's time.
+    fn now_ms(&self) -> u64;
+    /// Resolves at `at_ms` of the executor's time (the workflow's `timeoutSeconds`); a
+    /// clock that cannot wake (a test clock) may never resolve: the deadline is also
+    /// checked each time a task ends.
+    fn wake_at(&self, at_ms: u64) -> Self::Wake<'_>;
+}
+
+/// Who a run is: Conductor's `workflowId` and `correlationId`, and its mocks.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `${workflow.workflowId}`; task ids derive from it, so a replay gives the same.
+    pub workflow_id: String,
+    /// `${workflow.correlationId}`.
+    pub correlation_id: Option<String>,
+    /// Tasks answered by mocks instead of being run.
+    pub mocks: Mocks,
+}
+
+impl RunOptions {
+    /// A run with a fresh random workflow id.
+    pub fn fresh() -> RunOptions {
+        RunOptions {
+            workflow_id: uuid_from(fastrand::u128(..)),
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// A 128-bit number written as a version-4 UUID.
+fn uuid_from(bits: u128) -> String {
+    let bits = (bits & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The id of the `n`th task of the run `workflow_id`: the same on every replay.
+fn task_id_of(workflow_id: &str, n: u64) -> String {
+    // FNV-1a, 128 bits: stable across builds, unlike the standard library's hasher.
+    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for byte in workflow_id.bytes().chain(n.to_le_bytes()) {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    uuid_from(hash)
 }
 
 /// A definition being interpreted.
@@ -81,32 +143,61 @@ pub struct Interpreter {
     task_defs: HashMap<String, TaskDef>,
     root: Frame,
     next_id: u64,
+    workflow_id: String,
+    mocks: Mocks,
 }
 
 impl Interpreter {
-    /// Start interpreting `definition` on the workflow `input`.
-    pub fn new(definition: Arc<WorkflowDef>, input: Value) -> Interpreter {
+    /// Start interpreting `definition` on the workflow `input` (its `inputTemplate`
+    /// filling keys the input leaves out).
+    pub fn new(definition: Arc<WorkflowDef>, input: Value, options: RunOptions) -> Interpreter {
         let task_defs = definition
             .task_definitions
             .iter()
             .map(|d| (d.name.clone(), d.clone()))
             .collect();
-        let root = Frame::new(definition.tasks.clone(), initial_context(input));
+        let mut input = input;
+        if let Value::Object(map) = &mut input {
+            for (key, value) in &definition.input_template {
+                map.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        let workflow = json!({
+            "input": input,
+            "output": {},
+            "status": "RUNNING",
+            "workflowId": options.workflow_id,
+            "parentWorkflowId": null,
+            "parentWorkflowTaskId": null,
+            "workflowType": definition.name,
+            "version": definition.version.unwrap_or(1),
+            "correlationId": options.correlation_id,
+            "reasonForIncompletion": null,
+            "schemaVersion": 2,
+            "variables": definition.variables,
+        });
+        let mut context = Context::new();
+        context.insert("workflow".into(), Arc::new(workflow));
+        let root = Frame::new(definition.tasks.clone(), context);
         Interpreter {
             definition,
             task_defs,
             root,
             next_id: 0,
+            workflow_id: options.workflow_id,
+            mocks: options.mocks,
         }
     }
 
-    /// Advance as far as possible: the component tasks that became ready (none when the
+    /// Advance as far as possible: the worker tasks that became ready (none when the
     /// workflow has finished or waits only on running tasks).
     pub fn start(&mut self) -> Vec<ReadyTask> {
         let mut ready = Vec::new();
         let mut scope = Scope {
             task_defs: &self.task_defs,
             next_id: &mut self.next_id,
+            workflow_id: &self.workflow_id,
+            mocks: &mut self.mocks,
             ready: &mut ready,
         };
         self.root.advance(&mut scope);
@@ -124,6 +215,12 @@ impl Interpreter {
         matches!(self.root.state, State::Done(_))
     }
 
+    /// End the run now with `ending`: tasks still running are recorded `CANCELED`.
+    pub fn end(&mut self, ending: Ending) {
+        self.root.cancel(&ending.reason);
+        self.root.state = State::Done(Some(ending));
+    }
+
     /// The workflow's result: its `outputParameters` resolved when it completed. Called
     /// before it finished, the result is a failure saying so.
     pub fn result(self) -> WorkflowResult {
@@ -133,26 +230,45 @@ impl Interpreter {
             context,
             ..
         } = self.root;
-        let failure = match state {
-            State::Done(failure) => failure,
-            _ => Some("the workflow stopped before its tasks finished".into()),
+        let ending = match state {
+            State::Done(ending) => ending,
+            _ => Some(Ending::failed(
+                "the workflow stopped before its tasks finished",
+            )),
         };
-        finish(&self.definition, records, &context, failure)
+        finish(&self.definition, records, &context, ending)
     }
 }
 
 /// Run `definition` on `input` with `executor`: the tasks that are ready run at once
 /// (a FORK_JOIN's branches in parallel); each result advances the interpreter. Results
 /// are taken in the order the tasks were started whenever several are ready at once,
-/// so a replay sees the same order.
+/// so a replay sees the same order. A workflow `timeoutSeconds` with `TIME_OUT_WF` ends
+/// it `TIMED_OUT` when it passes, the tasks still running `CANCELED`.
 pub async fn drive<E: TaskExecutor>(
     executor: &E,
     definition: Arc<WorkflowDef>,
     input: Value,
+    options: RunOptions,
 ) -> WorkflowResult {
-    let mut interpreter = Interpreter::new(definition, input);
+    let deadline = (definition.timeout_seconds > 0
+        && definition.timeout_policy == WorkflowTimeoutPolicy::TimeOutWf)
+        .then(|| {
+            executor
+                .now_ms()
+                .saturating_add(definition.timeout_seconds.saturating_mul(1000))
+        });
+    let timeout = definition.timeout_seconds;
+    let timed_out = move || Ending {
+        status: WorkflowStatus::TimedOut,
+        reason: format!(
+            "Workflow timed out after {timeout} seconds. Timeout configured as {timeout} seconds. Timeout policy configured to TIME_OUT_WF"
+        ),
+    };
+    let mut interpreter = Interpreter::new(definition, input, options);
     let mut running: Vec<(TaskId, Pin<Box<E::Run>>)> = Vec::new();
     let mut ready = interpreter.start();
+    let mut wake = deadline.map(|at| Box::pin(executor.wake_at(at)));
     loop {
         for task in ready.drain(..) {
             let id = task.id;
@@ -161,34 +277,51 @@ pub async fn drive<E: TaskExecutor>(
         if running.is_empty() {
             break;
         }
-        let (id, result) = std::future::poll_fn(|cx| {
+        let next = std::future::poll_fn(|cx| {
+            if let Some(wake) = wake.as_mut()
+                && wake.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(None);
+            }
             for i in 0..running.len() {
                 if let Poll::Ready(result) = running[i].1.as_mut().poll(cx) {
                     let (id, _) = running.remove(i);
-                    return Poll::Ready((id, result));
+                    return Poll::Ready(Some((id, result)));
                 }
             }
             Poll::Pending
         })
         .await;
+        let Some((id, result)) = next else {
+            interpreter.end(timed_out());
+            break;
+        };
         ready = interpreter.complete(id, result);
+        if deadline.is_some_and(|at| executor.now_ms() >= at) && !interpreter.finished() {
+            interpreter.end(timed_out());
+            break;
+        }
     }
     interpreter.result()
 }
 
-/// The start of a run's context: `{"workflow": {"input": …}}`.
-fn initial_context(input: Value) -> Context {
-    let mut context = Context::new();
-    context.insert("workflow".into(), Arc::new(json!({ "input": input })));
-    context
-}
-
-/// What advancing needs besides the frame: task definitions, the id counter, and where
+/// What advancing needs besides the frame: task definitions, ids, mocks, and where
 /// ready tasks go.
 struct Scope<'a> {
     task_defs: &'a HashMap<String, TaskDef>,
     next_id: &'a mut u64,
+    workflow_id: &'a str,
+    mocks: &'a mut Mocks,
     ready: &'a mut Vec<ReadyTask>,
+}
+
+impl Scope<'_> {
+    /// A fresh id and Conductor task id.
+    fn ids(&mut self) -> (TaskId, String) {
+        let n = *self.next_id;
+        *self.next_id += 1;
+        (TaskId(n), task_id_of(self.workflow_id, n))
+    }
 }
 
 /// A list of tasks run in order (the workflow's, a fork branch's, a switch case's),
@@ -207,18 +340,22 @@ struct Frame {
 enum State {
     /// The next task may start.
     Ready,
-    /// A component task (`tasks[next - 1]`) is running.
+    /// A worker task (`tasks[next - 1]`) is running.
     Running {
         id: TaskId,
-        component: String,
+        task_id: String,
+        task_type: String,
         input: Value,
     },
     /// A FORK_JOIN (`tasks[next - 1]`) waits for its branches.
-    Forked { branches: Vec<Frame> },
+    Forked {
+        branches: Vec<Frame>,
+        task_id: String,
+    },
     /// A SWITCH runs its chosen case.
     Switched { case: Box<Frame> },
-    /// The list finished: `Some` with the failure that stopped it.
-    Done(Option<String>),
+    /// The list finished: `Some` with what stopped it.
+    Done(Option<Ending>),
 }
 
 impl Frame {
@@ -236,14 +373,32 @@ impl Frame {
         matches!(self.state, State::Done(_))
     }
 
-    /// Record a finished task and its context entry; a failure stops the list unless
-    /// the task is optional.
-    fn push(&mut self, done: TaskRecord, failure: Option<String>, optional: bool) {
-        self.context.insert(done.reference.clone(), entry(&done));
+    /// Record a finished worker task and its context entry, as Conductor's decider
+    /// would: a failed optional task becomes `COMPLETED_WITH_ERRORS` and the list goes
+    /// on; a task `TIMED_OUT` (its timeout policy `TIME_OUT_WF`, or out of retries) ends
+    /// the workflow `TIMED_OUT`; any other failure ends it `FAILED`.
+    fn push(&mut self, mut done: TaskRecord, failure: Option<String>, optional: bool) {
+        let failed = !matches!(done.status, TaskStatus::Completed);
+        if failed && optional {
+            done.status = TaskStatus::CompletedWithErrors;
+        }
+        self.context.insert(
+            done.reference.clone(),
+            entry(&done, failure.as_deref().filter(|_| failed)),
+        );
+        let status = done.status;
         self.records.push(done);
-        self.state = match failure {
-            Some(failure) if !optional => State::Done(Some(failure)),
-            _ => State::Ready,
+        self.state = match (failed && !optional, status) {
+            (false, _) => State::Ready,
+            (true, TaskStatus::TimedOut) => State::Done(Some(Ending {
+                status: WorkflowStatus::TimedOut,
+                reason: failure.unwrap_or_default(),
+            })),
+            (true, TaskStatus::Canceled) => State::Done(Some(Ending {
+                status: WorkflowStatus::Terminated,
+                reason: failure.unwrap_or_default(),
+            })),
+            (true, _) => State::Done(Some(Ending::failed(failure.unwrap_or_default()))),
         };
     }
 
@@ -251,7 +406,7 @@ impl Frame {
         loop {
             match &mut self.state {
                 State::Done(_) | State::Running { .. } => return,
-                State::Forked { branches } => {
+                State::Forked { branches, .. } => {
                     for branch in branches.iter_mut() {
                         branch.advance(scope);
                     }
@@ -263,16 +418,16 @@ impl Frame {
                 }
                 State::Switched { case } => {
                     case.advance(scope);
-                    let State::Done(failure) = &case.state else {
+                    let State::Done(ending) = &case.state else {
                         return;
                     };
-                    let failure = failure.clone();
+                    let ending = ending.clone();
                     let case =
                         std::mem::replace(case, Box::new(Frame::new(Vec::new(), Context::new())));
                     self.records.extend(case.records);
                     self.context = case.context;
-                    self.state = match failure {
-                        Some(failure) => State::Done(Some(failure)),
+                    self.state = match ending {
+                        Some(ending) => State::Done(Some(ending)),
                         None => State::Ready,
                     };
                 }
@@ -285,29 +440,80 @@ impl Frame {
     /// (the first branch's wins), the first branch failure stops the list; else the
     /// FORK_JOIN's own record.
     fn join_branches(&mut self, branches: Vec<Frame>) {
-        let mut failure = None;
+        let task_id = match &self.state {
+            State::Forked { task_id, .. } => task_id.clone(),
+            _ => String::new(),
+        };
+        let mut ending = None;
         for branch in branches {
             self.records.extend(branch.records);
             for (key, value) in branch.context {
                 self.context.entry(key).or_insert(value);
             }
-            if let State::Done(Some(branch_failure)) = branch.state {
-                failure = failure.or(Some(branch_failure));
+            if let State::Done(Some(branch_ending)) = branch.state {
+                ending = ending.or(Some(branch_ending));
             }
         }
-        if let Some(failure) = failure {
-            self.state = State::Done(Some(failure));
+        if let Some(ending) = ending {
+            self.state = State::Done(Some(ending));
             return;
         }
         let task = &self.tasks[self.next - 1];
         let fork = record(
             task,
             "FORK_JOIN",
+            task_id,
             TaskStatus::Completed,
             json!({}),
             json!({}),
         );
         self.push(fork, None, false);
+    }
+
+    /// Record every task still running as `CANCELED` (the run ended without it).
+    fn cancel(&mut self, reason: &str) {
+        match std::mem::replace(&mut self.state, State::Done(None)) {
+            State::Running {
+                task_id,
+                task_type,
+                input,
+                ..
+            } => {
+                let task = &self.tasks[self.next - 1];
+                let mut canceled = record(
+                    task,
+                    &task_type,
+                    task_id,
+                    TaskStatus::Canceled,
+                    input,
+                    json!({}),
+                );
+                canceled.attempts.push(Attempt {
+                    number: 1,
+                    started_ms: 0,
+                    duration_ms: 0,
+                    status: TaskStatus::Canceled,
+                    kind: None,
+                    message: Some(format!(
+                        "canceled ({reason}) while running: its request may have been sent and applied; check the record before running it again"
+                    )),
+                    wait_ms: None,
+                    wait_reason: None,
+                });
+                self.records.push(canceled);
+            }
+            State::Forked { branches, .. } => {
+                for mut branch in branches {
+                    branch.cancel(reason);
+                    self.records.extend(branch.records);
+                }
+            }
+            State::Switched { mut case } => {
+                case.cancel(reason);
+                self.records.extend(case.records);
+            }
+            State::Ready | State::Done(_) => {}
+        }
     }
 
     fn start_next(&mut self, scope: &mut Scope<'_>) {
@@ -320,22 +526,26 @@ impl Frame {
         let kind = match task.kind() {
             Ok(kind) => kind,
             Err(e) => {
-                self.state = State::Done(Some(format!("{reference}: {e}")));
+                self.state = State::Done(Some(Ending::failed(format!("{reference}: {e}"))));
                 return;
             }
         };
         match kind {
-            TaskKind::Component => {
-                let component = task.component().to_string();
-                let input = match expression::resolve(
-                    &Value::Object(task.input_parameters.clone()),
-                    &self.context,
-                ) {
+            TaskKind::Simple | TaskKind::Http => {
+                let (id, task_id) = scope.ids();
+                // Conductor's taskType: HTTP for an HTTP task, a SIMPLE task's name.
+                let task_type = match kind {
+                    TaskKind::Http => "HTTP".to_string(),
+                    _ => task.name.clone(),
+                };
+                let def = task.effective_def(scope.task_defs);
+                let input = match task_input(task, &def, &self.context, &task_id) {
                     Ok(input) => input,
                     Err(e) => {
                         let failed = record(
                             task,
-                            &component,
+                            &task_type,
+                            task_id,
                             TaskStatus::FailedWithTerminalError,
                             json!({}),
                             json!({}),
@@ -345,53 +555,66 @@ impl Frame {
                         return;
                     }
                 };
-                let id = TaskId(*scope.next_id);
-                *scope.next_id += 1;
+                if scope.mocks.has(&reference) {
+                    let result = mocked(scope.mocks, &reference, &def);
+                    let mut done = record(
+                        task,
+                        &task_type,
+                        task_id,
+                        result.status,
+                        input,
+                        result.output,
+                    );
+                    done.attempts = result.attempts;
+                    let optional = task.optional;
+                    self.push(done, result.failure, optional);
+                    return;
+                }
                 scope.ready.push(ReadyTask {
                     id,
+                    task_id: task_id.clone(),
                     reference,
-                    // A definition named as the task is written (`HTTP`) or as the
-                    // component it runs (`http`).
-                    def: scope
-                        .task_defs
-                        .get(&task.name)
-                        .or_else(|| scope.task_defs.get(&component))
-                        .cloned()
-                        .unwrap_or_default(),
-                    component: component.clone(),
+                    def,
+                    component: task.component().to_string(),
                     input: input.clone(),
                 });
                 self.state = State::Running {
                     id,
-                    component,
+                    task_id,
+                    task_type,
                     input,
                 };
             }
             TaskKind::Join => {
-                let join = join_record(task, &self.context);
+                let (_, task_id) = scope.ids();
+                let join = join_record(task, &self.context, task_id);
                 let optional = task.optional;
                 self.push(join, None, optional);
             }
             TaskKind::ForkJoin => {
+                let (_, task_id) = scope.ids();
                 let branches = task
                     .fork_tasks
                     .iter()
                     .map(|branch| Frame::new(branch.clone(), self.context.clone()))
                     .collect();
-                self.state = State::Forked { branches };
+                self.state = State::Forked { branches, task_id };
             }
-            TaskKind::Switch => match evaluate_switch(task, &self.context) {
-                Err(failure) => self.state = State::Done(Some(failure)),
-                Ok((switch, list)) => {
-                    self.context
-                        .insert(switch.reference.clone(), entry(&switch));
-                    self.records.push(switch);
-                    let context = std::mem::take(&mut self.context);
-                    self.state = State::Switched {
-                        case: Box::new(Frame::new(list, context)),
-                    };
+            TaskKind::Switch | TaskKind::Decision => {
+                let (_, task_id) = scope.ids();
+                match evaluate_switch(task, &self.context, task_id) {
+                    Err(failure) => self.state = State::Done(Some(Ending::failed(failure))),
+                    Ok((switch, list)) => {
+                        self.context
+                            .insert(switch.reference.clone(), entry(&switch, None));
+                        self.records.push(switch);
+                        let context = std::mem::take(&mut self.context);
+                        self.state = State::Switched {
+                            case: Box::new(Frame::new(list, context)),
+                        };
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -400,19 +623,29 @@ impl Frame {
         match &mut self.state {
             State::Running { id: running, .. } if *running == id => {
                 let State::Running {
-                    component, input, ..
+                    task_id,
+                    task_type,
+                    input,
+                    ..
                 } = std::mem::replace(&mut self.state, State::Ready)
                 else {
                     unreachable!("matched Running above");
                 };
                 let task = &self.tasks[self.next - 1];
-                let mut done = record(task, &component, result.status, input, result.output);
+                let mut done = record(
+                    task,
+                    &task_type,
+                    task_id,
+                    result.status,
+                    input,
+                    result.output,
+                );
                 done.attempts = result.attempts;
                 let optional = task.optional;
                 self.push(done, result.failure, optional);
                 None
             }
-            State::Forked { branches } => {
+            State::Forked { branches, .. } => {
                 let mut result = Some(result);
                 for branch in branches.iter_mut() {
                     match result.take() {
@@ -425,6 +658,81 @@ impl Frame {
             State::Switched { case } => case.complete(id, result),
             _ => Some(result),
         }
+    }
+}
+
+/// A worker task's input as Conductor's `getTaskInputV2` makes it: the task definition's
+/// `inputTemplate` fills keys the task leaves out, expressions are resolved, and a key
+/// that resolved to null takes the template's value.
+fn task_input(
+    task: &WorkflowTask,
+    def: &TaskDef,
+    context: &Context,
+    task_id: &str,
+) -> Result<Value, expression::ExpressionError> {
+    let mut parameters = task.input_parameters.clone();
+    for (key, value) in &def.input_template {
+        parameters
+            .entry(key.clone())
+            .or_insert_with(|| value.clone());
+    }
+    let resolved =
+        expression::resolve_for_task(&Value::Object(parameters), context, Some(task_id))?;
+    let Value::Object(mut resolved) = resolved else {
+        return Ok(resolved);
+    };
+    for (key, value) in resolved.iter_mut() {
+        if value.is_null()
+            && let Some(template) = def.input_template.get(key)
+        {
+            *value = template.clone();
+        }
+    }
+    Ok(Value::Object(resolved))
+}
+
+/// A mocked task's executions: one entry per attempt, retried (without waiting) under
+/// the task definition's `retryCount` while an entry says `FAILED`.
+fn mocked(mocks: &mut Mocks, reference: &str, def: &TaskDef) -> TaskResult {
+    let retries = def.retry_count.min(crate::definition::MAX_RETRY_COUNT);
+    let mut attempts = Vec::new();
+    let mut number = 1;
+    loop {
+        let Some(mock) = mocks.take(reference) else {
+            return TaskResult::terminal(format!("task {reference}: no mock left"));
+        };
+        attempts.push(Attempt {
+            number,
+            started_ms: 0,
+            duration_ms: 0,
+            status: mock.status,
+            kind: None,
+            message: Some("mocked (--mock-outputs)".into()),
+            wait_ms: None,
+            wait_reason: None,
+        });
+        let failure = match mock.status {
+            TaskStatus::Completed => None,
+            status => Some(format!(
+                "task {reference} failed: its mock says {}{}",
+                status.as_str(),
+                mock.output
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )),
+        };
+        if mock.status == TaskStatus::Failed && number <= retries {
+            number += 1;
+            continue;
+        }
+        return TaskResult {
+            status: mock.status,
+            attempts,
+            output: mock.output,
+            failure,
+        };
     }
 }
 
@@ -450,11 +758,11 @@ mod tests {
         }))
         .unwrap();
         let input = json!({ "id": "x", "blob": "b".repeat(5 << 20) });
-        let mut interpreter = Interpreter::new(Arc::new(definition), input);
+        let mut interpreter = Interpreter::new(Arc::new(definition), input, RunOptions::fresh());
         let ready = interpreter.start();
         assert_eq!(ready.len(), 1000);
         assert_eq!(ready[999].input, json!({ "id": "x" }));
-        let State::Forked { branches } = &interpreter.root.state else {
+        let State::Forked { branches, .. } = &interpreter.root.state else {
             panic!("the fork is running");
         };
         let workflow = &interpreter.root.context["workflow"];

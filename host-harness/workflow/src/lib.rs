@@ -8,11 +8,14 @@ pub mod definition;
 pub mod expression;
 pub mod interpreter;
 mod local;
+pub mod mocks;
 mod record;
 pub mod validate;
 
+pub use interpreter::RunOptions;
 pub use local::{
     BaseUrlFor, Clock, MAX_WAIT_MS, ManualClock, Progress, SystemClock, WorkflowRunner,
     prepare_in_workflow,
 };
-pub use record::{Attempt, TaskRecord, WorkflowResult, WorkflowStatus};
+pub use mocks::Mocks;
+pub use record::{Attempt, Ending, TaskRecord, WorkflowResult, WorkflowStatus};

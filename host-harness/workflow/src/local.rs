@@ -3,7 +3,8 @@
 //! applied is never re-sent blindly), on a [`Clock`] tests can drive.
 
 use crate::definition::{self, TaskDef, WorkflowDef};
-use crate::interpreter::{self, ReadyTask, TaskExecutor, TaskResult};
+use crate::expression;
+use crate::interpreter::{self, ReadyTask, RunOptions, TaskExecutor, TaskResult};
 use crate::record::{Attempt, WorkflowResult};
 use harness_runner::{self as runner, ErrorKind, TaskOutcome, TaskStatus};
 use harness_sandbox::Sandbox;
@@ -21,6 +22,10 @@ pub trait Clock: Send + Sync {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     /// A random jitter in `0..=max_ms`.
     fn jitter_ms(&self, max_ms: u64) -> u64;
+    /// Resolves at `at_ms` (a workflow's deadline).
+    fn wake_at(&self, at_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.sleep(Duration::from_millis(at_ms.saturating_sub(self.now_ms())))
+    }
 }
 
 /// The real clock.
@@ -85,6 +90,15 @@ impl Clock for ManualClock {
     fn jitter_ms(&self, max_ms: u64) -> u64 {
         max_ms
     }
+    /// Time moves only when something sleeps: a deadline not yet reached never wakes
+    /// by itself (the interpreter checks it each time a task ends).
+    fn wake_at(&self, at_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        if self.now_ms() >= at_ms {
+            Box::pin(async {})
+        } else {
+            Box::pin(std::future::pending())
+        }
+    }
 }
 
 /// Where a task input without `baseUrl` (or an `http` task with a relative `uri`) is sent.
@@ -136,9 +150,51 @@ impl WorkflowRunner {
         self
     }
 
-    /// Run a definition on a workflow input.
+    /// Run a definition on a workflow input, with a fresh workflow id.
     pub async fn run(&self, definition: &WorkflowDef, input: Value) -> WorkflowResult {
-        interpreter::drive(self, Arc::new(definition.clone()), input).await
+        self.run_with(definition, input, RunOptions::fresh()).await
+    }
+
+    /// Run a definition on a workflow input as the run `options` (ids, mocks).
+    pub async fn run_with(
+        &self,
+        definition: &WorkflowDef,
+        input: Value,
+        options: RunOptions,
+    ) -> WorkflowResult {
+        interpreter::drive(self, Arc::new(definition.clone()), input, options).await
+    }
+}
+
+/// `${workflow.secrets.NAME}` in a task's input, from `[secrets]` of the configuration,
+/// substituted only now that the task is handed over (records keep the reference).
+fn with_secrets(
+    input: &Value,
+    connections: Option<&harness_config::Connections>,
+) -> Result<Value, String> {
+    let failure = Mutex::new(None);
+    let lookup = |name: &str| match connections?.secret(name)? {
+        Ok(secret) => Some(secret),
+        Err(e) => {
+            if let Ok(mut failure) = failure.lock() {
+                *failure = Some(e);
+            }
+            None
+        }
+    };
+    let substituted = expression::substitute_secrets(input, &lookup);
+    if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
+        return Err(e);
+    }
+    substituted
+}
+
+/// Aborts a spawned task when dropped: a run that ends (its timeout) stops its tasks.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -150,11 +206,23 @@ impl TaskExecutor for WorkflowRunner {
         let runner = self.clone();
         let reference = task.reference.clone();
         let running = tokio::spawn(async move { runner.run_component(task).await });
+        let abort = AbortOnDrop(running.abort_handle());
         Box::pin(async move {
+            let _abort = abort;
             running.await.unwrap_or_else(|e| {
                 TaskResult::terminal(format!("task {reference}: the task stopped: {e}"))
             })
         })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    type Wake<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    fn wake_at(&self, at_ms: u64) -> Self::Wake<'_> {
+        self.clock.wake_at(at_ms)
     }
 }
 
@@ -170,6 +238,20 @@ pub fn prepare_in_workflow(
     credentials: Option<&Arc<harness_config::Credentials>>,
     policy: &harness_sandbox::policy::PolicyConfig,
 ) -> Result<runner::PreparedInput, Box<TaskOutcome>> {
+    let substituted;
+    let input = if expression::holds_secret(input) {
+        substituted = with_secrets(input, credentials.map(|c| c.connections())).map_err(|e| {
+            Box::new(TaskOutcome::failed(
+                component,
+                runner::TaskFailure::new(ErrorKind::InvalidInput, e),
+                false,
+                false,
+            ))
+        })?;
+        &substituted
+    } else {
+        input
+    };
     let has_server = runner::names_server(component, input);
     let default_server = base_url_for(component);
     let base = if has_server {
@@ -230,15 +312,16 @@ impl WorkflowRunner {
             let (sandbox, policy) = (&self.sandbox, prepared.policy.clone());
             // timeoutSeconds counts from when the attempt starts running, as Conductor
             // counts it from IN_PROGRESS: not while it waits for a slot in the pool.
-            let outcome = if def.timeout_seconds > 0 {
-                let within = Duration::from_secs(def.timeout_seconds);
+            let limit = def.attempt_limit_seconds();
+            let outcome = if limit > 0 {
+                let within = Duration::from_secs(limit);
                 runner::run_task_within(sandbox, &component, &prepared.input, policy, within)
                     .await
                     .map(|outcome| {
                         outcome.unwrap_or_else(|| {
                             timed_out(
                                 &component,
-                                def.timeout_seconds,
+                                &def,
                                 runner::is_idempotent(sandbox, &component, &prepared.input),
                             )
                         })
@@ -275,7 +358,11 @@ impl WorkflowRunner {
             };
             // A definition that skipped validation still gets at most Conductor's 10.
             let retry_count = def.retry_count.min(definition::MAX_RETRY_COUNT);
-            let may_retry = runner::may_resend(&outcome) && number <= retry_count;
+            // A timeout under TIME_OUT_WF ends the workflow; it is not retried.
+            let times_out_workflow = outcome.status == TaskStatus::TimedOut
+                && def.timeout_policy == definition::TaskTimeoutPolicy::TimeOutWf;
+            let may_retry =
+                runner::may_resend(&outcome) && number <= retry_count && !times_out_workflow;
             let wait = may_retry
                 .then(|| wait_before(&def, number + 1, failure.retry_after_ms, clock.as_ref()));
             let over_total = wait.as_ref().is_some_and(|(ms, _)| {
@@ -317,6 +404,8 @@ impl WorkflowRunner {
                             " (the next wait would pass totalTimeoutSeconds {})",
                             def.total_timeout_seconds
                         )
+                    } else if times_out_workflow {
+                        " (timeoutPolicy TIME_OUT_WF)".to_string()
                     } else if failure.kind.retryable() && number > retry_count {
                         format!(" (after {number} attempts)")
                     } else if failure.kind.retryable() {
@@ -376,11 +465,22 @@ fn wait_before(
     }
 }
 
-fn timed_out(task: &str, seconds: u64, idempotent: bool) -> TaskOutcome {
+/// An attempt cut off at its task definition's limit: `TIMED_OUT`.
+fn timed_out(task: &str, def: &TaskDef, idempotent: bool) -> TaskOutcome {
+    let limit = def.attempt_limit_seconds();
+    let which = if def.timeout_policy != definition::TaskTimeoutPolicy::AlertOnly
+        && def.timeout_seconds == limit
+    {
+        "timeoutSeconds"
+    } else {
+        "responseTimeoutSeconds"
+    };
     let failure = runner::TaskFailure::new(
         ErrorKind::Transport,
-        format!("the attempt exceeded timeoutSeconds ({seconds} s)"),
+        format!("the attempt exceeded {which} ({limit} s)"),
     );
     // The attempt may have sent its request before it was cut off.
-    TaskOutcome::failed(task, failure, true, idempotent)
+    let mut outcome = TaskOutcome::failed(task, failure, true, idempotent);
+    outcome.status = TaskStatus::TimedOut;
+    outcome
 }

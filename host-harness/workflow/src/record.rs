@@ -1,7 +1,7 @@
 //! What a run reports: each task's record and attempts, the workflow's result, and the
 //! pieces of the interpreter that build them (JOIN and SWITCH records, context entries).
 
-use crate::definition::{WorkflowDef, WorkflowTask};
+use crate::definition::{TaskKind, WorkflowDef, WorkflowTask};
 use crate::expression::{self, Context};
 use harness_runner::{ErrorKind, TaskStatus};
 use serde_json::{Map, Value, json};
@@ -14,14 +14,20 @@ pub enum WorkflowStatus {
     Completed,
     /// A task failed it, or its output did not resolve.
     Failed,
+    /// A task that timed out with `TIME_OUT_WF`, or the workflow's own `timeoutSeconds`.
+    TimedOut,
+    /// Ended by a TERMINATE task or a canceled task.
+    Terminated,
 }
 
 impl WorkflowStatus {
-    /// The status as printed: `COMPLETED` or `FAILED`.
+    /// The status as printed: `COMPLETED`, `FAILED`, `TIMED_OUT` or `TERMINATED`.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkflowStatus::Completed => "COMPLETED",
             WorkflowStatus::Failed => "FAILED",
+            WorkflowStatus::TimedOut => "TIMED_OUT",
+            WorkflowStatus::Terminated => "TERMINATED",
         }
     }
 }
@@ -53,6 +59,25 @@ pub struct Attempt {
     pub wait_reason: Option<String>,
 }
 
+/// How a run, or a task list within it, ended early: the workflow's status and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// `FAILED`, `TIMED_OUT` or `TERMINATED`.
+    pub status: WorkflowStatus,
+    /// Conductor's `reasonForIncompletion`.
+    pub reason: String,
+}
+
+impl Ending {
+    /// A failure for `reason`.
+    pub fn failed(reason: impl Into<String>) -> Ending {
+        Ending {
+            status: WorkflowStatus::Failed,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// One task of a run, as the result reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
@@ -60,6 +85,10 @@ pub struct TaskRecord {
     pub reference: String,
     /// Task name (or the control type).
     pub task: String,
+    /// Conductor's `taskType`: the type (`HTTP`, `SWITCH`, …), or a SIMPLE task's name.
+    pub task_type: String,
+    /// Conductor's `taskId`.
+    pub task_id: String,
     /// Final status.
     pub status: TaskStatus,
     /// Every attempt (component tasks).
@@ -111,6 +140,8 @@ impl WorkflowResult {
                 json!({
                     "ref": t.reference,
                     "task": t.task,
+                    "taskType": t.task_type,
+                    "taskId": t.task_id,
                     "status": t.status.as_str(),
                     "attempts": attempts,
                     "input": redacted(&t.input),
@@ -136,10 +167,10 @@ pub(crate) fn finish(
     definition: &WorkflowDef,
     records: Vec<TaskRecord>,
     context: &Context,
-    failure: Option<String>,
+    ending: Option<Ending>,
 ) -> WorkflowResult {
-    let (status, output, reason) = match failure {
-        Some(reason) => (WorkflowStatus::Failed, json!({}), Some(reason)),
+    let (status, output, reason) = match ending {
+        Some(Ending { status, reason }) => (status, json!({}), Some(reason)),
         None => match expression::resolve(
             &Value::Object(definition.output_parameters.clone()),
             context,
@@ -162,7 +193,7 @@ pub(crate) fn finish(
 }
 
 /// A JOIN's record: the outputs of the tasks it joins on.
-pub(crate) fn join_record(task: &WorkflowTask, context: &Context) -> TaskRecord {
+pub(crate) fn join_record(task: &WorkflowTask, context: &Context, task_id: String) -> TaskRecord {
     let output: Map<String, Value> = task
         .join_on
         .iter()
@@ -179,41 +210,57 @@ pub(crate) fn join_record(task: &WorkflowTask, context: &Context) -> TaskRecord 
     record(
         task,
         "JOIN",
+        task_id,
         TaskStatus::Completed,
         json!({}),
         Value::Object(output),
     )
 }
 
-/// A SWITCH evaluated on `context` (`value-param`: the value of the input parameter named
-/// by `expression` picks the case, else `defaultCase`): its record and the tasks to run.
-/// The error is the workflow's failure reason.
+/// A SWITCH (`value-param`) or DECISION (`caseValueParam`) evaluated on `context`, as
+/// Conductor's mappers do: the value of the input parameter named by `expression` (or
+/// `caseValueParam`), written as Java writes it (`null` when missing), picks the case,
+/// else `defaultCase`. The record has `evaluationResult` and `selectedCase` (SWITCH) or
+/// `caseOutput` (DECISION), and the input gets `case`. The error is the failure reason.
 pub(crate) fn evaluate_switch(
     task: &WorkflowTask,
     context: &Context,
+    task_id: String,
 ) -> Result<(TaskRecord, Vec<WorkflowTask>), String> {
-    let input = expression::resolve(&Value::Object(task.input_parameters.clone()), context)
-        .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
-    let key = task.expression.clone().unwrap_or_default();
-    let chosen = match input.get(&key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    };
+    let input = expression::resolve_for_task(
+        &Value::Object(task.input_parameters.clone()),
+        context,
+        Some(&task_id),
+    )
+    .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
+    let decision = matches!(task.kind(), Ok(TaskKind::Decision));
+    let key = if decision {
+        task.case_value_param.clone()
+    } else {
+        task.expression.clone()
+    }
+    .unwrap_or_default();
+    let chosen = expression::java_string(input.get(&key).unwrap_or(&Value::Null), false);
     let cases = task
         .cases()
         .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
-    let (case, list) = cases
+    let list = cases
         .into_iter()
         .find(|(case, _)| *case == chosen)
-        .unwrap_or_else(|| ("defaultCase".to_string(), task.default_case.clone()));
-    let switch = record(
-        task,
-        "SWITCH",
-        TaskStatus::Completed,
-        input,
-        json!({ "evaluationResult": [case] }),
-    );
+        .map_or_else(|| task.default_case.clone(), |(_, list)| list);
+    let mut input = input;
+    if let Value::Object(map) = &mut input {
+        map.insert("case".into(), chosen.clone().into());
+    }
+    let (name, output) = if decision {
+        ("DECISION", json!({ "caseOutput": [chosen] }))
+    } else {
+        (
+            "SWITCH",
+            json!({ "evaluationResult": [chosen], "selectedCase": chosen }),
+        )
+    };
+    let switch = record(task, name, task_id, TaskStatus::Completed, input, output);
     Ok((switch, list))
 }
 
@@ -245,16 +292,20 @@ pub(crate) fn redacted(input: &Value) -> Value {
     input
 }
 
+/// A task's record; `task_type` is the control type, the component, or `HTTP`.
 pub(crate) fn record(
     task: &WorkflowTask,
-    name: &str,
+    task_type: &str,
+    task_id: String,
     status: TaskStatus,
     input: Value,
     output: Value,
 ) -> TaskRecord {
     TaskRecord {
         reference: task.task_reference_name.clone(),
-        task: name.to_string(),
+        task: task.name.clone(),
+        task_type: task_type.to_string(),
+        task_id,
         status,
         attempts: Vec::new(),
         input,
@@ -262,9 +313,19 @@ pub(crate) fn record(
     }
 }
 
-/// A task's entry in the run context, which later expressions read (`${ref.output…}`).
-pub(crate) fn entry(record: &TaskRecord) -> Arc<Value> {
-    Arc::new(
-        json!({ "input": record.input, "output": record.output, "status": record.status.as_str() }),
-    )
+/// A task's entry in the run context, which later expressions read (`${ref.output…}`),
+/// with the fields Conductor's `ParametersUtils` gives a task.
+pub(crate) fn entry(record: &TaskRecord, reason: Option<&str>) -> Arc<Value> {
+    let retries = record.attempts.len().saturating_sub(1);
+    Arc::new(json!({
+        "input": record.input,
+        "output": record.output,
+        "status": record.status.as_str(),
+        "taskType": record.task_type,
+        "referenceTaskName": record.reference,
+        "taskDefName": record.task,
+        "taskId": record.task_id,
+        "retryCount": retries,
+        "reasonForIncompletion": reason,
+    }))
 }

@@ -1,7 +1,7 @@
 //! `harness validate`: every problem of a definition at once, each with its JSON path.
 
-use super::definition::{TaskKind, WorkflowDef, WorkflowTask};
-use super::expression::{self, Step};
+use super::definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask};
+use super::expression;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -14,56 +14,188 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Check a definition (as JSON) against the known task and connection names.
-/// The literal values of task inputs are also checked against the task's input JSON
-/// Schema (`schemas`: task name → schema; a task without one is not checked).
-pub fn validate(
-    definition: &Value,
-    known_tasks: &[&str],
-    known_connections: &[&str],
-    schemas: &BTreeMap<String, Value>,
-) -> Vec<Problem> {
+/// What a definition is checked against: the components that exist, the connections,
+/// each component's input schema, the tasks mocked for this run, and the secrets.
+#[derive(Debug, Clone, Copy)]
+pub struct Catalog<'a> {
+    /// Component names (ours and the user's).
+    pub tasks: &'a [&'a str],
+    /// Connection names (`None`: not known here, not checked).
+    pub connections: Option<&'a [&'a str]>,
+    /// Input JSON Schema per component (a component without one is not checked).
+    pub schemas: &'a BTreeMap<String, Value>,
+    /// Task references answered by `--mock-outputs`.
+    pub mocked: &'a BTreeSet<String>,
+    /// `[secrets]` names, when known.
+    pub secrets: Option<&'a [&'a str]>,
+}
+
+/// What validation found: problems stop a run; warnings name what the harness reads
+/// differently or not at all, and never stop it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Errors, each with its JSON path.
+    pub problems: Vec<Problem>,
+    /// Warnings, each with its JSON path.
+    pub warnings: Vec<Problem>,
+}
+
+/// Workflow fields that only describe a definition: no warning.
+const WORKFLOW_METADATA: [&str; 14] = [
+    "ownerEmail",
+    "ownerApp",
+    "createTime",
+    "updateTime",
+    "createdBy",
+    "updatedBy",
+    "schemaVersion",
+    "restartable",
+    "accessPolicy",
+    "tags",
+    "metadata",
+    "overwriteTags",
+    "workflowStatusListenerEnabled",
+    "workflowStatusListenerSink",
+];
+
+/// Task-definition fields that only describe it, or concern polling workers the harness
+/// does not have: no warning.
+const TASK_DEF_METADATA: [&str; 16] = [
+    "description",
+    "ownerEmail",
+    "ownerApp",
+    "createTime",
+    "updateTime",
+    "createdBy",
+    "updatedBy",
+    "inputKeys",
+    "outputKeys",
+    "pollTimeoutSeconds",
+    "isolationGroupId",
+    "executionNameSpace",
+    "tags",
+    "baseType",
+    "taskStatusListenerEnabled",
+    "runtimeMetadata",
+];
+
+/// The fields Conductor gives `${workflow.…}`.
+const WORKFLOW_FIELDS: [&str; 13] = [
+    "input",
+    "output",
+    "status",
+    "workflowId",
+    "parentWorkflowId",
+    "parentWorkflowTaskId",
+    "workflowType",
+    "version",
+    "correlationId",
+    "reasonForIncompletion",
+    "schemaVersion",
+    "variables",
+    "secrets",
+];
+
+/// Check a definition (as JSON) against `catalog`: every problem and warning at once.
+/// The literal values of task inputs are also checked against the task's input schema.
+pub fn validate(definition: &Value, catalog: &Catalog<'_>) -> Report {
     let def: WorkflowDef = match serde_json::from_value(definition.clone()) {
         Ok(def) => def,
         Err(e) => {
-            return vec![Problem {
-                path: "$".into(),
-                message: format!("not a workflow definition: {e}"),
-            }];
+            return Report {
+                problems: vec![Problem {
+                    path: "$".into(),
+                    message: format!("not a workflow definition: {e}"),
+                }],
+                warnings: Vec::new(),
+            };
         }
     };
     let mut all = BTreeSet::new();
-    collect_references(&def.tasks, &mut all);
+    let mut names = BTreeSet::new();
+    collect_references(&def.tasks, &mut all, &mut names);
     let mut checker = Checker {
-        known: known_tasks,
-        connections: known_connections,
-        schemas,
-        inputs: def.input_parameters.iter().cloned().collect(),
+        catalog,
         all,
         seen: HashMap::new(),
-        problems: Vec::new(),
+        report: Report::default(),
     };
-    let mut available = BTreeSet::new();
-    checker.walk(&def.tasks, "$.tasks", &mut available);
+    checker.walk(&def.tasks, "$.tasks");
     for (name, value) in &def.output_parameters {
-        checker.references(value, &format!("$.outputParameters.{name}"), &available);
+        checker.references(value, &format!("$.outputParameters.{name}"));
     }
-    for (i, task_def) in def.task_definitions.iter().enumerate() {
-        let name = if task_def.name == "HTTP" {
-            "http"
-        } else {
-            task_def.name.as_str()
-        };
-        if !known_tasks.contains(&name) {
-            checker.problem(
-                format!("$.taskDefinitions[{i}].name"),
-                format!("unknown task `{}`", task_def.name),
+    for key in def.other.keys() {
+        if !WORKFLOW_METADATA.contains(&key.as_str()) {
+            checker.warning(
+                format!("$.{key}"),
+                format!("`{key}` is not applied by the harness (docs/conductor.md)"),
             );
         }
-        // Conductor's TaskDef: `@Max(10)` on retryCount.
+    }
+    if let Some(failure) = &def.failure_workflow
+        && !failure.is_empty()
+    {
+        checker.warning(
+            "$.failureWorkflow".into(),
+            format!("`{failure}` is not started when the workflow fails: the harness does not run failure workflows yet"),
+        );
+    }
+    for (i, task_def) in def.task_definitions.iter().enumerate() {
+        let at = format!("$.taskDefinitions[{i}]");
+        if !names.contains(&task_def.name) {
+            checker.warning(
+                format!("{at}.name"),
+                format!(
+                    "no task of this definition is named `{}`: it applies to none",
+                    task_def.name
+                ),
+            );
+        }
+        checker.task_def(task_def, &at);
+    }
+    checker.report
+}
+
+fn collect_references(
+    tasks: &[WorkflowTask],
+    all: &mut BTreeSet<String>,
+    names: &mut BTreeSet<String>,
+) {
+    for task in tasks {
+        all.insert(task.task_reference_name.clone());
+        names.insert(task.name.clone());
+        for branch in &task.fork_tasks {
+            collect_references(branch, all, names);
+        }
+        for (_, list) in task.cases().unwrap_or_default() {
+            collect_references(&list, all, names);
+        }
+        collect_references(&task.default_case, all, names);
+    }
+}
+
+struct Checker<'a> {
+    catalog: &'a Catalog<'a>,
+    all: BTreeSet<String>,
+    seen: HashMap<String, String>,
+    report: Report,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, path: String, message: String) {
+        self.report.problems.push(Problem { path, message });
+    }
+
+    fn warning(&mut self, path: String, message: String) {
+        self.report.warnings.push(Problem { path, message });
+    }
+
+    /// A task definition's limits and the fields the harness does not apply.
+    fn task_def(&mut self, task_def: &TaskDef, at: &str) {
+        // The ceiling this product holds retries to (Conductor's older `@Max(10)`).
         if task_def.retry_count > crate::definition::MAX_RETRY_COUNT {
-            checker.problem(
-                format!("$.taskDefinitions[{i}].retryCount"),
+            self.problem(
+                format!("{at}.retryCount"),
                 format!(
                     "must be at most {} (Conductor's limit), not {}",
                     crate::definition::MAX_RETRY_COUNT,
@@ -71,39 +203,17 @@ pub fn validate(
                 ),
             );
         }
-    }
-    checker.problems
-}
-
-fn collect_references(tasks: &[WorkflowTask], all: &mut BTreeSet<String>) {
-    for task in tasks {
-        all.insert(task.task_reference_name.clone());
-        for branch in &task.fork_tasks {
-            collect_references(branch, all);
+        for key in task_def.other.keys() {
+            if !TASK_DEF_METADATA.contains(&key.as_str()) {
+                self.warning(
+                    format!("{at}.{key}"),
+                    format!("`{key}` is not applied by the harness (docs/conductor.md)"),
+                );
+            }
         }
-        for (_, list) in task.cases().unwrap_or_default() {
-            collect_references(&list, all);
-        }
-        collect_references(&task.default_case, all);
-    }
-}
-
-struct Checker<'a> {
-    known: &'a [&'a str],
-    connections: &'a [&'a str],
-    schemas: &'a BTreeMap<String, Value>,
-    inputs: BTreeSet<String>,
-    all: BTreeSet<String>,
-    seen: HashMap<String, String>,
-    problems: Vec<Problem>,
-}
-
-impl Checker<'_> {
-    fn problem(&mut self, path: String, message: String) {
-        self.problems.push(Problem { path, message });
     }
 
-    fn walk(&mut self, tasks: &[WorkflowTask], path: &str, available: &mut BTreeSet<String>) {
+    fn walk(&mut self, tasks: &[WorkflowTask], path: &str) {
         for (i, task) in tasks.iter().enumerate() {
             let at = format!("{path}[{i}]");
             let reference = task.task_reference_name.clone();
@@ -125,33 +235,62 @@ impl Checker<'_> {
                     continue;
                 }
             };
+            for key in task.other.keys() {
+                if key != "description" {
+                    self.warning(
+                        format!("{at}.{key}"),
+                        format!("`{key}` is not applied by the harness (docs/conductor.md)"),
+                    );
+                }
+            }
+            if let Some(retries) = task.retry_count
+                && retries > crate::definition::MAX_RETRY_COUNT
+            {
+                self.problem(
+                    format!("{at}.retryCount"),
+                    format!(
+                        "must be at most {} (Conductor's limit), not {retries}",
+                        crate::definition::MAX_RETRY_COUNT
+                    ),
+                );
+            }
+            if let Some(inline) = &task.task_definition {
+                self.task_def(inline, &format!("{at}.taskDefinition"));
+            }
             self.references(
                 &Value::Object(task.input_parameters.clone()),
                 &format!("{at}.inputParameters"),
-                available,
             );
+            let mocked = self.catalog.mocked.contains(&reference);
             match kind {
-                TaskKind::Component => {
+                TaskKind::Simple | TaskKind::Http => {
                     if let Some(Value::String(name)) = task.input_parameters.get("connection")
+                        && let Some(connections) = self.catalog.connections
                         && !name.contains("${")
-                        && !self.connections.contains(&name.as_str())
+                        && !connections.contains(&name.as_str())
+                        && !mocked
                     {
                         self.problem(
                             format!("{at}.inputParameters.connection"),
                             format!(
                                 "unknown connection `{name}`; known: {}",
-                                self.connections.join(", ")
+                                connections.join(", ")
                             ),
                         );
                     }
-                    self.check_literal_input(task, &at);
-                    if !self.known.contains(&task.component()) {
+                    if !mocked {
+                        self.check_literal_input(task, &at);
+                    }
+                    if kind == TaskKind::Simple
+                        && !mocked
+                        && !self.catalog.tasks.contains(&task.component())
+                    {
                         self.problem(
                             format!("{at}.name"),
                             format!(
-                                "unknown task `{}`; known: {}, HTTP",
+                                "no component `{}` and no mock for `{reference}`: a SIMPLE task runs a component of that name (known: {}; or type HTTP), or give its output with --mock-outputs",
                                 task.name,
-                                self.known.join(", ")
+                                self.catalog.tasks.join(", ")
                             ),
                         );
                     }
@@ -163,68 +302,61 @@ impl Checker<'_> {
                             "a FORK_JOIN needs at least one branch".into(),
                         );
                     }
-                    let mut joined = BTreeSet::new();
                     for (j, branch) in task.fork_tasks.iter().enumerate() {
-                        let mut branch_available = available.clone();
-                        self.walk(
-                            branch,
-                            &format!("{at}.forkTasks[{j}]"),
-                            &mut branch_available,
-                        );
-                        joined.extend(branch_available);
+                        self.walk(branch, &format!("{at}.forkTasks[{j}]"));
                     }
-                    available.extend(joined);
                 }
                 TaskKind::Join => {
                     for (j, joined) in task.join_on.iter().enumerate() {
-                        if !available.contains(joined) {
+                        if !self.all.contains(joined) {
                             self.problem(
                                 format!("{at}.joinOn[{j}]"),
-                                format!("`{joined}` is not a task that ran before this JOIN"),
+                                format!("`{joined}` is no task of this definition"),
                             );
                         }
                     }
                 }
-                TaskKind::Switch => {
-                    if task
-                        .evaluator_type
-                        .as_deref()
-                        .is_some_and(|e| e != "value-param")
-                    {
+                TaskKind::Switch | TaskKind::Decision => {
+                    let (field, key) = if kind == TaskKind::Decision {
+                        ("caseValueParam", &task.case_value_param)
+                    } else {
+                        ("expression", &task.expression)
+                    };
+                    if kind == TaskKind::Switch {
+                        match task.evaluator_type.as_deref() {
+                            None | Some("value-param") => {}
+                            Some(other) => self.problem(
+                                format!("{at}.evaluatorType"),
+                                format!(
+                                    "the `{other}` evaluator is not supported yet; use value-param"
+                                ),
+                            ),
+                        }
+                    } else if task.other.contains_key("caseExpression") {
                         self.problem(
-                            format!("{at}.evaluatorType"),
-                            "only value-param is supported".into(),
+                            format!("{at}.caseExpression"),
+                            "a DECISION by caseExpression (JavaScript) is not supported yet; use caseValueParam".into(),
                         );
                     }
-                    match &task.expression {
+                    match key {
                         Some(key) if task.input_parameters.contains_key(key) => {}
-                        _ => self.problem(
-                            format!("{at}.expression"),
-                            "must name one of this SWITCH's inputParameters (value-param)".into(),
+                        Some(key) => self.warning(
+                            format!("{at}.{field}"),
+                            format!("`{key}` is none of this task's inputParameters: the value is null, so the case `null` or the defaultCase runs"),
                         ),
+                        None => self.problem(format!("{at}.{field}"), "required".into()),
                     }
                     match task.cases() {
                         Ok(cases) => {
                             for (case, list) in cases {
-                                let mut case_available = available.clone();
-                                self.walk(
-                                    &list,
-                                    &format!("{at}.decisionCases.{case}"),
-                                    &mut case_available,
-                                );
+                                self.walk(&list, &format!("{at}.decisionCases.{case}"));
                             }
                         }
                         Err(e) => self.problem(format!("{at}.decisionCases"), e),
                     }
-                    let mut default_available = available.clone();
-                    self.walk(
-                        &task.default_case,
-                        &format!("{at}.defaultCase"),
-                        &mut default_available,
-                    );
+                    self.walk(&task.default_case, &format!("{at}.defaultCase"));
                 }
             }
-            available.insert(reference);
         }
     }
 
@@ -232,7 +364,7 @@ impl Checker<'_> {
     /// host fills in (a connection's or the embedded mock's) stood in by a placeholder.
     fn check_literal_input(&mut self, task: &WorkflowTask, at: &str) {
         let input = Value::Object(task.input_parameters.clone());
-        let Some(schema) = self.schemas.get(task.component()) else {
+        let Some(schema) = self.catalog.schemas.get(task.component()) else {
             return;
         };
         // Values computed by expressions are known only at run time: errors at or above
@@ -289,22 +421,28 @@ impl Checker<'_> {
         }
     }
 
-    fn references(&mut self, value: &Value, path: &str, available: &BTreeSet<String>) {
+    fn references(&mut self, value: &Value, path: &str) {
         match value {
             Value::Object(map) => {
                 for (key, value) in map {
-                    self.references(value, &format!("{path}.{key}"), available);
+                    self.references(value, &format!("{path}.{key}"));
                 }
             }
             Value::Array(items) => {
                 for (i, value) in items.iter().enumerate() {
-                    self.references(value, &format!("{path}[{i}]"), available);
+                    self.references(value, &format!("{path}[{i}]"));
                 }
             }
             Value::String(_) => {
                 for reference in expression::references(value) {
-                    if let Some(message) = self.check_reference(&reference, available) {
-                        self.problem(path.to_string(), format!("${{{reference}}}: {message}"));
+                    match self.check_reference(&reference) {
+                        Some(Check::Problem(message)) => {
+                            self.problem(path.to_string(), format!("${{{reference}}}: {message}"))
+                        }
+                        Some(Check::Warning(message)) => {
+                            self.warning(path.to_string(), format!("${{{reference}}}: {message}"))
+                        }
+                        None => {}
                     }
                 }
             }
@@ -312,38 +450,51 @@ impl Checker<'_> {
         }
     }
 
-    fn check_reference(&self, reference: &str, available: &BTreeSet<String>) -> Option<String> {
-        let Some(steps) = expression::parse_path(reference) else {
-            return Some("not a path like ref.output.response.body.Id".into());
+    /// A reference that resolves to null at run time is a warning (Conductor runs it);
+    /// a secret that is not configured is a problem (the task could not be sent).
+    fn check_reference(&self, reference: &str) -> Option<Check> {
+        // A path computed by an inner expression is known only at run time.
+        if reference.contains("${") || reference.trim().is_empty() || reference == "CPEWF_TASK_ID" {
+            return None;
+        }
+        if let Some(name) = reference.strip_prefix(expression::SECRETS_PREFIX) {
+            return match self.catalog.secrets {
+                Some(secrets) if !secrets.contains(&name) => Some(Check::Problem(format!(
+                    "no secret `{name}` in [secrets] of the configuration"
+                ))),
+                _ => None,
+            };
+        }
+        let path = match expression::Path::parse(reference) {
+            Ok(path) => path,
+            Err(e) => {
+                return Some(Check::Warning(format!("{e}; it resolves to null")));
+            }
         };
-        let Step::Key(root) = &steps[0] else {
-            return Some("must start with `workflow` or a task reference name".into());
-        };
+        let root = path.root.as_deref()?;
         if root == "workflow" {
-            return match steps.get(1..3) {
-                Some([Step::Key(input), Step::Key(key)]) if input == "input" => {
-                    (!self.inputs.is_empty() && !self.inputs.contains(key)).then(|| {
-                        format!("workflow input `{key}` is not declared in inputParameters")
-                    })
+            return match path.names.as_ref().and_then(|names| names.first()) {
+                Some(field) if !WORKFLOW_FIELDS.contains(&field.as_str()) => {
+                    Some(Check::Warning(format!(
+                        "the workflow has no `{field}` ({}); it resolves to null",
+                        WORKFLOW_FIELDS.join(", ")
+                    )))
                 }
-                _ => Some("workflow references read workflow.input.<name>".into()),
+                _ => None,
             };
         }
-        if available.contains(root) {
-            return match steps.get(1) {
-                Some(Step::Key(part)) if ["input", "output", "status"].contains(&part.as_str()) => {
-                    None
-                }
-                _ => Some(format!(
-                    "read `{root}.output…`, `{root}.input…` or `{root}.status`"
-                )),
-            };
+        if !self.all.contains(root) {
+            return Some(Check::Warning(format!(
+                "`{root}` is no task of this definition; it resolves to null"
+            )));
         }
-        if self.all.contains(root) {
-            return Some(format!("task `{root}` has not run at this point"));
-        }
-        Some(format!("unknown task reference `{root}`"))
+        None
     }
+}
+
+enum Check {
+    Problem(String),
+    Warning(String),
 }
 
 /// The JSON Pointers of every string holding an expression.
