@@ -914,3 +914,108 @@ async fn a_worker_runs_more_activities_than_its_sandbox_pool_by_queueing_them() 
     assert_eq!(code, 0, "{result:#}");
     assert_eq!(count(&calls(&mock), ZUORA_PUT), branches);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conductor_definition_with_a_mocked_worker_runs_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("conductor");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "conductor", &config, dir.join("worker.log"));
+    let id = "8ad08ae29085a77b0190908bfdd67abb";
+    let definition = dir.join("correct.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "correct_usage",
+            "tasks": [
+                { "name": "compute_correction", "taskReferenceName": "compute",
+                  "inputParameters": { "usageId": "${workflow.input.usageId}" } },
+                { "name": "zuora-update-usage", "taskReferenceName": "update",
+                  "inputParameters": { "connection": "zuora", "path": { "id": "${workflow.input.usageId}" },
+                                       "body": { "Quantity": "${compute.output.quantity}", "Description": "run ${workflow.correlationId}" } } },
+            ],
+            "outputParameters": {
+                "success": "${update.output.response.body.Success}",
+                "correlationId": "${workflow.correlationId}",
+                "missing": "${compute.output.not.there}",
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mocks = dir.join("mocks.json");
+    std::fs::write(
+        &mocks,
+        json!({ "taskRefToMockOutput": { "compute": [{ "status": "COMPLETED", "output": { "quantity": 7 } }] } })
+            .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(&input, json!({ "usageId": id }).to_string()).unwrap();
+    let (code, result, err) = harness_run(&[
+        definition.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--mock-outputs".into(),
+        mocks.display().to_string(),
+        "--correlation-id".into(),
+        "period-2026-11".into(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "conductor".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(
+        result["output"],
+        json!({ "success": true, "correlationId": "period-2026-11", "missing": null })
+    );
+    assert_eq!(result["tasks"][0]["taskType"], "compute_correction");
+    assert_eq!(result["tasks"][0]["status"], "COMPLETED");
+    let journal = mock.journal();
+    let puts: Vec<_> = journal.iter().filter(|e| e.method == "PUT").collect();
+    assert_eq!(
+        puts.len(),
+        1,
+        "only the Zuora task was sent; the worker is mocked"
+    );
+    assert_eq!(
+        String::from_utf8(puts[0].body.clone()).unwrap(),
+        r#"{"Quantity":7,"Description":"run period-2026-11"}"#
+    );
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+
+    // A definition that does not validate, submitted past the CLI, fails the execution.
+    let target = harness_temporal::Target {
+        address: server.address.clone(),
+        namespace: harness_temporal::DEFAULT_NAMESPACE.into(),
+        task_queue: "conductor".into(),
+    };
+    let invalid = harness_temporal::workflow::RunDefinitionInput {
+        definition: json!({ "name": "broken", "tasks": [{ "name": "no_such_worker", "taskReferenceName": "x" }] }),
+        input: json!({}),
+        correlation_id: None,
+        mocks: Value::Null,
+    };
+    let error = harness_temporal::submit(&target, invalid, |_| {})
+        .await
+        .expect_err("an invalid definition fails its execution");
+    assert!(
+        error.to_string().contains(
+            "the definition is not valid: $.tasks[0].name: no component `no_such_worker`"
+        ),
+        "{error}"
+    );
+}

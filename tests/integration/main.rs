@@ -4,6 +4,7 @@
 mod billingplatform;
 mod cli;
 mod components;
+mod conductor;
 mod connections;
 mod elevate;
 mod faults;

@@ -79,14 +79,14 @@ fn a_reference_to_something_missing_resolves_to_null_as_conductor_reads_it() {
     );
 }
 
-struct Harness {
-    mock: Arc<MockServer>,
-    clock: Arc<ManualClock>,
-    lines: Arc<Mutex<Vec<String>>>,
-    runner: WorkflowRunner,
+pub(crate) struct Harness {
+    pub(crate) mock: Arc<MockServer>,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) lines: Arc<Mutex<Vec<String>>>,
+    pub(crate) runner: WorkflowRunner,
 }
 
-async fn harness() -> Harness {
+pub(crate) async fn harness() -> Harness {
     let mock = Arc::new(MockServer::start().await);
     let clock = Arc::new(ManualClock::default());
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -128,7 +128,7 @@ async fn shared_sandbox() -> Arc<harness_sandbox::Sandbox> {
         .clone()
 }
 
-fn zuora_task(reference: &str) -> Value {
+pub(crate) fn zuora_task(reference: &str) -> Value {
     json!({
         "name": "zuora-update-usage",
         "taskReferenceName": reference,
@@ -140,7 +140,7 @@ fn zuora_task(reference: &str) -> Value {
     })
 }
 
-fn rebilly_task(reference: &str) -> Value {
+pub(crate) fn rebilly_task(reference: &str) -> Value {
     json!({
         "name": "rebilly-create-usage",
         "taskReferenceName": reference,
@@ -685,7 +685,7 @@ fn example(name: &str) -> String {
         .to_string()
 }
 
-async fn harness_cli(args: &[&str]) -> (u8, String, String) {
+pub(crate) async fn harness_cli(args: &[&str]) -> (u8, String, String) {
     let mut argv = vec!["harness".to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
     let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -296,11 +296,14 @@ pub async fn drive<E: TaskExecutor>(
             interpreter.end(timed_out());
             break;
         };
-        ready = interpreter.complete(id, result);
+        // As Conductor's decider, the workflow's timeout is checked before anything
+        // else is scheduled: a task that ends past it starts no other.
+        interpreter.root.complete(id, result);
         if deadline.is_some_and(|at| executor.now_ms() >= at) && !interpreter.finished() {
             interpreter.end(timed_out());
             break;
         }
+        ready = interpreter.start();
     }
     interpreter.result()
 }
