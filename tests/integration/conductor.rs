@@ -402,12 +402,15 @@ async fn a_secret_is_sent_resolved_and_recorded_as_written() {
     std::fs::create_dir_all(&dir).unwrap();
     let secret = dir.join("zuora-token");
     std::fs::write(&secret, "mock-zuora-token\n").unwrap();
+    let usage_id = dir.join("usage-id");
+    std::fs::write(&usage_id, ID).unwrap();
     let config = dir.join("harness.toml");
     std::fs::write(
         &config,
         format!(
-            "[secrets]\nzuora_token = {{ file = \"{}\" }}\n[policy]\nallow_addresses = [\"127.0.0.1\"]\n[[policy.allow]]\norigin = \"{}\"\n",
+            "[secrets]\nzuora_token = {{ file = \"{}\" }}\nusage_id = {{ file = \"{}\" }}\n[policy]\nallow_addresses = [\"127.0.0.1\"]\n[[policy.allow]]\norigin = \"{}\"\n",
             secret.display(),
+            usage_id.display(),
             mock.uri()
         ),
     )
@@ -418,7 +421,7 @@ async fn a_secret_is_sent_resolved_and_recorded_as_written() {
         "tasks": [{
             "name": "put_usage", "taskReferenceName": "put", "type": "HTTP",
             "inputParameters": { "http_request": {
-                "uri": format!("{}/zuora/v1/object/usage/{ID}", mock.uri()), "method": "PUT",
+                "uri": format!("{}/zuora/v1/object/usage/${{workflow.secrets.usage_id}}", mock.uri()), "method": "PUT",
                 "headers": {
                     "Authorization": "Bearer ${workflow.secrets.zuora_token}",
                     "X-Billing-Run": "${workflow.secrets.zuora_token}",
@@ -440,8 +443,18 @@ async fn a_secret_is_sent_resolved_and_recorded_as_written() {
         mock.journal()[0].header("x-billing-run"),
         Some("mock-zuora-token")
     );
+    assert_eq!(
+        mock.journal()[0].path,
+        format!("/zuora/v1/object/usage/{ID}")
+    );
     assert!(!out.contains("mock-zuora-token"), "{out}");
     let result: Value = serde_json::from_str(&out).unwrap();
+    // Zuora answers with the id the path held: the output has it redacted.
+    assert_eq!(
+        result["tasks"][0]["output"]["response"]["body"],
+        json!({ "Id": "***", "Success": true })
+    );
+    assert!(!out.contains(ID), "{out}");
     assert_eq!(
         result["tasks"][0]["input"]["http_request"]["headers"],
         json!({ "Authorization": "***", "X-Billing-Run": "${workflow.secrets.zuora_token}" }),
@@ -560,4 +573,62 @@ async fn validate_warns_of_fields_it_does_not_apply_instead_of_ignoring_them() {
         )
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An HTTP task in a Conductor definition, as `HttpTask` reads it: siblings of
+/// `http_request` ignored with a warning in the task's output, `accept` as a list, a
+/// numeric header value; and a response header read by the name Conductor users write
+/// (`Content-Type`), although the harness gives header names in lowercase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_task_takes_conductor_inputs_and_its_response_headers_are_read_in_any_case() {
+    let h = harness().await;
+    let definition = def(json!({
+        "name": "read_usage",
+        "version": 1,
+        "tasks": [{
+            "name": "get_zuora_usage",
+            "taskReferenceName": "get_usage",
+            "type": "HTTP",
+            "inputParameters": {
+                "http_request": {
+                    "uri": "/zuora/v1/object/usage/${workflow.input.usageId}",
+                    "method": "GET",
+                    "accept": ["application/json"],
+                    "headers": { "Authorization": "Bearer mock-zuora-token", "X-Page-Size": 100 },
+                    "connectionTimeOut": "2000",
+                },
+                "asyncComplete": false,
+                "retryNote": "read only",
+            },
+        }],
+        "outputParameters": {
+            "contentType": "${get_usage.output.response.headers.Content-Type[0]}",
+            "uom": "${get_usage.output.response.body.UOM}",
+        },
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({ "usageId": ID }), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let record = h.mock.record(harness_mock::Vendor::Zuora, ID).unwrap();
+    assert_eq!(
+        result.output,
+        json!({ "contentType": "application/json", "uom": record["UOM"] })
+    );
+    let journal = h.mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        (journal[0].method.as_str(), journal[0].path.as_str()),
+        ("GET", format!("/zuora/v1/object/usage/{ID}").as_str())
+    );
+    assert_eq!(journal[0].query, None);
+    assert_eq!(journal[0].header("accept"), Some("application/json"));
+    assert_eq!(journal[0].header("x-page-size"), Some("100"));
+    assert!(journal[0].body.is_empty());
+    let printed = result.to_json();
+    assert_eq!(
+        printed["tasks"][0]["output"]["warnings"],
+        json!([{ "field": "retryNote", "message": "ignored: Conductor's HTTP task reads only http_request when it is given" }])
+    );
 }

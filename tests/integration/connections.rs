@@ -165,8 +165,7 @@ async fn credentials_go_only_to_the_connections_origin() {
     let other = MockServer::start().await;
     let credentials = mock_credentials(&mock).await;
     // An http task on the connection may not reach another origin, so no token leaves.
-    let input =
-        json!({ "connection": "zuora", "uri": format!("{}/zuora/v1/object/usage/x", other.uri()) });
+    let input = json!({ "connection": "zuora", "method": "GET", "uri": format!("{}/zuora/v1/object/usage/x", other.uri()) });
     let printed = json(&run_connected(&credentials, "http", input).await);
     assert_eq!(printed["error"]["kind"], "denied");
     assert!(other.journal().is_empty());

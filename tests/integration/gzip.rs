@@ -14,7 +14,7 @@ async fn decodes_a_gzipped_response_over_1000_bytes() {
     let outcome = run_with_base(
         "http",
         json!({
-            "uri": format!("/zuora/v1/object/usage/{ID}"),
+            "method": "GET", "uri": format!("/zuora/v1/object/usage/{ID}"),
             "headers": { "Authorization": "Bearer mock-zuora-token", "Accept-Encoding": "gzip" },
         }),
         Some(&mock.uri()),

@@ -185,7 +185,7 @@ async fn a_component_out_of_fuel_is_stopped_naming_the_fuel_limit() {
 }
 
 async fn http_get(sandbox: &Sandbox, mock: &MockServer, extra: Value) -> Value {
-    let mut input = json!({ "uri": format!("{}/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb", mock.uri()) });
+    let mut input = json!({ "method": "GET", "uri": format!("{}/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb", mock.uri()) });
     for (key, value) in extra.as_object().unwrap() {
         input[key] = value.clone();
     }

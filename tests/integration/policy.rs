@@ -267,7 +267,7 @@ async fn redirects_are_not_followed() {
     let prepared = runner::prepare(
         "http",
         json!({
-            "uri": format!("{}/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb", mock.uri()),
+            "method": "GET", "uri": format!("{}/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb", mock.uri()),
             "headers": { "Authorization": "Bearer mock-zuora-token" },
         }),
         None,
@@ -290,7 +290,7 @@ async fn a_host_header_from_the_input_never_chooses_the_destination() {
     let prepared = runner::prepare(
         "http",
         json!({
-            "uri": format!("{}/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb", mock.uri()),
+            "method": "GET", "uri": format!("{}/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb", mock.uri()),
             "headers": { "Authorization": "Bearer mock-zuora-token", "Host": "169.254.169.254" },
         }),
         None,

@@ -551,7 +551,7 @@ async fn validate_reports_every_problem_with_its_path() {
                 { "name": "stripe-charge", "taskReferenceName": "b" },
                 { "name": "rebilly-create-usage", "taskReferenceName": "a" },
                 { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
-                  "forkTasks": [[{ "name": "HTTP", "type": "HTTP", "taskReferenceName": "x", "inputParameters": { "uri": "${y.output.z}" } }],
+                  "forkTasks": [[{ "name": "HTTP", "type": "HTTP", "taskReferenceName": "x", "inputParameters": { "method": "GET", "uri": "${y.output.z}" } }],
                                 [{ "name": "HTTP", "type": "HTTP", "taskReferenceName": "y" }]] },
                 { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["x", "nope"] },
                 { "name": "s", "taskReferenceName": "s", "type": "SWITCH", "expression": "missing", "inputParameters": {} },
@@ -578,6 +578,12 @@ async fn validate_reports_every_problem_with_its_path() {
     assert_eq!(
         report.problems,
         vec![
+            // Literal parts are checked even when other fields hold `${…}`: a required
+            // key is missing whatever the expressions resolve to.
+            problem(
+                "$.tasks[0].inputParameters",
+                "\"path\" is a required property"
+            ),
             problem(
                 "$.tasks[1].name",
                 "no component `stripe-charge` and no mock for `b`: a SIMPLE task runs a component of that name (known: zuora-update-usage, rebilly-create-usage, http; or type HTTP), or give its output with --mock-outputs"
@@ -592,11 +598,19 @@ async fn validate_reports_every_problem_with_its_path() {
             ),
             problem(
                 "$.tasks[3].forkTasks[1][0].inputParameters",
-                "{} is not valid under any of the schemas listed in the 'oneOf' keyword"
+                "\"uri\" is a required property"
+            ),
+            problem(
+                "$.tasks[3].forkTasks[1][0].inputParameters",
+                "\"method\" is a required property"
             ),
             problem(
                 "$.tasks[4].joinOn[1]",
                 "`nope` is no task of this definition"
+            ),
+            problem(
+                "$.tasks[6].inputParameters",
+                "\"body\" is a required property"
             ),
             problem(
                 "$.tasks[7].inputParameters.connection",
@@ -744,7 +758,7 @@ async fn task_definitions_in_a_separate_file_win_over_inline_ones() {
         &definition,
         json!({
             "name": "probe",
-            "tasks": [{ "name": "probe_vendor", "type": "HTTP", "taskReferenceName": "probe", "inputParameters": { "uri": format!("http://127.0.0.2:{port}/") } }],
+            "tasks": [{ "name": "probe_vendor", "type": "HTTP", "taskReferenceName": "probe", "inputParameters": { "method": "GET", "uri": format!("http://127.0.0.2:{port}/") } }],
             "taskDefinitions": [{ "name": "probe_vendor", "retryCount": 0 }],
         })
         .to_string(),
@@ -861,7 +875,7 @@ async fn an_http_task_with_its_own_name_takes_the_task_definition_of_that_name()
         "type": "HTTP",
         "taskReferenceName": "probe",
         "inputParameters": {
-            "uri": "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb",
+            "method": "GET", "uri": "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb",
             "headers": { "Authorization": "Bearer mock-zuora-token" },
         },
     });

@@ -347,7 +347,7 @@ fn task_inputs(mock: &MockServer) -> Vec<(&'static str, Value)> {
         (
             "http",
             json!({
-                "uri": format!("{}/v1/object/usage/{ZUORA_ID}", mock.base_url(Vendor::Zuora)),
+                "method": "GET", "uri": format!("{}/v1/object/usage/{ZUORA_ID}", mock.base_url(Vendor::Zuora)),
                 "headers": { "Authorization": "Bearer mock-zuora-token" },
             }),
         ),

@@ -176,6 +176,51 @@ pub struct TaskOutcome {
 }
 
 impl TaskOutcome {
+    /// Replace every occurrence of each of `secrets` in the output, the failure message
+    /// and the guest log with `***`: a vendor that echoes a header, or an error that
+    /// quotes the input, never puts a secret into a record or a log.
+    pub fn redact(&mut self, secrets: &[String]) {
+        let secrets: Vec<&str> = secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if secrets.is_empty() {
+            return;
+        }
+        fn scrub(text: &mut String, secrets: &[&str]) {
+            for secret in secrets {
+                if text.contains(secret) {
+                    *text = text.replace(secret, "***");
+                }
+            }
+        }
+        fn walk(value: &mut Value, secrets: &[&str]) {
+            match value {
+                Value::String(text) => scrub(text, secrets),
+                Value::Array(items) => items.iter_mut().for_each(|v| walk(v, secrets)),
+                Value::Object(map) => {
+                    if map.keys().any(|k| secrets.iter().any(|s| k.contains(s))) {
+                        *map = std::mem::take(map)
+                            .into_iter()
+                            .map(|(mut key, value)| {
+                                scrub(&mut key, secrets);
+                                (key, value)
+                            })
+                            .collect();
+                    }
+                    map.values_mut().for_each(|v| walk(v, secrets));
+                }
+                _ => {}
+            }
+        }
+        walk(&mut self.output, &secrets);
+        if let Some(failure) = self.failure.as_mut() {
+            scrub(&mut failure.message, &secrets);
+        }
+        scrub(&mut self.guest_log, &secrets);
+    }
+
     /// A task that did not complete and has no output (no response to show): its status
     /// follows from the failure's kind. `reached_server`: whether a request may have
     /// reached the server; `idempotent`: whether sending the input twice is harmless.
@@ -235,6 +280,9 @@ pub struct PreparedInput {
     pub input: String,
     /// What the run may reach.
     pub policy: SendPolicy,
+    /// The secret values put into the input (`${workflow.secrets.NAME}`): whatever the
+    /// run gives back is [redacted](TaskOutcome::redact) of them.
+    pub secrets: Vec<String>,
 }
 
 /// Whether a task input names its server itself: a `baseUrl`, an absolute `uri` for
@@ -292,6 +340,7 @@ pub fn prepare(task: &str, mut input: Value, base_url: Option<&str>) -> Prepared
     PreparedInput {
         input: input.to_string(),
         policy: SendPolicy::allow(granted),
+        secrets: Vec::new(),
     }
 }
 
@@ -356,6 +405,7 @@ pub fn prepare_connected(
     Ok(PreparedInput {
         input: prepared.input,
         policy: credentials.connections().policy().apply(task, policy),
+        secrets: Vec::new(),
     })
 }
 

@@ -178,7 +178,7 @@ async fn execute(
         }
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             let failure = runner::TaskFailure::new(ErrorKind::Sandbox, e.to_string());
@@ -189,6 +189,7 @@ async fn execute(
             return Err(failure_of(&outcome, attempt, None, Some(duration_ms)).into());
         }
     };
+    outcome.redact(&prepared.secrets);
     for line in outcome.guest_log.lines() {
         (env.progress)(&format!("[{task}] {line}"));
     }

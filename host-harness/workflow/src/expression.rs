@@ -291,6 +291,15 @@ pub struct Path {
     function: Option<Function>,
     /// The names after the root, when every step is a plain name (for validation).
     pub names: Option<Vec<String>>,
+    /// The steps after the root, when each is a name or an index (a definite path).
+    steps: Option<Vec<Step>>,
+}
+
+/// One step of a definite path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Name(String),
+    Index(i64),
 }
 
 /// Jayway's trailing path functions.
@@ -354,6 +363,7 @@ impl Path {
         let mut query = String::from("$");
         let mut list = false;
         let mut names = Some(Vec::new());
+        let mut steps = Some(Vec::new());
         for token in rest {
             match token {
                 Token::Name(name) => {
@@ -361,11 +371,15 @@ impl Path {
                     if let Some(names) = names.as_mut() {
                         names.push(name.clone());
                     }
+                    if let Some(steps) = steps.as_mut() {
+                        steps.push(Step::Name(name.clone()));
+                    }
                 }
                 Token::Wildcard => {
                     query.push_str("[*]");
                     list = true;
                     names = None;
+                    steps = None;
                 }
                 Token::Bracket(inner) => {
                     query.push('[');
@@ -373,11 +387,18 @@ impl Path {
                     query.push(']');
                     match quoted_name(inner) {
                         Some(name) => {
+                            if let Some(steps) = steps.as_mut() {
+                                steps.push(Step::Name(name.clone()));
+                            }
                             if let Some(names) = names.as_mut() {
                                 names.push(name);
                             }
                         }
                         None => {
+                            match (steps.as_mut(), inner.trim().parse::<i64>()) {
+                                (Some(steps), Ok(index)) => steps.push(Step::Index(index)),
+                                _ => steps = None,
+                            }
                             if inner.trim() != "*" && inner.trim().parse::<i64>().is_err() {
                                 names = None;
                             }
@@ -401,11 +422,13 @@ impl Path {
                     }
                     list = true;
                     names = None;
+                    steps = None;
                 }
             }
         }
         if root.is_none() {
             names = None;
+            steps = None;
         }
         let query =
             JsonPath::parse(&query).map_err(|e| format!("not a JSONPath Conductor reads: {e}"))?;
@@ -415,6 +438,7 @@ impl Path {
             list,
             function,
             names,
+            steps,
         })
     }
 }
@@ -560,7 +584,10 @@ fn read(path: &str, context: &(impl Scope + ?Sized)) -> Option<Read> {
             if path.list {
                 Some(Value::Array(nodes.into_iter().cloned().collect()))
             } else {
-                nodes.first().map(|v| (*v).clone())
+                nodes
+                    .first()
+                    .map(|v| (*v).clone())
+                    .or_else(|| header_any_case(document, path.steps.as_deref()?))
             }
         }
         None if path.list => Some(Value::Array(Vec::new())),
@@ -574,6 +601,42 @@ fn read(path: &str, context: &(impl Scope + ?Sized)) -> Option<Read> {
         list: path.list && path.function.is_none(),
         value,
     })
+}
+
+/// A definite path that found nothing, read again with the name after each `headers`
+/// matched whatever its case: HTTP header names are case-insensitive and the harness
+/// gives response headers in lowercase (as hyper reads them), while a definition
+/// written against Conductor's output may say `headers.Location` or
+/// `headers['Content-Type']`.
+fn header_any_case(document: &Value, steps: &[Step]) -> Option<Value> {
+    if !steps.contains(&Step::Name("headers".into())) {
+        return None;
+    }
+    let mut at = document;
+    let mut after_headers = false;
+    for step in steps {
+        at = match (step, at) {
+            (Step::Name(name), Value::Object(map)) => match map.get(name) {
+                Some(found) => found,
+                None if after_headers => map
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .map(|(_, found)| found)?,
+                None => return None,
+            },
+            (Step::Index(index), Value::Array(items)) => {
+                let index = if *index < 0 {
+                    items.len().checked_sub(index.unsigned_abs() as usize)?
+                } else {
+                    *index as usize
+                };
+                items.get(index)?
+            }
+            _ => return None,
+        };
+        after_headers = *step == Step::Name("headers".into());
+    }
+    Some(at.clone())
 }
 
 /// A Jayway function on a value.
@@ -616,62 +679,13 @@ fn apply(function: Function, value: Value) -> Option<Value> {
     }
 }
 
-/// A value as Java's `Objects.toString` writes what Jayway returns: a string as is,
-/// `null`, a map as `{key=value, …}`, a list as `[a, b]`, a fractional number as a
-/// `Double`. A list built by an indefinite path is JSON (Jayway builds it with json-smart).
+/// A value as Conductor writes it into text ([`java_text::to_string`]); a list built by an
+/// indefinite path is JSON instead (Jayway builds it with json-smart).
 pub fn java_string(value: &Value, list: bool) -> String {
     if list {
-        return value.to_string();
-    }
-    match value {
-        Value::Null => "null".into(),
-        Value::String(text) => text.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => java_number(n),
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(|v| java_string(v, false)).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(map) => {
-            let entries: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{k}={}", java_string(v, false)))
-                .collect();
-            format!("{{{}}}", entries.join(", "))
-        }
-    }
-}
-
-/// A JSON number as Jackson reads it and Java prints it: an integer as written, anything
-/// with a fraction or an exponent as a `Double` (`1.5`, `100.0`, `1.0E10`).
-fn java_number(n: &serde_json::Number) -> String {
-    let text = n.as_str();
-    if !text.contains(['.', 'e', 'E']) {
-        return text.to_string();
-    }
-    let Ok(d) = text.parse::<f64>() else {
-        return text.to_string();
-    };
-    if d == 0.0 {
-        return if text.starts_with('-') { "-0.0" } else { "0.0" }.into();
-    }
-    let magnitude = d.abs();
-    if (1e-3..1e7).contains(&magnitude) {
-        let plain = format!("{d}");
-        if plain.contains('.') {
-            plain
-        } else {
-            format!("{plain}.0")
-        }
+        value.to_string()
     } else {
-        let scientific = format!("{d:e}");
-        let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-        let mantissa = if mantissa.contains('.') {
-            mantissa.to_string()
-        } else {
-            format!("{mantissa}.0")
-        };
-        format!("{mantissa}E{exponent}")
+        java_text::to_string(value)
     }
 }
 
@@ -739,7 +753,7 @@ mod tests {
                           "workflowId": "wf-1", "variables": {} },
             "create": { "output": { "response": {
                 "body": { "id": "usage_1", "items": [{"q": 1}, {"q": 5}] },
-                "headers": { "Content-Type": ["application/json"] },
+                "headers": { "Content-Type": ["application/json"], "location": ["/usages/usage_1"] },
             } } },
         })
         .as_object()
@@ -758,6 +772,27 @@ mod tests {
         assert_eq!(resolved("${workflow.input.ids[5]}"), Value::Null);
         assert_eq!(resolved("${create.output[?(}"), Value::Null);
         assert_eq!(resolved("id=${skipped.output.x}"), json!("id=null"));
+    }
+
+    #[test]
+    fn response_headers_are_found_whatever_the_case_of_their_name_and_nothing_else_is() {
+        assert_eq!(
+            resolved("${create.output.response.headers.Location[0]}"),
+            json!("/usages/usage_1")
+        );
+        assert_eq!(
+            resolved("${create.output.response.headers['LOCATION']}"),
+            json!(["/usages/usage_1"])
+        );
+        assert_eq!(
+            resolved("${create.output.response.headers.content-type[-1]}"),
+            json!("application/json")
+        );
+        assert_eq!(resolved("${create.output.response.body.ID}"), Value::Null);
+        assert_eq!(
+            resolved("${create.output.Response.headers.location}"),
+            Value::Null
+        );
     }
 
     #[test]
@@ -805,9 +840,6 @@ mod tests {
             resolved("open ${workflow.input.name"),
             json!("open ${workflow.input.name")
         );
-        assert_eq!(java_number(&"1e10".parse().unwrap()), "1.0E10");
-        assert_eq!(java_number(&"100.0".parse().unwrap()), "100.0");
-        assert_eq!(java_number(&"0.0001".parse().unwrap()), "1.0E-4");
     }
 
     #[test]

@@ -168,13 +168,20 @@ impl WorkflowRunner {
 
 /// `${workflow.secrets.NAME}` in a task's input, from `[secrets]` of the configuration,
 /// substituted only now that the task is handed over (records keep the reference).
+/// Returns the input and the secret values put into it.
 fn with_secrets(
     input: &Value,
     connections: Option<&harness_config::Connections>,
-) -> Result<Value, String> {
+) -> Result<(Value, Vec<String>), String> {
     let failure = Mutex::new(None);
+    let used = Mutex::new(Vec::new());
     let lookup = |name: &str| match connections?.secret(name)? {
-        Ok(secret) => Some(secret),
+        Ok(secret) => {
+            if let Ok(mut used) = used.lock() {
+                used.push(secret.clone());
+            }
+            Some(secret)
+        }
         Err(e) => {
             if let Ok(mut failure) = failure.lock() {
                 *failure = Some(e);
@@ -186,7 +193,7 @@ fn with_secrets(
     if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
         return Err(e);
     }
-    substituted
+    Ok((substituted?, used.into_inner().unwrap_or_default()))
 }
 
 /// Aborts a spawned task when dropped: a run that ends (its timeout) stops its tasks.
@@ -238,18 +245,20 @@ pub fn prepare_in_workflow(
     credentials: Option<&Arc<harness_config::Credentials>>,
     policy: &harness_sandbox::policy::PolicyConfig,
 ) -> Result<runner::PreparedInput, Box<TaskOutcome>> {
-    let substituted;
+    let (substituted, secrets);
     let input = if expression::holds_secret(input) {
-        substituted = with_secrets(input, credentials.map(|c| c.connections())).map_err(|e| {
-            Box::new(TaskOutcome::failed(
-                component,
-                runner::TaskFailure::new(ErrorKind::InvalidInput, e),
-                false,
-                false,
-            ))
-        })?;
+        (substituted, secrets) = with_secrets(input, credentials.map(|c| c.connections()))
+            .map_err(|e| {
+                Box::new(TaskOutcome::failed(
+                    component,
+                    runner::TaskFailure::new(ErrorKind::InvalidInput, e),
+                    false,
+                    false,
+                ))
+            })?;
         &substituted
     } else {
+        secrets = Vec::new();
         input
     };
     let has_server = runner::names_server(component, input);
@@ -275,6 +284,7 @@ pub fn prepare_in_workflow(
     Ok(runner::PreparedInput {
         input: prepared.input,
         policy: policy.apply(component, grant),
+        secrets,
     })
 }
 
@@ -329,10 +339,11 @@ impl WorkflowRunner {
             } else {
                 runner::run_task(sandbox, &component, &prepared.input, policy).await
             };
-            let outcome = match outcome {
+            let mut outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(e) => return TaskResult::terminal(format!("task {reference}: {e}")),
             };
+            outcome.redact(&prepared.secrets);
             let duration_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
             let mut attempt = Attempt {
                 number,

@@ -368,7 +368,8 @@ impl Checker<'_> {
             return;
         };
         // Values computed by expressions are known only at run time: errors at or above
-        // them are not reported; errors on literal values are.
+        // them are not reported, except a missing required key (keys are literal);
+        // errors on literal values are.
         let mut computed = Vec::new();
         expression_pointers(&input, String::new(), &mut computed);
         let mut input = input;
@@ -399,7 +400,10 @@ impl Checker<'_> {
             .iter_errors(&input)
             .filter(|error| {
                 let pointer = error.instance_path().as_str();
-                !computed
+                matches!(
+                    error.kind(),
+                    jsonschema::error::ValidationErrorKind::Required { .. }
+                ) || !computed
                     .iter()
                     .any(|c| c == pointer || c.starts_with(&format!("{pointer}/")))
             })

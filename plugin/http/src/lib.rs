@@ -1,9 +1,12 @@
 //! Task component `http`: the generic Conductor HTTP task, sandboxed.
 //!
-//! Input as Conductor writes it, flat or under `http_request`: `uri`, `method` (default
-//! `GET`), `headers`, `body`, `accept` (default `application/json`), `contentType`
-//! (default `application/json`), `connectionTimeOut`, `readTimeOut`. The component can
-//! reach only the origins its host grants.
+//! Input as Conductor's `HttpTask` reads it, under `http_request` (its siblings then
+//! ignored) or flat: `uri`, `method` (required), `headers` (values of any JSON type, as
+//! text; nulls skipped), `body` (a string as it is, anything else as JSON), `accept` (a
+//! media type or a list, default `application/json`), `contentType` (default
+//! `application/json`), `connectionTimeOut` and `readTimeOut` (ms, numbers or numeric
+//! strings, default 3000 each). Keys Conductor ignores are ignored with a warning in the
+//! output. The component can reach only the origins its host grants.
 
 #![allow(unsafe_code)] // wit-bindgen's generated glue
 
@@ -16,9 +19,12 @@ use bindings::exports::usage_billing::tasks::http_task::{Guest as HttpTask, Http
 use bindings::exports::usage_billing::tasks::task::Guest as Task;
 use serde_json::{Map, Value};
 use task_guest::rules::{self, Problems};
-use task_guest::{HttpResponse, Method, OutgoingRequest, TaskError, TaskInfo};
+use task_guest::{FieldError, HttpResponse, Method, OutgoingRequest, TaskError, TaskInfo};
 
-const KEYS: [&str; 8] = [
+/// The fields of Conductor's `HttpTask.Input` (`http-task/.../HttpTask.java`). Conductor
+/// reads the input with `FAIL_ON_UNKNOWN_PROPERTIES` off, so any other key is ignored
+/// there; here it is ignored with a warning naming it.
+const KEYS: [&str; 10] = [
     "uri",
     "method",
     "headers",
@@ -27,6 +33,8 @@ const KEYS: [&str; 8] = [
     "contentType",
     "connectionTimeOut",
     "readTimeOut",
+    "vipAddress",
+    "appName",
 ];
 
 fn info() -> TaskInfo {
@@ -41,44 +49,72 @@ fn info() -> TaskInfo {
     }
 }
 
-/// Validate a Conductor HTTP task input and build the request.
-fn build_request(input: &Value) -> Result<OutgoingRequest, TaskError> {
+/// `HttpTask.Input`'s defaults for `connectionTimeOut` and `readTimeOut`, in ms.
+const CONDUCTOR_TIMEOUT_MS: u32 = 3000;
+
+/// Validate a Conductor HTTP task input as `HttpTask` reads it and build the request,
+/// with a warning for every part of the input that has no effect.
+fn build_request(input: &Value) -> Result<(OutgoingRequest, Vec<FieldError>), TaskError> {
     let mut problems = Problems::default();
-    let Some(mut object) = input.as_object() else {
+    let Some(top) = input.as_object() else {
         problems.add("$", "task input must be a JSON object");
         return Err(problems.into_error());
     };
-    let mut prefix = String::new();
-    if let Some(nested) = object.get("http_request") {
-        for key in object.keys().filter(|k| *k != "http_request") {
-            problems.add(
-                key.as_str(),
-                "give the request either flat or under http_request, not both",
-            );
-        }
-        match nested.as_object() {
-            Some(nested) => object = nested,
-            None => {
-                problems.add("http_request", "must be an object");
-                return Err(problems.into_error());
-            }
-        }
-        prefix = "http_request.".into();
+    // `asyncComplete` is read from the task input, beside `http_request`.
+    if top
+        .get("asyncComplete")
+        .is_some_and(|v| v == true || v == "true")
+    {
+        problems.warn(
+            "asyncComplete",
+            "has no effect here: the task completes when the response comes (Conductor would leave it IN_PROGRESS for an external update)",
+        );
     }
+    // HttpTask.start: `http_request` when it is given, the whole input otherwise.
+    let (object, prefix) = match top.get("http_request") {
+        None | Some(Value::Null) => (top, ""),
+        Some(Value::Object(nested)) => {
+            for key in top.keys() {
+                if key != "http_request" && key != "asyncComplete" {
+                    problems.warn(
+                        key.as_str(),
+                        "ignored: Conductor's HTTP task reads only http_request when it is given",
+                    );
+                }
+            }
+            (nested, "http_request.")
+        }
+        Some(_) => {
+            problems.add(
+                "http_request",
+                "must be an object holding the request (uri, method, headers, body, …)",
+            );
+            return Err(problems.into_error());
+        }
+    };
     let field = |name: &str| format!("{prefix}{name}");
     for key in object.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            problems.add(
+        match key.as_str() {
+            "vipAddress" | "appName" if !object[key].is_null() => problems.warn(
                 field(key),
-                format!("unknown input field; allowed: {}", KEYS.join(", ")),
-            );
+                "has no effect: Conductor OSS's HTTP task only logs it",
+            ),
+            "asyncComplete" if prefix.is_empty() => {}
+            key if !KEYS.contains(&key) => problems.warn(
+                field(key),
+                format!(
+                    "not an input of Conductor's HTTP task: ignored, as Conductor ignores it (its inputs: {})",
+                    KEYS.join(", ")
+                ),
+            ),
+            _ => {}
         }
     }
     let url = match object.get("uri") {
         None | Some(Value::Null) => {
             problems.add(
                 field("uri"),
-                "required: an absolute http:// or https:// URL",
+                "required: an absolute http:// or https:// URL (Conductor fails the task with \"Missing HTTP URI\")",
             );
             None
         }
@@ -88,35 +124,63 @@ fn build_request(input: &Value) -> Result<OutgoingRequest, TaskError> {
                 .ok()
         }),
     };
+    let methods = "GET, PUT, POST, PATCH, DELETE, OPTIONS or HEAD";
     let method = match object.get("method") {
-        None | Some(Value::Null) => Some(Method::Get),
+        None | Some(Value::Null) => {
+            problems.add(
+                field("method"),
+                format!("required: {methods} (Conductor fails the task with \"No HTTP method specified\")"),
+            );
+            None
+        }
+        Some(Value::String(name)) if name.eq_ignore_ascii_case("TRACE") => {
+            problems.add(
+                field("method"),
+                "TRACE is not sent: the server echoes the request, credentials the host adds included",
+            );
+            None
+        }
         Some(Value::String(name)) => {
             let method = Method::parse(name);
             if method.is_none() {
-                problems.add(
-                    field("method"),
-                    "must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
-                );
+                problems.add(field("method"), format!("must be {methods}"));
             }
             method
         }
         Some(_) => {
-            problems.add(field("method"), "must be a string");
+            problems.add(field("method"), format!("must be a string: {methods}"));
             None
         }
     };
-    let mut text_option = |name: &str, default: &str| match object.get(name) {
-        None | Some(Value::Null) => Some(default.to_string()),
+    let accept = accept(&field("accept"), object.get("accept"), &mut problems);
+    let content_type = match object.get("contentType") {
+        None | Some(Value::Null) => Some("application/json".to_string()),
         Some(Value::String(text)) if !text.contains(['\r', '\n', '\0']) => Some(text.clone()),
         Some(_) => {
-            problems.add(field(name), "must be a media type string without CR or LF");
+            problems.add(
+                field("contentType"),
+                "must be a media type string without CR or LF",
+            );
             None
         }
     };
-    let accept = text_option("accept", "application/json");
-    let content_type = text_option("contentType", "application/json");
-    let headers = rules::header_map(&field("headers"), object.get("headers"), &mut problems);
-    let options = rules::request_options(object, &mut problems);
+    // HttpTask adds each header with `value.toString()`, skipping nulls.
+    let headers = match object.get("headers") {
+        Some(Value::Object(map)) => Some(Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(n, v)| (n.clone(), Value::String(java_text::to_string(v))))
+                .collect(),
+        )),
+        other => other.cloned(),
+    };
+    let headers = rules::header_map(&field("headers"), headers.as_ref(), &mut problems);
+    let mut options = rules::request_options(object, prefix, &mut problems);
+    options
+        .connect_timeout_ms
+        .get_or_insert(CONDUCTOR_TIMEOUT_MS);
+    options.read_timeout_ms.get_or_insert(CONDUCTOR_TIMEOUT_MS);
+    let warnings = problems.take_warnings();
     if !problems.is_empty() {
         return Err(problems.into_error());
     }
@@ -134,11 +198,11 @@ fn build_request(input: &Value) -> Result<OutgoingRequest, TaskError> {
     if !given("accept") {
         out.push(("Accept".to_string(), accept.into_bytes()));
     }
+    // RestTemplate writes a string body as it is (its string converter comes before
+    // Jackson's, whatever the content type), anything else as JSON.
     let body = match object.get("body") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(text)) if !content_type.to_ascii_lowercase().contains("json") => {
-            text.clone().into_bytes()
-        }
+        Some(Value::String(text)) => text.clone().into_bytes(),
         Some(value) => serde_json::to_vec(value).expect("a JSON value serializes"),
     };
     if !body.is_empty() && !given("content-type") {
@@ -148,7 +212,7 @@ fn build_request(input: &Value) -> Result<OutgoingRequest, TaskError> {
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("content-encoding") && v == "gzip");
     out.extend(headers.into_iter().map(|(n, v)| (n, v.into_bytes())));
-    Ok(OutgoingRequest {
+    let request = OutgoingRequest {
         method,
         scheme,
         authority,
@@ -157,12 +221,34 @@ fn build_request(input: &Value) -> Result<OutgoingRequest, TaskError> {
         body: if gzip { rules::gzip(&body) } else { body },
         options,
         url_field: field("uri"),
-    })
+    };
+    Ok((request, warnings))
 }
 
-fn execute(input: &Value) -> Result<HttpResponse, TaskError> {
-    let request = build_request(input)?;
-    task_guest::classify(task_guest::send(&request)?)
+/// `accept`: one media type, or a list of them (`HttpTask.Input.setAccept` takes a
+/// string or a list, each item by `toString`), sent as one `Accept` header.
+fn accept(field: &str, value: Option<&Value>, problems: &mut Problems) -> Option<String> {
+    let types: Vec<String> = match value {
+        None | Some(Value::Null) => return Some("application/json".into()),
+        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(java_text::to_string).collect()
+        }
+        Some(_) => {
+            problems.add(field, "must be a media type or a non-empty list of them");
+            return None;
+        }
+    };
+    if types.iter().any(|t| t.contains(['\r', '\n', '\0'])) {
+        problems.add(field, "a media type must not contain CR, LF or NUL");
+        return None;
+    }
+    Some(types.join(", "))
+}
+
+fn execute(input: &Value) -> Result<(HttpResponse, Vec<FieldError>), TaskError> {
+    let (request, warnings) = build_request(input)?;
+    Ok((task_guest::classify(task_guest::send(&request)?)?, warnings))
 }
 
 struct Component;
@@ -174,7 +260,8 @@ impl Task for Component {
 
     fn run(input: String) -> Result<String, TaskError> {
         let input = task_guest::parse_input(&input)?;
-        execute(&input).map(|response| task_guest::output_json(&response))
+        execute(&input)
+            .map(|(response, warnings)| task_guest::output_with_warnings(&response, &warnings))
     }
 }
 
@@ -193,7 +280,7 @@ impl HttpTask for Component {
         task_guest::put(&mut input, "accept", request.accept);
         task_guest::put(&mut input, "contentType", request.content_type);
         task_guest::put_options(&mut input, &request.options);
-        execute(&Value::Object(input))
+        execute(&Value::Object(input)).map(|(response, _)| response)
     }
 }
 

@@ -170,7 +170,7 @@ impl Endpoint {
         let query = self.resolve_query(object.get("query"), &mut problems);
         let headers = self.resolve_headers(object.get("headers"), &mut problems);
         let body = (self.body)(object.get("body"), &mut problems);
-        let options = rules::request_options(object, &mut problems);
+        let options = rules::request_options(object, "", &mut problems);
         if !problems.is_empty() {
             return Err(problems.into_error());
         }

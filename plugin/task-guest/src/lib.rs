@@ -68,7 +68,7 @@ fn exchange(endpoint: &Endpoint, request: &OutgoingRequest) -> Result<HttpRespon
 }
 
 /// The output JSON, with `warnings: [{field, message}]` when there are any.
-fn output_with_warnings(response: &HttpResponse, warnings: &[FieldError]) -> String {
+pub fn output_with_warnings(response: &HttpResponse, warnings: &[FieldError]) -> String {
     let mut output = output_json(response);
     if warnings.is_empty() {
         return output;

@@ -254,23 +254,39 @@ pub fn same_media_type(value: &str, expected: &str) -> bool {
     media(value) == media(expected)
 }
 
-/// Read `connectionTimeOut` and `readTimeOut` (milliseconds, non-negative integers).
-pub fn request_options(object: &Map<String, Value>, problems: &mut Problems) -> RequestOptions {
-    let mut read = |key: &str| match object.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(ms) => Some(ms),
-            None => {
-                problems.add(
-                    key,
-                    "must be a whole number of milliseconds from 0 to 4294967295",
-                );
+/// Read `connectionTimeOut` and `readTimeOut` (milliseconds, from 0 to `u32::MAX`, as
+/// numbers or numeric strings), naming them with `prefix` (e.g. `http_request.`).
+pub fn request_options(
+    object: &Map<String, Value>,
+    prefix: &str,
+    problems: &mut Problems,
+) -> RequestOptions {
+    let mut read = |key: &str| {
+        let field = format!("{prefix}{key}");
+        let rule = "must be a whole number of milliseconds from 0 to 4294967295";
+        // Jackson also reads `5000.0` or `5e3` into an Integer, truncating a fraction.
+        let whole = |text: &str| {
+            text.parse::<u32>().ok().or_else(|| {
+                let ms = text.parse::<f64>().ok()?;
+                (ms.is_finite() && (0.0..=f64::from(u32::MAX)).contains(&ms)).then_some(ms as u32)
+            })
+        };
+        match object.get(key) {
+            None | Some(Value::Null) => None,
+            // Conductor's Input holds an Integer: Jackson reads a number or a numeric
+            // string into it.
+            Some(Value::Number(n)) => whole(&n.to_string()).or_else(|| {
+                problems.add(field, rule);
+                None
+            }),
+            Some(Value::String(text)) => whole(text.trim()).or_else(|| {
+                problems.add(field, format!("{rule} (a number, or a string holding one)"));
+                None
+            }),
+            Some(_) => {
+                problems.add(field, format!("{rule} (a number, or a string holding one)"));
                 None
             }
-        },
-        Some(_) => {
-            problems.add(key, "must be a number of milliseconds");
-            None
         }
     };
     RequestOptions {
