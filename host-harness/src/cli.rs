@@ -72,6 +72,10 @@ enum Command {
         /// (`{"taskRefToMockOutput": {"<ref>": [{"status": …, "output": {…}}]}}`).
         #[arg(long)]
         mock_outputs: Option<PathBuf>,
+        /// Workflow definitions a run may start (`failureWorkflow`), one per file:
+        /// `NAME.json` or `NAME_vVERSION.json`; they are validated too.
+        #[arg(long)]
+        definitions: Option<PathBuf>,
     },
     /// Validate, then run a workflow definition locally, with progress on stderr and the
     /// result as JSON on stdout.
@@ -90,6 +94,10 @@ enum Command {
         /// workers this harness does not have, or tasks you do not want to call.
         #[arg(long)]
         mock_outputs: Option<PathBuf>,
+        /// Workflow definitions a run may start (`failureWorkflow`), one per file:
+        /// `NAME.json` or `NAME_vVERSION.json`.
+        #[arg(long)]
+        definitions: Option<PathBuf>,
         /// `${workflow.correlationId}`.
         #[arg(long)]
         correlation_id: Option<String>,
@@ -375,12 +383,15 @@ async fn execute(
             definition,
             task_definitions,
             mock_outputs,
+            definitions,
         } => {
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
             let mocks = read_mocks(mock_outputs.as_deref())?;
+            let definitions = read_definitions(definitions.as_deref())?;
             let sandbox = Sandbox::builtin_with(options).await?;
-            let report = definition_problems(&value, config.as_ref(), &sandbox, &mocks);
+            let report =
+                definition_problems(&value, config.as_ref(), &sandbox, &mocks, &definitions);
             for warning in &report.warnings {
                 writeln!(
                     out,
@@ -415,10 +426,12 @@ async fn execute(
             input,
             task_definitions,
             mock_outputs,
+            definitions,
             correlation_id,
             temporal_address,
             temporal,
         } => {
+            let definitions = read_definitions(definitions.as_deref())?;
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
             let mocks_value = match mock_outputs.as_deref() {
@@ -433,7 +446,14 @@ async fn execute(
                     task_queue: temporal.task_queue,
                 };
                 let sandbox = Sandbox::builtin_with(options).await?;
-                ensure_valid(&value, config.as_ref(), &sandbox, &definition, &mocks, err)?;
+                ensure_valid(
+                    &value,
+                    config.as_ref(),
+                    &sandbox,
+                    &definition,
+                    (&mocks, &definitions),
+                    err,
+                )?;
                 let input = match input {
                     Some(file) => read_json(&file)?,
                     None => serde_json::json!({}),
@@ -443,6 +463,7 @@ async fn execute(
                     input,
                     correlation_id,
                     mocks: mocks_value,
+                    definitions: definitions.values().to_vec(),
                 };
                 return run_on_temporal(&target, run, out, err).await;
             }
@@ -453,7 +474,14 @@ async fn execute(
                 })
                 .await?,
             );
-            ensure_valid(&value, config.as_ref(), &sandbox, &definition, &mocks, err)?;
+            ensure_valid(
+                &value,
+                config.as_ref(),
+                &sandbox,
+                &definition,
+                (&mocks, &definitions),
+                err,
+            )?;
             let def: harness_workflow::definition::WorkflowDef = serde_json::from_value(value)
                 .map_err(|e| usage(format!("{}: {e}", definition.display())))?;
             let input = match input {
@@ -485,6 +513,7 @@ async fn execute(
             let run_options = harness_workflow::RunOptions {
                 correlation_id,
                 mocks,
+                definitions: std::sync::Arc::new(definitions),
                 ..harness_workflow::RunOptions::fresh()
             };
             let running = runner.run_with(&def, input, run_options);
@@ -806,10 +835,10 @@ fn ensure_valid(
     config: Option<&harness_config::Connections>,
     sandbox: &Sandbox,
     definition: &std::path::Path,
-    mocks: &harness_workflow::Mocks,
+    (mocks, definitions): (&harness_workflow::Mocks, &harness_workflow::Definitions),
     err: &mut (dyn Write + Send),
 ) -> Result<()> {
-    let report = definition_problems(value, config, sandbox, mocks);
+    let report = definition_problems(value, config, sandbox, mocks, definitions);
     for warning in &report.warnings {
         let _ = writeln!(
             err,
@@ -833,13 +862,16 @@ fn ensure_valid(
     )))
 }
 
-/// Every problem of a definition: task and connection names, references, and literal
-/// inputs against each loaded task's input JSON Schema.
+/// Every problem of a definition and of the definitions it may start: task and
+/// connection names, references, and literal inputs against each loaded task's input
+/// JSON Schema. A problem of a started definition has its name and version before its
+/// path.
 fn definition_problems(
     definition: &serde_json::Value,
     config: Option<&harness_config::Connections>,
     sandbox: &Sandbox,
     mocks: &harness_workflow::Mocks,
+    definitions: &harness_workflow::Definitions,
 ) -> harness_workflow::validate::Report {
     let names = connection_names(config);
     let connections: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -854,16 +886,43 @@ fn definition_problems(
         .collect();
     let mocked = mocks.references().map(String::from).collect();
     let secrets: Vec<&str> = config.map(|c| c.secret_names()).unwrap_or_default();
-    harness_workflow::validate::validate(
-        definition,
-        &harness_workflow::validate::Catalog {
-            tasks: &builtin_task_names(),
-            connections: Some(&connections),
-            schemas: &schemas,
-            mocked: &mocked,
-            secrets: Some(&secrets),
-        },
-    )
+    let tasks = builtin_task_names();
+    let catalog = harness_workflow::validate::Catalog {
+        tasks: &tasks,
+        connections: Some(&connections),
+        schemas: &schemas,
+        mocked: &mocked,
+        secrets: Some(&secrets),
+        definitions,
+    };
+    let mut report = harness_workflow::validate::validate(definition, &catalog);
+    for started in definitions.values() {
+        let name = format!(
+            "{} version {}",
+            started["name"].as_str().unwrap_or_default(),
+            started["version"].as_u64().unwrap_or(1)
+        );
+        let found = harness_workflow::validate::validate(started, &catalog);
+        let named = |mut p: harness_workflow::validate::Problem| {
+            p.path = format!("{name} {}", p.path);
+            p
+        };
+        report
+            .problems
+            .extend(found.problems.into_iter().map(named));
+        report
+            .warnings
+            .extend(found.warnings.into_iter().map(named));
+    }
+    report
+}
+
+/// `--definitions DIR`, read (a usage error names the file).
+fn read_definitions(dir: Option<&std::path::Path>) -> Result<harness_workflow::Definitions> {
+    match dir {
+        None => Ok(harness_workflow::Definitions::default()),
+        Some(dir) => harness_workflow::Definitions::load_dir(dir).map_err(|e| usage(e.to_string())),
+    }
 }
 
 /// `--mock-outputs`, read and checked (a usage error names the field).

@@ -997,6 +997,74 @@ async fn a_conductor_definition_with_a_mocked_worker_runs_on_temporal_as_locally
         .to_string();
     assert_replays(&server, &workflow_id).await;
 
+    // A failed workflow starts its failureWorkflow from --definitions, on Temporal as
+    // locally: the definitions travel with the run-definition input.
+    let definitions = dir.join("definitions");
+    std::fs::create_dir_all(&definitions).unwrap();
+    std::fs::write(
+        definitions.join("notify_failure.json"),
+        json!({
+            "name": "notify_failure",
+            "tasks": [{ "name": "page_on_call", "taskReferenceName": "page",
+                        "inputParameters": { "status": "${workflow.input.failureStatus}" } }],
+            "outputParameters": {
+                "failed": "${workflow.input.workflowId}",
+                "usageId": "${workflow.input.usageId}",
+                "paged": "${page.output.paged}",
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let failing = dir.join("failing.json");
+    let mut definition_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&definition).unwrap()).unwrap();
+    definition_json["failureWorkflow"] = json!("notify_failure");
+    std::fs::write(&failing, definition_json.to_string()).unwrap();
+    std::fs::write(
+        &mocks,
+        json!({ "taskRefToMockOutput": {
+            "compute": [{ "status": "FAILED_WITH_TERMINAL_ERROR", "output": {} }],
+            "page": [{ "status": "COMPLETED", "output": { "paged": true } }],
+        } })
+        .to_string(),
+    )
+    .unwrap();
+    let (code, result, err) = harness_run(&[
+        failing.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--mock-outputs".into(),
+        mocks.display().to_string(),
+        "--definitions".into(),
+        definitions.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "conductor".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}\n{result:#}");
+    assert_eq!(result["status"], "FAILED");
+    let failure = &result["failureWorkflow"];
+    assert_eq!(failure["status"], "COMPLETED", "{result:#}");
+    assert_eq!(
+        result["output"]["conductor.failure_workflow"],
+        failure["workflowId"]
+    );
+    assert_eq!(
+        failure["output"],
+        json!({ "failed": result["workflowId"], "usageId": id, "paged": true })
+    );
+    assert_eq!(failure["tasks"][0]["input"], json!({ "status": "FAILED" }));
+    assert_eq!(
+        mock.journal().iter().filter(|e| e.method == "PUT").count(),
+        1,
+        "the failed run sent nothing"
+    );
+
     // A definition that does not validate, submitted past the CLI, fails the execution.
     let target = harness_temporal::Target {
         address: server.address.clone(),
@@ -1008,6 +1076,7 @@ async fn a_conductor_definition_with_a_mocked_worker_runs_on_temporal_as_locally
         input: json!({}),
         correlation_id: None,
         mocks: Value::Null,
+        definitions: Vec::new(),
     };
     let error = harness_temporal::submit(&target, invalid, |_| {})
         .await

@@ -24,6 +24,7 @@ fn options(mocks: Mocks) -> RunOptions {
         workflow_id: "3b9d6c52-0000-4000-8000-000000000001".into(),
         correlation_id: Some("period-2026-11".into()),
         mocks,
+        ..RunOptions::default()
     }
 }
 
@@ -567,7 +568,7 @@ async fn validate_warns_of_fields_it_does_not_apply_instead_of_ignoring_them() {
         format!(
             "warning: $.tasks[0].startDelay: `startDelay` is not applied by the harness (docs/conductor.md)\n\
              warning: $.rateLimitConfig: `rateLimitConfig` is not applied by the harness (docs/conductor.md)\n\
-             warning: $.failureWorkflow: `notify_billing` is not started when the workflow fails: the harness does not run failure workflows yet\n\
+             warning: $.failureWorkflow: `notify_billing` is not among the definitions (--definitions DIR): when this workflow fails, starting it fails, and the output's `conductor.failure_workflow` says so\n\
              warning: $.taskDefinitions[0].rateLimitPerFrequency: `rateLimitPerFrequency` is not applied by the harness (docs/conductor.md)\n\
              {path}: valid\n"
         )
@@ -631,4 +632,178 @@ async fn an_http_task_takes_conductor_inputs_and_its_response_headers_are_read_i
         printed["tasks"][0]["output"]["warnings"],
         json!([{ "field": "retryNote", "message": "ignored: Conductor's HTTP task reads only http_request when it is given" }])
     );
+}
+
+/// A failed workflow starts its `failureWorkflow` from `--definitions`, as Conductor's
+/// `terminateWorkflow` does: the failed workflow's input plus `workflowId`, `reason`,
+/// `failureStatus`, `failureTaskId` and `failedWorkflow`; its id goes into the failed
+/// workflow's output as `conductor.failure_workflow`, whose `outputParameters` are
+/// resolved as far as they can be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_workflow_starts_its_failure_workflow_with_conductors_input() {
+    let dir = std::env::temp_dir().join(format!("harness-failure-wf-{}", std::process::id()));
+    let definitions = dir.join("definitions");
+    std::fs::create_dir_all(&definitions).unwrap();
+    let mut failing = billing_definition();
+    failing["failureWorkflow"] = json!("notify_billing_failure");
+    failing["failureWorkflowVersion"] = json!(2);
+    let definition = dir.join("wf.json");
+    std::fs::write(&definition, failing.to_string()).unwrap();
+    let notify = json!({
+        "name": "notify_billing_failure",
+        "version": 2,
+        "tasks": [{
+            "name": "page_billing_on_call",
+            "taskReferenceName": "page",
+            "inputParameters": { "text": "${workflow.input.reason}", "usageId": "${workflow.input.usageId}" },
+        }],
+        "outputParameters": {
+            "failedWorkflowId": "${workflow.input.workflowId}",
+            "failureStatus": "${workflow.input.failureStatus}",
+            "failureTaskId": "${workflow.input.failureTaskId}",
+            "failedTasks": "${workflow.input.failedWorkflow.tasks.length()}",
+            "usageId": "${workflow.input.usageId}",
+            "paged": "${page.output.paged}",
+        },
+    });
+    std::fs::write(
+        definitions.join("notify_billing_failure_v2.json"),
+        notify.to_string(),
+    )
+    .unwrap();
+    let mocks = dir.join("mocks.json");
+    std::fs::write(
+        &mocks,
+        json!({ "taskRefToMockOutput": {
+            "compute": [{ "status": "FAILED_WITH_TERMINAL_ERROR", "output": { "error": "no rating for plan" } }],
+            "page": [{ "status": "COMPLETED", "output": { "paged": true } }],
+        } })
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(&input, json!({ "usageId": ID }).to_string()).unwrap();
+    let (definition, definitions, mocks) = (
+        definition.to_str().unwrap(),
+        definitions.to_str().unwrap(),
+        mocks.to_str().unwrap(),
+    );
+    let (code, out, _) = harness_cli(&[
+        "validate",
+        definition,
+        "--mock-outputs",
+        mocks,
+        "--definitions",
+        definitions,
+    ])
+    .await;
+    assert_eq!((code, out), (0, format!("{definition}: valid\n")));
+    let (code, out, err) = harness_cli(&[
+        "run",
+        definition,
+        "--input",
+        input.to_str().unwrap(),
+        "--mock-outputs",
+        mocks,
+        "--definitions",
+        definitions,
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["status"], "FAILED");
+    assert_eq!(
+        result["tasks"].as_array().unwrap().len(),
+        1,
+        "nothing was sent"
+    );
+    let failure = &result["failureWorkflow"];
+    assert_eq!(failure["workflow"], "notify_billing_failure");
+    assert_eq!(failure["status"], "COMPLETED");
+    assert_eq!(
+        result["output"],
+        json!({
+            "zuoraId": null,
+            "statusCode": null,
+            "conductor.failure_workflow": failure["workflowId"],
+        })
+    );
+    assert_eq!(
+        failure["output"],
+        json!({
+            "failedWorkflowId": result["workflowId"],
+            "failureStatus": "FAILED",
+            "failureTaskId": result["tasks"][0]["taskId"],
+            "failedTasks": 1,
+            "usageId": ID,
+            "paged": true,
+        })
+    );
+    assert_eq!(
+        failure["tasks"][0]["input"],
+        json!({ "text": result["reasonForIncompletion"], "usageId": ID })
+    );
+
+    // Without the definition, the failed workflow's output says it could not start.
+    let empty = dir.join("none");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, out, _) = harness_cli(&[
+        "run",
+        definition,
+        "--input",
+        input.to_str().unwrap(),
+        "--mock-outputs",
+        mocks,
+        "--definitions",
+        empty.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        result["output"]["conductor.failure_workflow"],
+        "Error workflow notify_billing_failure failed to start.  reason: no definition `notify_billing_failure` version 2 (definitions: none: give them with --definitions DIR)"
+    );
+    assert_eq!(result.get("failureWorkflow"), None);
+
+    // A file named for another definition is refused, naming the file.
+    std::fs::write(dir.join("none/notify_v1.json"), notify.to_string()).unwrap();
+    let (code, _, err) = harness_cli(&[
+        "validate",
+        definition,
+        "--definitions",
+        empty.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("notify_v1.json: the file name says notify version 1, the definition is notify_billing_failure version 2"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `outputParameters`, a workflow's output is its last task's output, as
+/// Conductor's `DeciderService.updateWorkflowOutput` gives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_output_parameters_the_output_is_the_last_tasks_output() {
+    let h = harness().await;
+    let definition = def(json!({
+        "name": "rate_usage",
+        "tasks": [
+            { "name": "load_usage", "taskReferenceName": "load" },
+            { "name": "rate_usage", "taskReferenceName": "rate", "inputParameters": { "rows": "${load.output.rows}" } },
+        ],
+    }));
+    let mocked = mocks(json!({ "taskRefToMockOutput": {
+        "load": [{ "status": "COMPLETED", "output": { "rows": 3 } }],
+        "rate": [{ "status": "COMPLETED", "output": { "amount": 7.5, "currency": "USD" } }],
+    } }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), options(mocked))
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(result.output, json!({ "amount": 7.5, "currency": "USD" }));
+    assert!(h.mock.journal().is_empty());
 }

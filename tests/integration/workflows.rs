@@ -569,6 +569,7 @@ async fn validate_reports_every_problem_with_its_path() {
             schemas: &schemas,
             mocked: &mocked,
             secrets: None,
+            definitions: &Default::default(),
         },
     );
     let problem = |path: &str, message: &str| Problem {
@@ -826,6 +827,7 @@ async fn validate_refuses_more_retries_than_conductor_allows() {
             schemas: &Default::default(),
             mocked: &mocked,
             secrets: None,
+            definitions: &Default::default(),
         },
     )
     .problems;

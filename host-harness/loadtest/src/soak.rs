@@ -882,6 +882,7 @@ pub async fn run(
             schemas: &schemas,
             mocked: &Default::default(),
             secrets: None,
+            definitions: &Default::default(),
         },
     )
     .problems;

@@ -39,6 +39,9 @@ pub struct RunDefinitionInput {
     /// `--mock-outputs`, in the shape of Conductor's workflow test request (null: none).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub mocks: Value,
+    /// `--definitions`: the workflows the run may start (`failureWorkflow`), as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub definitions: Vec<Value>,
 }
 
 /// An attempt without `timeoutSeconds` may run this long (the sandbox stops a task long
@@ -72,6 +75,12 @@ impl RunDefinition {
         };
         let mocked: std::collections::BTreeSet<String> =
             mocks.references().map(String::from).collect();
+        let definitions =
+            harness_workflow::Definitions::from_values(&input.definitions).map_err(|e| {
+                temporalio_sdk::ApplicationFailure::non_retryable(anyhow::anyhow!(
+                    "the definitions are not valid: {e}"
+                ))
+            })?;
         let tasks = crate::activities::activity_names();
         let schemas = Default::default();
         let report = harness_workflow::validate::validate(
@@ -82,6 +91,7 @@ impl RunDefinition {
                 schemas: &schemas,
                 mocked: &mocked,
                 secrets: None,
+                definitions: &definitions,
             },
         );
         if !report.problems.is_empty() {
@@ -112,6 +122,7 @@ impl RunDefinition {
             workflow_id: ctx.workflow_id().to_string(),
             correlation_id: input.correlation_id,
             mocks,
+            definitions: Arc::new(definitions),
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;

@@ -37,6 +37,9 @@ pub struct WorkflowDef {
     /// A workflow started, with Conductor's input, when this one fails.
     #[serde(default)]
     pub failure_workflow: Option<String>,
+    /// The version of `failureWorkflow` (none: its latest).
+    #[serde(default)]
+    pub failure_workflow_version: Option<u32>,
     /// Initial `${workflow.variables…}`.
     #[serde(default)]
     pub variables: Map<String, Value>,

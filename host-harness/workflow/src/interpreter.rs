@@ -10,6 +10,7 @@
 //! must be.
 
 use crate::definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask, WorkflowTimeoutPolicy};
+use crate::definitions::Definitions;
 use crate::expression::{self, Context};
 use crate::mocks::Mocks;
 use crate::record::{
@@ -17,7 +18,7 @@ use crate::record::{
     join_record, record,
 };
 use harness_runner::TaskStatus;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -99,6 +100,8 @@ pub struct RunOptions {
     pub correlation_id: Option<String>,
     /// Tasks answered by mocks instead of being run.
     pub mocks: Mocks,
+    /// The workflows it may start (`failureWorkflow`), by name and version.
+    pub definitions: Arc<Definitions>,
 }
 
 impl RunOptions {
@@ -127,13 +130,18 @@ fn uuid_from(bits: u128) -> String {
 
 /// The id of the `n`th task of the run `workflow_id`: the same on every replay.
 fn task_id_of(workflow_id: &str, n: u64) -> String {
-    // FNV-1a, 128 bits: stable across builds, unlike the standard library's hasher.
+    uuid_from(hash_of(workflow_id, n))
+}
+
+/// FNV-1a, 128 bits, of a workflow id and a number: stable across builds, unlike the
+/// standard library's hasher.
+fn hash_of(workflow_id: &str, n: u64) -> u128 {
     let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
     for byte in workflow_id.bytes().chain(n.to_le_bytes()) {
         hash ^= u128::from(byte);
         hash = hash.wrapping_mul(0x0000000001000000000000000000013B);
     }
-    uuid_from(hash)
+    hash
 }
 
 /// A definition being interpreted.
@@ -236,7 +244,13 @@ impl Interpreter {
                 "the workflow stopped before its tasks finished",
             )),
         };
-        finish(&self.definition, records, &context, ending)
+        finish(
+            &self.definition,
+            &self.workflow_id,
+            records,
+            &context,
+            ending,
+        )
     }
 }
 
@@ -245,7 +259,116 @@ impl Interpreter {
 /// are taken in the order the tasks were started whenever several are ready at once,
 /// so a replay sees the same order. A workflow `timeoutSeconds` with `TIME_OUT_WF` ends
 /// it `TIMED_OUT` when it passes, the tasks still running `CANCELED`.
+///
+/// A run that ends `FAILED` or `TIMED_OUT` starts its `failureWorkflow`, as Conductor's
+/// `WorkflowExecutor.terminateWorkflow` does: see [`start_failure_workflow`].
 pub async fn drive<E: TaskExecutor>(
+    executor: &E,
+    definition: Arc<WorkflowDef>,
+    input: Value,
+    options: RunOptions,
+) -> WorkflowResult {
+    let (definitions, mocks) = (options.definitions.clone(), options.mocks.clone());
+    let correlation_id = options.correlation_id.clone();
+    let mut result = drive_one(executor, definition.clone(), input.clone(), options).await;
+    let Some(name) = failure_workflow_name(&definition, &input, &result) else {
+        return result;
+    };
+    let version = definition.failure_workflow_version;
+    let id = uuid_from(hash_of(&result.workflow_id, u64::MAX));
+    let Some(failure) = definitions.get(&name, version) else {
+        let known = definitions.names().join(", ");
+        let known = if known.is_empty() {
+            "none: give them with --definitions DIR".into()
+        } else {
+            known
+        };
+        set_output(
+            &mut result,
+            format!(
+                "Error workflow {name} failed to start.  reason: no definition `{name}`{} (definitions: {known})",
+                version.map(|v| format!(" version {v}")).unwrap_or_default()
+            ),
+        );
+        return result;
+    };
+    let mut failure_input = match &input {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    failure_input.insert("workflowId".into(), result.workflow_id.clone().into());
+    failure_input.insert("reason".into(), result.reason.clone().into());
+    failure_input.insert("failureStatus".into(), result.status.as_str().into());
+    if let Some(task) = result.tasks.iter().find(|t| {
+        matches!(
+            t.status,
+            TaskStatus::Failed | TaskStatus::FailedWithTerminalError | TaskStatus::TimedOut
+        )
+    }) {
+        failure_input.insert("failureTaskId".into(), task.task_id.clone().into());
+    }
+    failure_input.insert("failedWorkflow".into(), result.to_json());
+    let options = RunOptions {
+        workflow_id: id.clone(),
+        correlation_id,
+        mocks,
+        // Its own failureWorkflow is not started: one definition naming itself would
+        // start failure workflows without end.
+        definitions: Arc::default(),
+    };
+    let started = Box::pin(drive_one(
+        executor,
+        failure,
+        Value::Object(failure_input),
+        options,
+    ))
+    .await;
+    set_output(&mut result, id);
+    result.failure_workflow = Some(Box::new(started));
+    result
+}
+
+/// `conductor.failure_workflow` in a failed workflow's output: the id of the failure
+/// workflow started, or why it did not start.
+fn set_output(result: &mut WorkflowResult, value: String) {
+    if !result.output.is_object() {
+        result.output = json!({});
+    }
+    if let Some(output) = result.output.as_object_mut() {
+        output.insert("conductor.failure_workflow".into(), value.into());
+    }
+}
+
+/// The `failureWorkflow` to start for `result`: when it ended `FAILED` or `TIMED_OUT`
+/// and the definition names one. A name starting with `$` is read from the workflow
+/// input, as Conductor reads `${workflow.input.NAME}` (`WorkflowExecutor.terminate`).
+fn failure_workflow_name(
+    definition: &WorkflowDef,
+    input: &Value,
+    result: &WorkflowResult,
+) -> Option<String> {
+    if !matches!(
+        result.status,
+        WorkflowStatus::Failed | WorkflowStatus::TimedOut
+    ) {
+        return None;
+    }
+    let name = definition.failure_workflow.as_deref()?.trim();
+    let name = if name.starts_with('$') {
+        let key = name
+            .trim_start_matches(['$', '{'])
+            .trim_end_matches('}')
+            .split('.')
+            .nth(2)?;
+        input.get(key)?.as_str()?.to_string()
+    } else {
+        name.to_string()
+    };
+    (!name.is_empty()).then_some(name)
+}
+
+/// One run of `definition`, without its failure workflow.
+async fn drive_one<E: TaskExecutor>(
     executor: &E,
     definition: Arc<WorkflowDef>,
     input: Value,

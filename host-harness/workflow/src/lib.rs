@@ -5,6 +5,7 @@
 //! The Temporal `run-definition` workflow drives the same interpreter with activities.
 
 pub mod definition;
+pub mod definitions;
 pub mod expression;
 pub mod interpreter;
 mod local;
@@ -12,6 +13,7 @@ pub mod mocks;
 mod record;
 pub mod validate;
 
+pub use definitions::{Definitions, DefinitionsError};
 pub use interpreter::RunOptions;
 pub use local::{
     BaseUrlFor, Clock, MAX_WAIT_MS, ManualClock, Progress, SystemClock, WorkflowRunner,

@@ -104,6 +104,8 @@ pub struct TaskRecord {
 pub struct WorkflowResult {
     /// Workflow name.
     pub workflow: String,
+    /// `${workflow.workflowId}`.
+    pub workflow_id: String,
     /// How it ended.
     pub status: WorkflowStatus,
     /// The resolved `outputParameters`.
@@ -112,6 +114,8 @@ pub struct WorkflowResult {
     pub tasks: Vec<TaskRecord>,
     /// Why it failed.
     pub reason: Option<String>,
+    /// The `failureWorkflow` started because this one failed, and how it ended.
+    pub failure_workflow: Option<Box<WorkflowResult>>,
 }
 
 impl WorkflowResult {
@@ -151,30 +155,47 @@ impl WorkflowResult {
             .collect();
         let mut object = Map::new();
         object.insert("workflow".into(), self.workflow.clone().into());
+        object.insert("workflowId".into(), self.workflow_id.clone().into());
         object.insert("status".into(), self.status.as_str().into());
         object.insert("output".into(), self.output.clone());
         if let Some(reason) = &self.reason {
             object.insert("reasonForIncompletion".into(), reason.clone().into());
         }
         object.insert("tasks".into(), Value::Array(tasks));
+        if let Some(failure) = &self.failure_workflow {
+            object.insert("failureWorkflow".into(), failure.to_json());
+        }
         Value::Object(object)
     }
 }
 
-/// The result of a run whose tasks ended with `records`, `context` and `failure`: the
-/// `outputParameters` resolved when nothing failed.
+/// The result of a run whose tasks ended with `records`, `context` and `ending` (none:
+/// it completed).
 pub(crate) fn finish(
     definition: &WorkflowDef,
+    workflow_id: &str,
     records: Vec<TaskRecord>,
     context: &Context,
     ending: Option<Ending>,
 ) -> WorkflowResult {
-    let (status, output, reason) = match ending {
-        Some(Ending { status, reason }) => (status, json!({}), Some(reason)),
-        None => match expression::resolve(
+    // DeciderService.updateWorkflowOutput, on completion and on failure alike: the
+    // `outputParameters` resolved, or without them the last task's output.
+    let output = || {
+        if definition.output_parameters.is_empty() {
+            return Ok(records
+                .last()
+                .map_or_else(|| json!({}), |last| last.output.clone()));
+        }
+        expression::resolve(
             &Value::Object(definition.output_parameters.clone()),
             context,
-        ) {
+        )
+    };
+    let (status, output, reason) = match ending {
+        Some(Ending { status, reason }) => {
+            (status, output().unwrap_or_else(|_| json!({})), Some(reason))
+        }
+        None => match output() {
             Ok(output) => (WorkflowStatus::Completed, output, None),
             Err(e) => (
                 WorkflowStatus::Failed,
@@ -185,10 +206,12 @@ pub(crate) fn finish(
     };
     WorkflowResult {
         workflow: definition.name.clone(),
+        workflow_id: workflow_id.to_string(),
         status,
         output,
         tasks: records,
         reason,
+        failure_workflow: None,
     }
 }
 

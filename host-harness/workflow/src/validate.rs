@@ -28,6 +28,8 @@ pub struct Catalog<'a> {
     pub mocked: &'a BTreeSet<String>,
     /// `[secrets]` names, when known.
     pub secrets: Option<&'a [&'a str]>,
+    /// The definitions a run may start (`--definitions`).
+    pub definitions: &'a crate::Definitions,
 }
 
 /// What validation found: problems stop a run; warnings name what the harness reads
@@ -133,11 +135,20 @@ pub fn validate(definition: &Value, catalog: &Catalog<'_>) -> Report {
         }
     }
     if let Some(failure) = &def.failure_workflow
-        && !failure.is_empty()
+        && !failure.trim().is_empty()
+        && !failure.trim().starts_with('$')
+        && catalog
+            .definitions
+            .get(failure.trim(), def.failure_workflow_version)
+            .is_none()
     {
+        let version = def
+            .failure_workflow_version
+            .map(|v| format!(" version {v}"))
+            .unwrap_or_default();
         checker.warning(
             "$.failureWorkflow".into(),
-            format!("`{failure}` is not started when the workflow fails: the harness does not run failure workflows yet"),
+            format!("`{failure}`{version} is not among the definitions (--definitions DIR): when this workflow fails, starting it fails, and the output's `conductor.failure_workflow` says so"),
         );
     }
     for (i, task_def) in def.task_definitions.iter().enumerate() {
