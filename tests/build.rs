@@ -3,8 +3,13 @@
 
 use anyhow::Result;
 
-/// (name, crate name) of the components built only for the tests.
-const TEST_COMPONENTS: [(&str, &str); 2] = [("snoop", "test-snoop"), ("hostile", "test-hostile")];
+/// (name, crate name) of the components built only for the tests: two hostile probes
+/// and the example of a user's own task (docs/user-tasks.md).
+const TEST_COMPONENTS: [(&str, &str); 3] = [
+    ("snoop", "test-snoop"),
+    ("hostile", "test-hostile"),
+    ("usage-total", "example-usage-total"),
+];
 
 fn main() -> Result<()> {
     // This crate is tests/.

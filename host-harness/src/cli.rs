@@ -35,6 +35,11 @@ struct Cli {
     /// Fuel per task run, a deterministic CPU budget (default off; overrides `[limits] fuel`).
     #[arg(long, global = true)]
     fuel: Option<u64>,
+    /// Your own task components: every `*.wasm` in DIR that exports the `task`
+    /// interface runs beside the shipped tasks, under the name its `info` gives, in the
+    /// same sandbox (docs/user-tasks.md).
+    #[arg(long, global = true, value_name = "DIR")]
+    tasks: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -270,6 +275,7 @@ pub async fn run(
         },
         // One command runs one task at a time: a small instance pool.
         max_in_flight: 16,
+        tasks_dir: cli.tasks,
     };
     match execute(cli.command, options, config, out, err).await {
         Ok(code) => code,
@@ -464,6 +470,11 @@ async fn execute(
                     correlation_id,
                     mocks: mocks_value,
                     definitions: definitions.values().to_vec(),
+                    tasks: sandbox
+                        .tasks()
+                        .map(|info| info.name.clone())
+                        .filter(|name| !sandbox::BUILTIN_COMPONENTS.iter().any(|(b, _)| b == name))
+                        .collect(),
                 };
                 return run_on_temporal(&target, run, out, err).await;
             }
@@ -732,11 +743,13 @@ async fn run_task(
         .await
         .map_err(unknown_task)?;
 
-    // Without a server to call (or a configured connection), start the embedded mock.
+    // Without a server to call (or a configured connection), start the embedded mock:
+    // for a shipped task (a user's own task is given no server it did not ask for).
     let named_connection = value.get("connection").is_some();
     let names_server = runner::names_server(task, &value);
+    let shipped = Vendor::for_task(task).is_some() || task == "http";
     let needs_mock =
-        config.is_none() && (named_connection || (base_url.is_none() && !names_server));
+        config.is_none() && (named_connection || (shipped && base_url.is_none() && !names_server));
     let mock = if needs_mock {
         Some(MockServer::start().await)
     } else {
@@ -886,7 +899,7 @@ fn definition_problems(
         .collect();
     let mocked = mocks.references().map(String::from).collect();
     let secrets: Vec<&str> = config.map(|c| c.secret_names()).unwrap_or_default();
-    let tasks = builtin_task_names();
+    let tasks: Vec<&str> = sandbox.tasks().map(|info| info.name.as_str()).collect();
     let catalog = harness_workflow::validate::Catalog {
         tasks: &tasks,
         connections: Some(&connections),
@@ -943,13 +956,6 @@ fn connection_names(config: Option<&harness_config::Connections>) -> Vec<String>
     }
 }
 
-fn builtin_task_names() -> Vec<&'static str> {
-    sandbox::BUILTIN_COMPONENTS
-        .iter()
-        .map(|(name, _)| *name)
-        .collect()
-}
-
 /// The configured connections; without a config, the embedded mock (started here, and
 /// only here: a run with `--config` opens no listening socket) and its connections.
 async fn connections_or_mock(
@@ -972,10 +978,14 @@ async fn connections_or_mock(
 /// `baseUrl`).
 fn mock_base_urls(mock: Option<std::sync::Arc<MockServer>>) -> harness_workflow::BaseUrlFor {
     std::sync::Arc::new(move |task: &str| {
-        mock.as_ref().map(|mock| match Vendor::for_task(task) {
-            Some(vendor) => mock.base_url(vendor),
-            None => mock.uri(),
-        })
+        // The embedded mock serves the shipped tasks; a user's own task gets no
+        // default server.
+        let mock = mock.as_ref()?;
+        match Vendor::for_task(task) {
+            Some(vendor) => Some(mock.base_url(vendor)),
+            None if task == "http" => Some(mock.uri()),
+            None => None,
+        }
     })
 }
 

@@ -227,10 +227,22 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn start(server: &DevServer, queue: &str, config: &Path, log: PathBuf) -> WorkerProcess {
+        WorkerProcess::start_with(server, queue, config, log, &[])
+    }
+
+    /// [`WorkerProcess::start`] with more arguments (e.g. `--tasks DIR`).
+    fn start_with(
+        server: &DevServer,
+        queue: &str,
+        config: &Path,
+        log: PathBuf,
+        extra: &[&str],
+    ) -> WorkerProcess {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_harness"))
             .args(["worker", "--temporal-address", &server.address])
             .args(["--task-queue", queue])
+            .args(extra)
             .arg("--config")
             .arg(config)
             .envs(secrets())
@@ -1077,6 +1089,7 @@ async fn a_conductor_definition_with_a_mocked_worker_runs_on_temporal_as_locally
         correlation_id: None,
         mocks: Value::Null,
         definitions: Vec::new(),
+        tasks: Vec::new(),
     };
     let error = harness_temporal::submit(&target, invalid, |_| {})
         .await
@@ -1086,5 +1099,82 @@ async fn a_conductor_definition_with_a_mocked_worker_runs_on_temporal_as_locally
             "the definition is not valid: $.tasks[0].name: no component `no_such_worker`"
         ),
         "{error}"
+    );
+}
+
+/// A user's own task component (`--tasks DIR`) runs on Temporal as locally: the
+/// workflow calls it through the `user-task` activity, on a worker started with the same
+/// `--tasks`, and its output feeds the next task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_own_task_runs_on_temporal_workers_started_with_the_same_tasks() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("user-tasks");
+    let tasks = dir.join("tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    std::fs::write(
+        tasks.join("usage-total.wasm"),
+        integration_tests::test_component("usage-total"),
+    )
+    .unwrap();
+    let tasks = tasks.display().to_string();
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start_with(
+        &server,
+        "user-tasks",
+        &config,
+        dir.join("worker.log"),
+        &["--tasks", &tasks],
+    );
+    let id = "8ad08ae29085a77b0190908bfdd67abb";
+    let definition = dir.join("total.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "report_period_total",
+            "tasks": [
+                { "name": "usage-total", "taskReferenceName": "total",
+                  "inputParameters": { "records": "${workflow.input.records}" } },
+                { "name": "zuora-update-usage", "taskReferenceName": "update",
+                  "inputParameters": { "connection": "zuora", "path": { "id": id },
+                                       "body": { "Quantity": "${total.output.total}" } } },
+            ],
+            "outputParameters": { "total": "${total.output.total}", "count": "${total.output.count}" },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(
+        &input,
+        json!({ "records": [{ "quantity": 4 }, { "quantity": 0.25 }] }).to_string(),
+    )
+    .unwrap();
+    let (code, result, err) = harness_run(&[
+        definition.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--tasks".into(),
+        tasks,
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "user-tasks".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["output"], json!({ "total": 4.25, "count": 2 }));
+    assert_eq!(result["tasks"][0]["taskType"], "usage-total");
+    let journal = mock.journal();
+    let puts: Vec<_> = journal.iter().filter(|e| e.method == "PUT").collect();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].path, format!("/zuora/v1/object/usage/{id}"));
+    assert_eq!(
+        String::from_utf8(puts[0].body.clone()).unwrap(),
+        r#"{"Quantity":4.25}"#
     );
 }

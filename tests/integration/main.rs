@@ -18,5 +18,6 @@ mod properties;
 mod rate_limits;
 mod rebilly;
 mod soak;
+mod user_tasks;
 mod workflows;
 mod zuora;

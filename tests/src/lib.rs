@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 
 include!(concat!(env!("OUT_DIR"), "/gen.rs"));
 
-/// The bytes of the test-only component `name` (`snoop`, `hostile`).
+/// The bytes of the test-only component `name` (`snoop`, `hostile`, `usage-total`).
 pub fn test_component(name: &str) -> &'static [u8] {
     TEST_COMPONENTS
         .iter()

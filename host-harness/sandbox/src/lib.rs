@@ -135,6 +135,10 @@ pub struct SandboxOptions {
     /// Runs that may be in flight at once: sizes wasmtime's pooling instance allocator
     /// (`0` allocates each instance on demand instead). Runs beyond it wait for a slot.
     pub max_in_flight: u32,
+    /// The user's own task components (`--tasks DIR`): every `*.wasm` file in it that
+    /// exports the `task` interface is loaded beside the shipped tasks, under the name
+    /// its `info` gives.
+    pub tasks_dir: Option<PathBuf>,
 }
 
 impl Default for SandboxOptions {
@@ -143,6 +147,7 @@ impl Default for SandboxOptions {
             limits: Limits::default(),
             cache_dir: None,
             max_in_flight: 1024,
+            tasks_dir: None,
         }
     }
 }
@@ -282,21 +287,80 @@ impl Sandbox {
     }
 
     /// A sandbox set up as `options` says with every shipped task component loaded.
+    /// The user's components of `options.tasks_dir` are loaded too.
     pub async fn builtin_with(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let tasks_dir = options.tasks_dir.clone();
         let mut sandbox = Sandbox::with_options(options)?;
         for (task, wasm) in BUILTIN_COMPONENTS {
             sandbox.load_named(task, wasm).await?;
         }
+        if let Some(dir) = tasks_dir {
+            sandbox.load_dir(&dir).await?;
+        }
         Ok(sandbox)
     }
 
+    /// Load every `*.wasm` component of `dir` (the user's own tasks), in file-name
+    /// order. A component whose task name is already loaded (a shipped task, or another
+    /// file) is refused, naming both: a user task never replaces another silently.
+    /// Returns the task names loaded.
+    pub async fn load_dir(&mut self, dir: &Path) -> Result<Vec<String>, SandboxError> {
+        let load_error = |reason: String| SandboxError::Load {
+            component: dir.display().to_string(),
+            reason,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| load_error(format!("--tasks: {e}")))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        files.sort();
+        let mut loaded = Vec::new();
+        for path in files {
+            let bytes = std::fs::read(&path).map_err(|e| SandboxError::Load {
+                component: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let what = path.display().to_string();
+            let (name, task) = self.prepare_task(&what, &bytes).await?;
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(SandboxError::Load {
+                    component: what,
+                    reason: format!(
+                        "its task name {name:?} is empty or holds spaces or control characters"
+                    ),
+                });
+            }
+            if self.tasks.contains_key(&name) {
+                return Err(SandboxError::Load {
+                    component: what,
+                    reason: format!(
+                        "its task name `{name}` is already taken by another task; give it a name of its own in info()"
+                    ),
+                });
+            }
+            self.tasks.insert(name.clone(), task);
+            loaded.push(name);
+        }
+        Ok(loaded)
+    }
+
     /// A sandbox with only the named shipped task loaded (faster start for one task).
+    /// A task that is not shipped is looked for among the user's components of
+    /// `options.tasks_dir`.
     pub async fn builtin_only(
         task: &str,
         options: SandboxOptions,
     ) -> Result<Sandbox, SandboxError> {
-        let wasm = harness_artifacts::component(task)
-            .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
+        let Some(wasm) = harness_artifacts::component(task) else {
+            if options.tasks_dir.is_some() {
+                let sandbox = Sandbox::builtin_with(options).await?;
+                if sandbox.tasks.contains_key(task) {
+                    return Ok(sandbox);
+                }
+            }
+            return Err(SandboxError::UnknownTask(task.to_string()));
+        };
         let mut sandbox = Sandbox::with_options(options)?;
         sandbox.load_named(task, wasm).await?;
         Ok(sandbox)
@@ -320,6 +384,17 @@ impl Sandbox {
 
     /// [`Sandbox::load`], naming the component `what` in errors.
     async fn load_named(&mut self, what: &str, bytes: &[u8]) -> Result<String, SandboxError> {
+        let (name, task) = self.prepare_task(what, bytes).await?;
+        self.tasks.insert(name.clone(), task);
+        Ok(name)
+    }
+
+    /// Compile and pre-instantiate a component and ask it for its task info.
+    async fn prepare_task(
+        &self,
+        what: &str,
+        bytes: &[u8],
+    ) -> Result<(String, LoadedTask), SandboxError> {
         let load_error = |reason: String| SandboxError::Load {
             component: what.to_string(),
             reason,
@@ -347,15 +422,14 @@ impl Sandbox {
             .await
             .map_err(|e| load_error(format!("info() failed: {e:#}")))?;
         let name = info.name.clone();
-        self.tasks.insert(
-            name.clone(),
+        Ok((
+            name,
             LoadedTask {
                 pre,
                 info,
                 component,
             },
-        );
-        Ok(name)
+        ))
     }
 
     /// Every loaded task's info, by name.

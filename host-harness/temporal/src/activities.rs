@@ -15,7 +15,7 @@
 use harness_runner::{self as runner, ErrorKind, TaskOutcome, TaskStatus};
 use harness_sandbox::Sandbox;
 use harness_workflow::{BaseUrlFor, MAX_WAIT_MS, Progress};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use temporalio_client::WorkflowDescribeOptions;
@@ -121,7 +121,34 @@ impl TaskActivities {
     ) -> Result<Value, ActivityError> {
         self.execute(ctx, "http", input).await
     }
+
+    /// A user's own task component (`--tasks DIR` on the worker): the input is
+    /// `{"task": NAME, "input": {…}}`. Activity types are fixed when the worker is built,
+    /// so every user task shares this one.
+    #[activity(name = "user-task")]
+    pub async fn user_task(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Value,
+    ) -> Result<Value, ActivityError> {
+        let name = input["task"].as_str().unwrap_or_default().to_string();
+        let loaded = self.env.sandbox.info(&name).is_some()
+            && !harness_sandbox::BUILTIN_COMPONENTS
+                .iter()
+                .any(|(builtin, _)| *builtin == name);
+        if !loaded {
+            return Err(ApplicationFailure::non_retryable(anyhow::anyhow!(
+                "this worker has no task `{name}` of its own: start `harness worker` with --tasks DIR holding its component"
+            ))
+            .into());
+        }
+        let task_input = input.get("input").cloned().unwrap_or_else(|| json!({}));
+        self.execute(ctx, &name, task_input).await
+    }
 }
+
+/// The activity type of a user's own task (see [`TaskActivities::user_task`]).
+pub const USER_TASK_ACTIVITY: &str = "user-task";
 
 /// The activity type names registered, in order (the built-in task names).
 pub fn activity_names() -> Vec<&'static str> {

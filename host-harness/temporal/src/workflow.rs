@@ -42,6 +42,10 @@ pub struct RunDefinitionInput {
     /// `--definitions`: the workflows the run may start (`failureWorkflow`), as written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub definitions: Vec<Value>,
+    /// The user's own task names (`--tasks`): run as `user-task` activities by workers
+    /// started with the same `--tasks DIR`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
 }
 
 /// An attempt without `timeoutSeconds` may run this long (the sandbox stops a task long
@@ -81,7 +85,8 @@ impl RunDefinition {
                     "the definitions are not valid: {e}"
                 ))
             })?;
-        let tasks = crate::activities::activity_names();
+        let mut tasks = crate::activities::activity_names();
+        tasks.extend(input.tasks.iter().map(String::as_str));
         let schemas = Default::default();
         let report = harness_workflow::validate::validate(
             &input.definition,
@@ -188,9 +193,20 @@ impl TaskExecutor for Activities {
                 def,
                 ..
             } = task;
+            // A shipped task is the activity of its name; a user's own task goes through
+            // the one `user-task` activity.
+            let (activity, input) =
+                if crate::activities::activity_names().contains(&component.as_str()) {
+                    (component, input)
+                } else {
+                    (
+                        crate::activities::USER_TASK_ACTIVITY.to_string(),
+                        json!({ "task": component, "input": input }),
+                    )
+                };
             let result = ctx
                 .execute_activity(
-                    TaskActivity(component),
+                    TaskActivity(activity),
                     input,
                     activity_options(&def, &reference),
                 )
