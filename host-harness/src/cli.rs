@@ -35,11 +35,6 @@ struct Cli {
     /// Fuel per task run, a deterministic CPU budget (default off; overrides `[limits] fuel`).
     #[arg(long, global = true)]
     fuel: Option<u64>,
-    /// Your own task components: every `*.wasm` in DIR that exports the `task`
-    /// interface runs beside the shipped tasks, under the name its `info` gives, in the
-    /// same sandbox (docs/user-tasks.md).
-    #[arg(long, global = true, value_name = "DIR")]
-    tasks: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,13 +52,20 @@ enum Command {
         /// Without it and without a `baseUrl`, an embedded mock is started and used.
         #[arg(long)]
         base_url: Option<String>,
+        #[command(flatten)]
+        user_tasks: UserTasks,
     },
     /// List the tasks with their method and path.
-    List,
+    List {
+        #[command(flatten)]
+        user_tasks: UserTasks,
+    },
     /// Print a task's input JSON Schema and an example input.
     Describe {
         /// Task name.
         task: String,
+        #[command(flatten)]
+        user_tasks: UserTasks,
     },
     /// Check a workflow definition: every problem at once, with its JSON path.
     Validate {
@@ -81,6 +83,8 @@ enum Command {
         /// `NAME.json` or `NAME_vVERSION.json`; they are validated too.
         #[arg(long)]
         definitions: Option<PathBuf>,
+        #[command(flatten)]
+        user_tasks: UserTasks,
     },
     /// Validate, then run a workflow definition locally, with progress on stderr and the
     /// result as JSON on stdout.
@@ -112,6 +116,8 @@ enum Command {
         temporal_address: Option<String>,
         #[command(flatten)]
         temporal: TemporalArgs,
+        #[command(flatten)]
+        user_tasks: UserTasks,
     },
     /// Serve Temporal: every task as an activity (type = task name) and the
     /// `run-definition` workflow, on a task queue, until interrupted.
@@ -121,6 +127,8 @@ enum Command {
         temporal_address: String,
         #[command(flatten)]
         temporal: TemporalArgs,
+        #[command(flatten)]
+        user_tasks: UserTasks,
     },
     /// Measure task cost against a native pooled HTTP baseline, in one process.
     Bench {
@@ -157,6 +165,31 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+}
+
+/// `--tasks DIR`, on the commands that run or describe tasks.
+#[derive(clap::Args)]
+struct UserTasks {
+    /// Your own task components: every `*.wasm` in DIR that exports the `task`
+    /// interface runs beside the shipped tasks, under the name its `info` gives, in the
+    /// same sandbox (docs/user-tasks.md).
+    #[arg(long = "tasks", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl Command {
+    /// The `--tasks DIR` of a command that takes it.
+    fn tasks_dir(&self) -> Option<PathBuf> {
+        match self {
+            Command::Task { user_tasks, .. }
+            | Command::List { user_tasks }
+            | Command::Describe { user_tasks, .. }
+            | Command::Validate { user_tasks, .. }
+            | Command::Run { user_tasks, .. }
+            | Command::Worker { user_tasks, .. } => user_tasks.dir.clone(),
+            Command::Bench { .. } | Command::Soak { .. } | Command::Mock { .. } => None,
+        }
+    }
 }
 
 /// Where on a Temporal cluster.
@@ -275,7 +308,7 @@ pub async fn run(
         },
         // One command runs one task at a time: a small instance pool.
         max_in_flight: 16,
-        tasks_dir: cli.tasks,
+        tasks_dir: cli.command.tasks_dir(),
     };
     match execute(cli.command, options, config, out, err).await {
         Ok(code) => code,
@@ -334,6 +367,7 @@ async fn execute(
             task,
             input,
             base_url,
+            ..
         } => {
             run_task(
                 &task,
@@ -346,7 +380,7 @@ async fn execute(
             )
             .await
         }
-        Command::List => {
+        Command::List { .. } => {
             let sandbox = Sandbox::builtin_with(options).await?;
             for info in sandbox.tasks() {
                 writeln!(
@@ -364,7 +398,7 @@ async fn execute(
             }
             Ok(EXIT_OK)
         }
-        Command::Describe { task } => {
+        Command::Describe { task, .. } => {
             let sandbox = Sandbox::builtin_only(&task, options)
                 .await
                 .map_err(unknown_task)?;
@@ -390,6 +424,7 @@ async fn execute(
             task_definitions,
             mock_outputs,
             definitions,
+            ..
         } => {
             let value =
                 with_task_definitions(read_json(&definition)?, task_definitions.as_deref())?;
@@ -436,6 +471,7 @@ async fn execute(
             correlation_id,
             temporal_address,
             temporal,
+            ..
         } => {
             let definitions = read_definitions(definitions.as_deref())?;
             let value =
@@ -552,6 +588,7 @@ async fn execute(
         Command::Worker {
             temporal_address,
             temporal,
+            ..
         } => {
             let target = harness_temporal::Target {
                 address: temporal_address,

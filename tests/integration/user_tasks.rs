@@ -24,7 +24,7 @@ async fn a_users_component_is_listed_described_and_run_as_a_task() {
     let dir = tasks_dir("task");
     let tasks = dir.join("tasks");
     let tasks = tasks.to_str().unwrap();
-    let (code, out, err) = harness_cli(&["--tasks", tasks, "list"]).await;
+    let (code, out, err) = harness_cli(&["list", "--tasks", tasks]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         out.lines()
