@@ -1178,3 +1178,63 @@ async fn a_users_own_task_runs_on_temporal_workers_started_with_the_same_tasks()
         r#"{"Quantity":4.25}"#
     );
 }
+
+/// SET_VARIABLE and TERMINATE in run-definition as locally: the variables feed later
+/// tasks, the TERMINATE's output is the workflow's, nothing after it runs, and the
+/// history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_variable_and_terminate_run_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("system-tasks");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "system", &config, dir.join("worker.log"));
+    let definition = dir.join("skip.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "sync_or_skip",
+            "tasks": [
+                { "name": "remember", "taskReferenceName": "remember", "type": "SET_VARIABLE",
+                  "inputParameters": { "period": "${workflow.input.period}" } },
+                { "name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+                  "inputParameters": { "terminationStatus": "TERMINATED",
+                                       "terminationReason": "period ${workflow.variables.period} is closed",
+                                       "workflowOutput": { "period": "${workflow.variables.period}" } } },
+                { "name": "zuora-update-usage", "taskReferenceName": "update",
+                  "inputParameters": { "connection": "zuora", "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" }, "body": {} } },
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(&input, json!({ "period": "2026-11" }).to_string()).unwrap();
+    let (code, result, err) = harness_run(&[
+        definition.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "system".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}\n{result:#}");
+    assert_eq!(result["status"], "TERMINATED");
+    assert_eq!(result["reasonForIncompletion"], "period 2026-11 is closed");
+    assert_eq!(result["output"], json!({ "period": "2026-11" }));
+    assert_eq!(result["tasks"].as_array().unwrap().len(), 2);
+    assert!(mock.journal().is_empty(), "nothing after the TERMINATE ran");
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}

@@ -18,6 +18,7 @@ mod properties;
 mod rate_limits;
 mod rebilly;
 mod soak;
+mod system_tasks;
 mod user_tasks;
 mod workflows;
 mod zuora;

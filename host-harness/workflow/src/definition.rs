@@ -135,6 +135,8 @@ impl From<String> for TaskType {
             "JOIN" => TaskType::Known(TaskKind::Join),
             "SWITCH" => TaskType::Known(TaskKind::Switch),
             "DECISION" => TaskType::Known(TaskKind::Decision),
+            "TERMINATE" => TaskType::Known(TaskKind::Terminate),
+            "SET_VARIABLE" => TaskType::Known(TaskKind::SetVariable),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -156,6 +158,10 @@ pub enum TaskKind {
     Switch,
     /// Conductor's legacy SWITCH (`caseValueParam`).
     Decision,
+    /// End the workflow (`terminationStatus`, `terminationReason`, `workflowOutput`).
+    Terminate,
+    /// Set `${workflow.variables…}` from its input.
+    SetVariable,
 }
 
 impl TaskKind {
@@ -168,6 +174,8 @@ impl TaskKind {
             TaskKind::Join => "JOIN",
             TaskKind::Switch => "SWITCH",
             TaskKind::Decision => "DECISION",
+            TaskKind::Terminate => "TERMINATE",
+            TaskKind::SetVariable => "SET_VARIABLE",
         }
     }
 }
@@ -232,7 +240,7 @@ impl WorkflowTask {
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH and DECISION"
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE and SET_VARIABLE"
 )]
 pub struct UnsupportedType(pub String);
 

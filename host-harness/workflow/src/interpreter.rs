@@ -153,6 +153,11 @@ pub struct Interpreter {
     next_id: u64,
     workflow_id: String,
     mocks: Mocks,
+    /// `${workflow…}`: one entry for the whole run, so that a SET_VARIABLE is seen by
+    /// every task that starts after it, in any branch.
+    workflow: Arc<Value>,
+    /// A TERMINATE that ran: how the workflow ends, and its output.
+    terminated: Option<(Ending, Value)>,
 }
 
 impl Interpreter {
@@ -184,8 +189,9 @@ impl Interpreter {
             "schemaVersion": 2,
             "variables": definition.variables,
         });
+        let workflow = Arc::new(workflow);
         let mut context = Context::new();
-        context.insert("workflow".into(), Arc::new(workflow));
+        context.insert("workflow".into(), workflow.clone());
         let root = Frame::new(definition.tasks.clone(), context);
         Interpreter {
             definition,
@@ -194,6 +200,8 @@ impl Interpreter {
             next_id: 0,
             workflow_id: options.workflow_id,
             mocks: options.mocks,
+            workflow,
+            terminated: None,
         }
     }
 
@@ -207,8 +215,19 @@ impl Interpreter {
             workflow_id: &self.workflow_id,
             mocks: &mut self.mocks,
             ready: &mut ready,
+            workflow: &mut self.workflow,
+            terminated: &mut self.terminated,
         };
         self.root.advance(&mut scope);
+        // A TERMINATE ends the workflow at once, wherever it ran, as Conductor's
+        // decider does: the tasks still running are canceled.
+        if let Some((ending, _)) = &self.terminated
+            && !matches!(self.root.state, State::Done(Some(_)))
+        {
+            let ending = ending.clone();
+            self.end(ending);
+            return Vec::new();
+        }
         ready
     }
 
@@ -235,7 +254,7 @@ impl Interpreter {
         let Frame {
             state,
             records,
-            context,
+            mut context,
             ..
         } = self.root;
         let ending = match state {
@@ -244,13 +263,19 @@ impl Interpreter {
                 "the workflow stopped before its tasks finished",
             )),
         };
-        finish(
+        context.insert("workflow".into(), self.workflow.clone());
+        let mut result = finish(
             &self.definition,
             &self.workflow_id,
             records,
             &context,
             ending,
-        )
+        );
+        // DeciderService.updateWorkflowOutput: a TERMINATE's output is the workflow's.
+        if let Some((_, output)) = self.terminated {
+            result.output = output;
+        }
+        result
     }
 }
 
@@ -260,7 +285,7 @@ impl Interpreter {
 /// so a replay sees the same order. A workflow `timeoutSeconds` with `TIME_OUT_WF` ends
 /// it `TIMED_OUT` when it passes, the tasks still running `CANCELED`.
 ///
-/// A run that ends `FAILED` or `TIMED_OUT` starts its `failureWorkflow`, as Conductor's
+/// A run that ends `FAILED`, `TIMED_OUT` or `TERMINATED` starts its `failureWorkflow`, as Conductor's
 /// `WorkflowExecutor.terminateWorkflow` does: see [`start_failure_workflow`].
 pub async fn drive<E: TaskExecutor>(
     executor: &E,
@@ -339,17 +364,19 @@ fn set_output(result: &mut WorkflowResult, value: String) {
     }
 }
 
-/// The `failureWorkflow` to start for `result`: when it ended `FAILED` or `TIMED_OUT`
-/// and the definition names one. A name starting with `$` is read from the workflow
+/// The `failureWorkflow` to start for `result`: when it ended `FAILED`, `TIMED_OUT` or
+/// `TERMINATED` and the definition names one. A name starting with `$` is read from the workflow
 /// input, as Conductor reads `${workflow.input.NAME}` (`WorkflowExecutor.terminate`).
 fn failure_workflow_name(
     definition: &WorkflowDef,
     input: &Value,
     result: &WorkflowResult,
 ) -> Option<String> {
+    // WorkflowExecutor.terminate: a failure, a timeout, or a TERMINATE with FAILED or
+    // TERMINATED.
     if !matches!(
         result.status,
-        WorkflowStatus::Failed | WorkflowStatus::TimedOut
+        WorkflowStatus::Failed | WorkflowStatus::TimedOut | WorkflowStatus::Terminated
     ) {
         return None;
     }
@@ -427,6 +454,10 @@ async fn drive_one<E: TaskExecutor>(
             break;
         }
         ready = interpreter.start();
+        // A TERMINATE ended it: the tasks still running are dropped (canceled).
+        if interpreter.finished() {
+            break;
+        }
     }
     interpreter.result()
 }
@@ -439,6 +470,8 @@ struct Scope<'a> {
     workflow_id: &'a str,
     mocks: &'a mut Mocks,
     ready: &'a mut Vec<ReadyTask>,
+    workflow: &'a mut Arc<Value>,
+    terminated: &'a mut Option<(Ending, Value)>,
 }
 
 impl Scope<'_> {
@@ -648,6 +681,9 @@ impl Frame {
             return;
         };
         self.next += 1;
+        // The run's `${workflow…}` as it is now (after any SET_VARIABLE).
+        self.context
+            .insert("workflow".into(), scope.workflow.clone());
         let reference = task.task_reference_name.clone();
         let kind = match task.kind() {
             Ok(kind) => kind,
@@ -710,6 +746,37 @@ impl Frame {
                     task_type,
                     input,
                 };
+            }
+            TaskKind::Terminate | TaskKind::SetVariable => {
+                let (_, task_id) = scope.ids();
+                let def = task.effective_def(scope.task_defs);
+                let input = match task_input(task, &def, &self.context, &task_id) {
+                    Ok(input) => input,
+                    Err(e) => {
+                        let failed = record(
+                            task,
+                            kind.as_str(),
+                            task_id,
+                            TaskStatus::FailedWithTerminalError,
+                            json!({}),
+                            json!({}),
+                        );
+                        let optional = task.optional;
+                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        return;
+                    }
+                };
+                let (done, failure) = if kind == TaskKind::Terminate {
+                    terminate(task, task_id, input, scope)
+                } else {
+                    set_variable(task, task_id, input, scope)
+                };
+                let optional = task.optional;
+                self.push(done, failure, optional);
+                // Nothing after a TERMINATE runs: the lists above it end with it.
+                if let Some((ending, _)) = scope.terminated.as_ref() {
+                    self.state = State::Done(Some(ending.clone()));
+                }
             }
             TaskKind::Join => {
                 let (_, task_id) = scope.ids();
@@ -785,6 +852,113 @@ impl Frame {
             _ => Some(result),
         }
     }
+}
+
+/// Conductor's `Terminate`: `terminationStatus` `COMPLETED`, `FAILED` or `TERMINATED`
+/// (anything else fails the task: "given termination status is not valid"); its output
+/// is `workflowOutput` (an object as it is, any other value under `output`), which
+/// becomes the workflow's output; the reason is `terminationReason`, or Conductor's
+/// "Workflow is STATUS by TERMINATE task: ID".
+fn terminate(
+    task: &WorkflowTask,
+    task_id: String,
+    input: Value,
+    scope: &mut Scope<'_>,
+) -> (TaskRecord, Option<String>) {
+    let status = match input.get("terminationStatus").and_then(Value::as_str) {
+        Some("COMPLETED") => WorkflowStatus::Completed,
+        Some("FAILED") => WorkflowStatus::Failed,
+        Some("TERMINATED") => WorkflowStatus::Terminated,
+        _ => {
+            let failed = record(
+                task,
+                "TERMINATE",
+                task_id,
+                TaskStatus::Failed,
+                input,
+                json!({}),
+            );
+            let reason = format!(
+                "task {}: given termination status is not valid (terminationStatus must be COMPLETED, FAILED or TERMINATED)",
+                task.task_reference_name
+            );
+            return (failed, Some(reason));
+        }
+    };
+    let output = match input.get("workflowOutput") {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::Object(map)) => Value::Object(map.clone()),
+        Some(other) => json!({ "output": other }),
+    };
+    let reason = match input.get("terminationReason").and_then(Value::as_str) {
+        Some(reason) if !reason.trim().is_empty() => reason.to_string(),
+        _ => format!(
+            "Workflow is {} by TERMINATE task: {task_id}",
+            status.as_str()
+        ),
+    };
+    let done = record(
+        task,
+        "TERMINATE",
+        task_id,
+        TaskStatus::Completed,
+        input,
+        output.clone(),
+    );
+    *scope.terminated = Some((Ending { status, reason }, output));
+    (done, None)
+}
+
+/// Conductor's limit on a workflow's variables (`maxWorkflowVariablesPayloadSizeThreshold`,
+/// 256 KB by default).
+const MAX_VARIABLES_BYTES: usize = 256 * 1024;
+
+/// Conductor's `SetVariable`: each input key becomes `${workflow.variables.KEY}` for the
+/// tasks that start after it. Variables past 256 KB fail the task
+/// `FAILED_WITH_TERMINAL_ERROR`, the variables unchanged.
+fn set_variable(
+    task: &WorkflowTask,
+    task_id: String,
+    input: Value,
+    scope: &mut Scope<'_>,
+) -> (TaskRecord, Option<String>) {
+    let mut workflow = (**scope.workflow).clone();
+    if let (Some(variables), Value::Object(new)) = (
+        workflow.get_mut("variables").and_then(Value::as_object_mut),
+        &input,
+    ) {
+        for (key, value) in new {
+            variables.insert(key.clone(), value.clone());
+        }
+    }
+    let size = workflow["variables"].to_string().len();
+    if size > MAX_VARIABLES_BYTES {
+        let failed = record(
+            task,
+            "SET_VARIABLE",
+            task_id,
+            TaskStatus::FailedWithTerminalError,
+            input,
+            json!({}),
+        );
+        let reason = format!(
+            "task {}: The variables payload size: {size} of workflow: {} is greater than the permissible limit: {} kilobytes",
+            task.task_reference_name,
+            scope.workflow_id,
+            MAX_VARIABLES_BYTES / 1024
+        );
+        return (failed, Some(reason));
+    }
+    *scope.workflow = Arc::new(workflow);
+    let done = record(
+        task,
+        "SET_VARIABLE",
+        task_id,
+        TaskStatus::Completed,
+        input,
+        json!({}),
+    );
+    (done, None)
 }
 
 /// A worker task's input as Conductor's `getTaskInputV2` makes it: the task definition's

@@ -306,6 +306,22 @@ impl Checker<'_> {
                         );
                     }
                 }
+                // Conductor's WorkflowTaskTypeConstraint: a TERMINATE names its status.
+                TaskKind::Terminate => match task.input_parameters.get("terminationStatus") {
+                    None => self.problem(
+                        format!("{at}.inputParameters.terminationStatus"),
+                        "required: COMPLETED, FAILED or TERMINATED".into(),
+                    ),
+                    Some(Value::String(status))
+                        if status.contains("${")
+                            || ["COMPLETED", "FAILED", "TERMINATED"].contains(&status.as_str()) => {
+                    }
+                    Some(other) => self.problem(
+                        format!("{at}.inputParameters.terminationStatus"),
+                        format!("{other} is not COMPLETED, FAILED or TERMINATED"),
+                    ),
+                },
+                TaskKind::SetVariable => {}
                 TaskKind::ForkJoin => {
                     if task.fork_tasks.is_empty() {
                         self.problem(

@@ -1,0 +1,161 @@
+//! Conductor's system tasks, as its `tasks/` and mappers run them, in definitions
+//! written as Conductor users write them.
+
+use crate::workflows::{harness, zuora_task};
+use harness_mock::Fault;
+use harness_workflow::definition::WorkflowDef;
+use harness_workflow::{Mocks, RunOptions};
+use serde_json::{Value, json};
+
+fn def(value: Value) -> WorkflowDef {
+    serde_json::from_value(value).unwrap()
+}
+
+fn mocked(value: Value) -> RunOptions {
+    RunOptions {
+        mocks: Mocks::parse(&value).unwrap(),
+        ..RunOptions::fresh()
+    }
+}
+
+/// SET_VARIABLE sets `${workflow.variables…}` for the tasks after it; TERMINATE with
+/// `COMPLETED` ends the workflow there: its `workflowOutput` is the workflow's output,
+/// its `terminationReason` the reason, and nothing after it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_variable_feeds_later_tasks_and_terminate_ends_the_workflow_with_its_output() {
+    let h = harness().await;
+    let definition = def(json!({
+        "name": "sync_or_skip",
+        "variables": { "attempts": 0 },
+        "tasks": [
+            { "name": "lookup_usage", "taskReferenceName": "lookup" },
+            { "name": "remember", "taskReferenceName": "remember", "type": "SET_VARIABLE",
+              "inputParameters": { "period": "${workflow.input.period}", "attempts": 1 } },
+            { "name": "decide", "taskReferenceName": "decide", "type": "SWITCH",
+              "evaluatorType": "value-param", "expression": "found",
+              "inputParameters": { "found": "${lookup.output.found}" },
+              "decisionCases": { "false": [{
+                  "name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+                  "inputParameters": {
+                      "terminationStatus": "COMPLETED",
+                      "terminationReason": "no usage for ${workflow.variables.period}",
+                      "workflowOutput": { "period": "${workflow.variables.period}", "attempts": "${workflow.variables.attempts}", "skipped": true },
+                  },
+              }] },
+              "defaultCase": [] },
+            zuora_task("update"),
+        ],
+        "outputParameters": { "updated": "${update.output.response.body.Success}" },
+    }));
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "period": "2026-11" }),
+            mocked(json!({ "taskRefToMockOutput": { "lookup": [{ "status": "COMPLETED", "output": { "found": false } }] } })),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(result.reason.as_deref(), Some("no usage for 2026-11"));
+    assert_eq!(
+        result.output,
+        json!({ "period": "2026-11", "attempts": 1, "skipped": true })
+    );
+    assert!(
+        h.mock.journal().is_empty(),
+        "the Zuora task after it never ran"
+    );
+    let printed = result.to_json();
+    let tasks: Vec<(&str, &str, &str)> = printed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["ref"].as_str().unwrap(),
+                t["taskType"].as_str().unwrap(),
+                t["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        vec![
+            ("lookup", "lookup_usage", "COMPLETED"),
+            ("remember", "SET_VARIABLE", "COMPLETED"),
+            ("decide", "SWITCH", "COMPLETED"),
+            ("stop", "TERMINATE", "COMPLETED"),
+        ]
+    );
+    assert_eq!(
+        printed["tasks"][1]["input"],
+        json!({ "period": "2026-11", "attempts": 1 })
+    );
+    assert_eq!(printed["tasks"][3]["output"], result.output);
+}
+
+/// A TERMINATE with `FAILED` in one branch of a fork ends the workflow at once, as
+/// Conductor's decider does: the other branch's running request is canceled, and its
+/// record says it may have been applied. Without a reason, Conductor's own is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminate_in_a_fork_branch_ends_the_workflow_and_cancels_the_running_branch() {
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        delay_ms: 3_000,
+        ..Default::default()
+    });
+    let definition = def(json!({
+        "name": "guarded_sync",
+        "tasks": [{
+            "name": "both", "taskReferenceName": "both", "type": "FORK_JOIN",
+            "forkTasks": [
+                [zuora_task("update")],
+                [{ "name": "abort", "taskReferenceName": "abort", "type": "TERMINATE",
+                   "inputParameters": { "terminationStatus": "FAILED", "workflowOutput": "${workflow.input.batch}" } }],
+            ],
+        }, { "name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["update", "abort"] }],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({ "batch": "b-17" }), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "FAILED");
+    let printed = result.to_json();
+    let abort = printed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ref"] == "abort")
+        .unwrap();
+    assert_eq!(
+        result.reason,
+        Some(format!(
+            "Workflow is FAILED by TERMINATE task: {}",
+            abort["taskId"].as_str().unwrap()
+        ))
+    );
+    assert_eq!(result.output, json!({ "output": "b-17" }));
+    let update = printed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ref"] == "update")
+        .unwrap();
+    assert_eq!(update["status"], "CANCELED");
+    assert!(
+        update["attempts"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may have been sent and applied"),
+        "{update}"
+    );
+    assert!(
+        printed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["ref"] != "join")
+    );
+}
