@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 /// (task name, crate name) of every shipped task component.
-const TASKS: [(&str, &str); 5] = [
+const TASKS: [(&str, &str); 6] = [
     (
         "billingplatform-update-usage-identifier",
         "billingplatform-update-usage-identifier",
@@ -17,6 +17,7 @@ const TASKS: [(&str, &str); 5] = [
     ),
     ("rebilly-create-usage", "rebilly-create-usage"),
     ("http", "http"),
+    ("json-jq-transform", "json-jq-transform"),
 ];
 
 fn main() -> Result<()> {

@@ -1179,9 +1179,9 @@ async fn a_users_own_task_runs_on_temporal_workers_started_with_the_same_tasks()
     );
 }
 
-/// SET_VARIABLE and TERMINATE in run-definition as locally: the variables feed later
-/// tasks, the TERMINATE's output is the workflow's, nothing after it runs, and the
-/// history replays.
+/// SET_VARIABLE, JSON_JQ_TRANSFORM (an activity, sandboxed on the worker) and TERMINATE
+/// in run-definition as locally: the variables feed later tasks, the TERMINATE's output
+/// is the workflow's, nothing after it runs, and the history replays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_variable_and_terminate_run_on_temporal_as_locally() {
     let Some(server) = DevServer::start() else {
@@ -1199,10 +1199,14 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
             "tasks": [
                 { "name": "remember", "taskReferenceName": "remember", "type": "SET_VARIABLE",
                   "inputParameters": { "period": "${workflow.input.period}" } },
+                { "name": "label", "taskReferenceName": "label", "type": "JSON_JQ_TRANSFORM",
+                  "inputParameters": { "period": "${workflow.variables.period}",
+                                       "queryExpression": "{ label: (\"usage \" + .period) }" } },
                 { "name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
                   "inputParameters": { "terminationStatus": "TERMINATED",
                                        "terminationReason": "period ${workflow.variables.period} is closed",
-                                       "workflowOutput": { "period": "${workflow.variables.period}" } } },
+                                       "workflowOutput": { "period": "${workflow.variables.period}",
+                                                           "label": "${label.output.result.label}" } } },
                 { "name": "zuora-update-usage", "taskReferenceName": "update",
                   "inputParameters": { "connection": "zuora", "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" }, "body": {} } },
             ],
@@ -1227,8 +1231,12 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
     assert_eq!(code, 1, "{err}\n{result:#}");
     assert_eq!(result["status"], "TERMINATED");
     assert_eq!(result["reasonForIncompletion"], "period 2026-11 is closed");
-    assert_eq!(result["output"], json!({ "period": "2026-11" }));
-    assert_eq!(result["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        result["output"],
+        json!({ "period": "2026-11", "label": "usage 2026-11" })
+    );
+    assert_eq!(result["tasks"].as_array().unwrap().len(), 3);
+    assert_eq!(result["tasks"][1]["taskType"], "JSON_JQ_TRANSFORM");
     assert!(mock.journal().is_empty(), "nothing after the TERMINATE ran");
     let workflow_id = err
         .split_whitespace()

@@ -159,3 +159,69 @@ async fn a_terminate_in_a_fork_branch_ends_the_workflow_and_cancels_the_running_
             .all(|t| t["ref"] != "join")
     );
 }
+
+/// JSON_JQ_TRANSFORM as Conductor's `JsonJqTransform` runs it: the whole input is `.`,
+/// the output `result` (the first value) and `resultList`; the query runs in the
+/// sandbox, so it sends nothing and a query that allocates without end meets the
+/// memory limit instead of the worker's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jq_transform_shapes_the_next_request_and_runs_within_the_sandbox_limits() {
+    let h = harness().await;
+    let mut update = zuora_task("update");
+    update["inputParameters"]["body"]["Quantity"] = json!("${sum.output.result.total}");
+    let definition = def(json!({
+        "name": "report_total",
+        "tasks": [
+            { "name": "sum_usage", "taskReferenceName": "sum", "type": "JSON_JQ_TRANSFORM",
+              "inputParameters": {
+                  "records": "${workflow.input.records}",
+                  "queryExpression": "{ total: ([.records[].quantity] | add), ids: [.records[].id] }",
+              } },
+            update,
+        ],
+    }));
+    let input =
+        json!({ "records": [{ "id": "u1", "quantity": 2.5 }, { "id": "u2", "quantity": 4 }] });
+    let result = h
+        .runner
+        .run_with(&definition, input, RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    assert_eq!(printed["tasks"][0]["taskType"], "JSON_JQ_TRANSFORM");
+    assert_eq!(
+        printed["tasks"][0]["output"],
+        json!({
+            "result": { "total": 6.5, "ids": ["u1", "u2"] },
+            "resultList": [{ "total": 6.5, "ids": ["u1", "u2"] }],
+        })
+    );
+    let journal = h.mock.journal();
+    assert_eq!(journal.len(), 1, "the query sent nothing");
+    assert_eq!(journal[0].method, "PUT");
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"UOM":"Each","Quantity":6.5}"#
+    );
+
+    // A query that fails, one that does not parse, and one that allocates without end.
+    for (query, expected) in [
+        (".records[] | error(\"no rating for \\(.id)\")", "failed: "),
+        ("{ total: ", "does not parse"),
+        ("[range(1000000000)]", "memory"),
+    ] {
+        let definition = def(json!({
+            "name": "bad_query",
+            "tasks": [{ "name": "q", "taskReferenceName": "q", "type": "JSON_JQ_TRANSFORM",
+                        "inputParameters": { "records": [{ "id": "u1" }], "queryExpression": query } }],
+        }));
+        let result = h
+            .runner
+            .run_with(&definition, json!({}), RunOptions::fresh())
+            .await;
+        assert_eq!(result.status, "FAILED", "{query}");
+        let reason = result.reason.unwrap_or_default();
+        assert!(reason.contains(expected), "{query}: {reason}");
+    }
+    assert_eq!(h.mock.journal().len(), 1);
+}

@@ -92,13 +92,15 @@ pub(crate) async fn harness() -> Harness {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let base = {
         let mock = mock.clone();
-        Arc::new(move |task: &str| {
-            Some(if task == "http" {
-                mock.uri()
-            } else {
-                mock.base_url(vendor_of(task))
-            })
-        })
+        // As `harness run`: the mock for the shipped vendor tasks and `http`, no server
+        // for the others.
+        Arc::new(
+            move |task: &str| match harness_mock::Vendor::for_task(task) {
+                Some(vendor) => Some(mock.base_url(vendor)),
+                None if task == "http" => Some(mock.uri()),
+                None => None,
+            },
+        )
     };
     let progress = {
         let lines = lines.clone();

@@ -122,6 +122,16 @@ impl TaskActivities {
         self.execute(ctx, "http", input).await
     }
 
+    /// Conductor's JSON_JQ_TRANSFORM, sandboxed.
+    #[activity(name = "json-jq-transform")]
+    pub async fn json_jq_transform(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Value,
+    ) -> Result<Value, ActivityError> {
+        self.execute(ctx, "json-jq-transform", input).await
+    }
+
     /// A user's own task component (`--tasks DIR` on the worker): the input is
     /// `{"task": NAME, "input": {…}}`. Activity types are fixed when the worker is built,
     /// so every user task shares this one.
@@ -158,6 +168,7 @@ pub fn activity_names() -> Vec<&'static str> {
         TaskActivities::elevate_patch_usage_product_inventory.name(),
         TaskActivities::rebilly_create_usage.name(),
         TaskActivities::http.name(),
+        TaskActivities::json_jq_transform.name(),
     ]
 }
 

@@ -137,6 +137,7 @@ impl From<String> for TaskType {
             "DECISION" => TaskType::Known(TaskKind::Decision),
             "TERMINATE" => TaskType::Known(TaskKind::Terminate),
             "SET_VARIABLE" => TaskType::Known(TaskKind::SetVariable),
+            "JSON_JQ_TRANSFORM" => TaskType::Known(TaskKind::JsonJqTransform),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -162,6 +163,8 @@ pub enum TaskKind {
     Terminate,
     /// Set `${workflow.variables…}` from its input.
     SetVariable,
+    /// A jq query over its input: the sandboxed `json-jq-transform` component.
+    JsonJqTransform,
 }
 
 impl TaskKind {
@@ -176,6 +179,7 @@ impl TaskKind {
             TaskKind::Decision => "DECISION",
             TaskKind::Terminate => "TERMINATE",
             TaskKind::SetVariable => "SET_VARIABLE",
+            TaskKind::JsonJqTransform => "JSON_JQ_TRANSFORM",
         }
     }
 }
@@ -190,10 +194,12 @@ impl WorkflowTask {
         }
     }
 
-    /// The component a worker task runs: `http` for an HTTP task, else its name.
+    /// The component a worker task runs: `http` for an HTTP task, `json-jq-transform`
+    /// for a JSON_JQ_TRANSFORM, else its name.
     pub fn component(&self) -> &str {
         match self.kind() {
             Ok(TaskKind::Http) => "http",
+            Ok(TaskKind::JsonJqTransform) => "json-jq-transform",
             _ => &self.name,
         }
     }
@@ -240,7 +246,7 @@ impl WorkflowTask {
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE and SET_VARIABLE"
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE and JSON_JQ_TRANSFORM"
 )]
 pub struct UnsupportedType(pub String);
 

@@ -693,12 +693,12 @@ impl Frame {
             }
         };
         match kind {
-            TaskKind::Simple | TaskKind::Http => {
+            TaskKind::Simple | TaskKind::Http | TaskKind::JsonJqTransform => {
                 let (id, task_id) = scope.ids();
-                // Conductor's taskType: HTTP for an HTTP task, a SIMPLE task's name.
+                // Conductor's taskType: the system task's type, a SIMPLE task's name.
                 let task_type = match kind {
-                    TaskKind::Http => "HTTP".to_string(),
-                    _ => task.name.clone(),
+                    TaskKind::Simple => task.name.clone(),
+                    system => system.as_str().to_string(),
                 };
                 let def = task.effective_def(scope.task_defs);
                 let input = match task_input(task, &def, &self.context, &task_id) {

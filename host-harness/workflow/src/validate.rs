@@ -274,7 +274,7 @@ impl Checker<'_> {
             );
             let mocked = self.catalog.mocked.contains(&reference);
             match kind {
-                TaskKind::Simple | TaskKind::Http => {
+                TaskKind::Simple | TaskKind::Http | TaskKind::JsonJqTransform => {
                     if let Some(Value::String(name)) = task.input_parameters.get("connection")
                         && let Some(connections) = self.catalog.connections
                         && !name.contains("${")
