@@ -79,7 +79,7 @@ enum Command {
         /// (`{"taskRefToMockOutput": {"<ref>": [{"status": …, "output": {…}}]}}`).
         #[arg(long)]
         mock_outputs: Option<PathBuf>,
-        /// Workflow definitions a run may start (`failureWorkflow`), one per file:
+        /// Workflow definitions a run may start (`failureWorkflow`, `SUB_WORKFLOW` by name), one per file:
         /// `NAME.json` or `NAME_vVERSION.json`; they are validated too.
         #[arg(long)]
         definitions: Option<PathBuf>,
@@ -103,7 +103,7 @@ enum Command {
         /// workers this harness does not have, or tasks you do not want to call.
         #[arg(long)]
         mock_outputs: Option<PathBuf>,
-        /// Workflow definitions a run may start (`failureWorkflow`), one per file:
+        /// Workflow definitions a run may start (`failureWorkflow`, `SUB_WORKFLOW` by name), one per file:
         /// `NAME.json` or `NAME_vVERSION.json`.
         #[arg(long)]
         definitions: Option<PathBuf>,

@@ -94,6 +94,7 @@ fn a_copy_of_the_binary_in_an_empty_directory_runs_every_task_without_the_build_
         "elevate-patch-usage-product-inventory",
         "rebilly-create-usage",
         "http",
+        "json-jq-transform",
     ];
     // What the binary in the build tree prints, for comparison.
     let mut expected = Vec::new();

@@ -1246,3 +1246,91 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
         .to_string();
     assert_replays(&server, &workflow_id).await;
 }
+
+/// A SUB_WORKFLOW (inline, and by name from --definitions) runs inside the parent's
+/// execution on Temporal as locally, its tasks as activities, and the history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_workflows_run_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("sub-workflows");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "subs", &config, dir.join("worker.log"));
+    let id = "8ad08ae29085a77b0190908bfdd67abb";
+    let definitions = dir.join("definitions");
+    std::fs::create_dir_all(&definitions).unwrap();
+    std::fs::write(
+        definitions.join("report_zuora_usage_v2.json"),
+        json!({
+            "name": "report_zuora_usage", "version": 2,
+            "tasks": [{ "name": "zuora-update-usage", "taskReferenceName": "update",
+                        "inputParameters": { "connection": "zuora", "path": { "id": id },
+                                             "body": { "Quantity": "${workflow.input.quantity}" } } }],
+            "outputParameters": { "zuoraId": "${update.output.response.body.Id}" },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let definition = dir.join("close.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "period_close",
+            "tasks": [
+                { "name": "report", "taskReferenceName": "report", "type": "SUB_WORKFLOW",
+                  "subWorkflowParam": { "name": "report_zuora_usage", "version": 2 },
+                  "inputParameters": { "quantity": "${workflow.input.quantity}" } },
+                { "name": "label", "taskReferenceName": "label", "type": "SUB_WORKFLOW",
+                  "subWorkflowParam": { "name": "label_inline", "workflowDefinition": {
+                      "name": "label_inline",
+                      "tasks": [{ "name": "l", "taskReferenceName": "l", "type": "JSON_JQ_TRANSFORM",
+                                  "inputParameters": { "id": "${workflow.input.id}", "queryExpression": "\"usage \" + .id" } }],
+                      "outputParameters": { "label": "${l.output.result}" },
+                  } },
+                  "inputParameters": { "id": "${report.output.zuoraId}" } },
+            ],
+            "outputParameters": { "label": "${label.output.label}" },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(&input, json!({ "quantity": 3 }).to_string()).unwrap();
+    let (code, result, err) = harness_run(&[
+        definition.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--definitions".into(),
+        definitions.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "subs".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["output"], json!({ "label": format!("usage {id}") }));
+    assert_eq!(result["tasks"][0]["taskType"], "SUB_WORKFLOW");
+    assert_eq!(
+        result["tasks"][0]["subWorkflow"]["tasks"][0]["ref"],
+        "update"
+    );
+    let journal = mock.journal();
+    let puts: Vec<_> = journal.iter().filter(|e| e.method == "PUT").collect();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(
+        String::from_utf8(puts[0].body.clone()).unwrap(),
+        r#"{"Quantity":3}"#
+    );
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}

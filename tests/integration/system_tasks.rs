@@ -225,3 +225,114 @@ async fn a_jq_transform_shapes_the_next_request_and_runs_within_the_sandbox_limi
     }
     assert_eq!(h.mock.journal().len(), 1);
 }
+
+/// SUB_WORKFLOW as Conductor runs it: a workflow by name and version from the
+/// definitions, or inline; the task's input is its input, its output the task's output
+/// with `subWorkflowId`; mocks for its tasks come under `subWorkflowTestRequest`; a
+/// failed sub-workflow fails the task with Conductor's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_workflow_runs_by_name_or_inline_and_its_failure_fails_the_task() {
+    const ID: &str = "8ad08ae29085a77b0190908bfdd67abb";
+    let h = harness().await;
+    let mut update = zuora_task("update");
+    update["inputParameters"]["body"]["Quantity"] = json!("${workflow.input.quantity}");
+    let report = json!({
+        "name": "report_zuora_usage",
+        "version": 2,
+        "tasks": [update],
+        "outputParameters": { "zuoraId": "${update.output.response.body.Id}" },
+    });
+    let older = json!({ "name": "report_zuora_usage", "version": 1, "tasks": [] });
+    let definitions = harness_workflow::Definitions::from_values(&[older, report]).unwrap();
+    let definition = def(json!({
+        "name": "period_close",
+        "tasks": [
+            { "name": "report", "taskReferenceName": "report", "type": "SUB_WORKFLOW",
+              "subWorkflowParam": { "name": "report_zuora_usage" },
+              "inputParameters": { "quantity": "${workflow.input.quantity}" } },
+            { "name": "notify", "taskReferenceName": "notify", "type": "SUB_WORKFLOW",
+              "subWorkflowParam": { "name": "notify_inline", "workflowDefinition": {
+                  "name": "notify_inline",
+                  "tasks": [{ "name": "page_on_call", "taskReferenceName": "page",
+                              "inputParameters": { "id": "${workflow.input.id}" } }],
+                  "outputParameters": { "paged": "${page.output.paged}", "id": "${workflow.input.id}" },
+              } },
+              "inputParameters": { "id": "${report.output.zuoraId}" } },
+        ],
+        "outputParameters": {
+            "zuoraId": "${report.output.zuoraId}",
+            "paged": "${notify.output.paged}",
+            "sub": "${report.output.subWorkflowId}",
+        },
+    }));
+    let options = |page_status: &str| {
+        RunOptions {
+        mocks: Mocks::parse(&json!({ "subWorkflowTestRequest": { "notify": { "taskRefToMockOutput": {
+            "page": [{ "status": page_status, "output": { "paged": true, "reason": "pager down" } }],
+        } } } }))
+        .unwrap(),
+        definitions: std::sync::Arc::new(definitions.clone()),
+        ..RunOptions::fresh()
+    }
+    };
+    let result = h
+        .runner
+        .run_with(&definition, json!({ "quantity": 7 }), options("COMPLETED"))
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    let report = &printed["tasks"][0];
+    assert_eq!(report["taskType"], "SUB_WORKFLOW");
+    assert_eq!(
+        report["input"],
+        json!({ "subWorkflowName": "report_zuora_usage", "subWorkflowVersion": 2, "workflowInput": { "quantity": 7 } })
+    );
+    let sub_id = report["subWorkflow"]["workflowId"].clone();
+    assert_eq!(
+        report["output"],
+        json!({ "zuoraId": ID, "subWorkflowId": sub_id })
+    );
+    assert_eq!(report["subWorkflow"]["workflow"], "report_zuora_usage");
+    assert_eq!(report["subWorkflow"]["tasks"][0]["ref"], "update");
+    assert_eq!(
+        result.output,
+        json!({ "zuoraId": ID, "paged": true, "sub": sub_id })
+    );
+    assert_eq!(
+        printed["tasks"][1]["subWorkflow"]["tasks"][0]["input"],
+        json!({ "id": ID })
+    );
+    let journal = h.mock.journal();
+    assert_eq!(journal.len(), 1, "the paging worker was mocked");
+    assert_eq!(
+        (journal[0].method.as_str(), journal[0].path.as_str()),
+        ("PUT", format!("/zuora/v1/object/usage/{ID}").as_str())
+    );
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"UOM":"Each","Quantity":7}"#
+    );
+
+    // The inline sub-workflow fails: its task fails with Conductor's reason, and the
+    // workflow with it.
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "quantity": 7 }),
+            options("FAILED_WITH_TERMINAL_ERROR"),
+        )
+        .await;
+    assert_eq!(result.status, "FAILED");
+    let printed = result.to_json();
+    let notify = &printed["tasks"][1];
+    assert_eq!(notify["status"], "FAILED");
+    let reason = result.reason.unwrap();
+    assert_eq!(
+        reason,
+        format!(
+            "task notify: Sub workflow notify_inline.1/{} failure reason: task page failed: its mock says FAILED_WITH_TERMINAL_ERROR: pager down",
+            notify["subWorkflow"]["workflowId"].as_str().unwrap()
+        )
+    );
+}

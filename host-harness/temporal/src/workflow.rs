@@ -39,7 +39,8 @@ pub struct RunDefinitionInput {
     /// `--mock-outputs`, in the shape of Conductor's workflow test request (null: none).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub mocks: Value,
-    /// `--definitions`: the workflows the run may start (`failureWorkflow`), as written.
+    /// `--definitions`: the workflows the run may start (`failureWorkflow`, `SUB_WORKFLOW`s
+    /// by name), as written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub definitions: Vec<Value>,
     /// The user's own task names (`--tasks`): run as `user-task` activities by workers

@@ -107,7 +107,29 @@ pub struct WorkflowTask {
     /// SWITCH / DECISION: the tasks when no case matches.
     #[serde(default)]
     pub default_case: Vec<WorkflowTask>,
+    /// SUB_WORKFLOW: which workflow to run.
+    #[serde(default)]
+    pub sub_workflow_param: Option<SubWorkflowParams>,
     /// Every other field, as written.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A SUB_WORKFLOW's `subWorkflowParam`: the workflow by `name` and `version` (none: its
+/// latest) from `--definitions`, or inline as `workflowDefinition`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubWorkflowParams {
+    /// The workflow's name.
+    #[serde(default)]
+    pub name: String,
+    /// Its version.
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// The definition itself, instead of one found by name.
+    #[serde(default)]
+    pub workflow_definition: Option<Value>,
+    /// Every other field (`taskToDomain`, `priority`, `idempotencyKey`, …), as written.
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -138,6 +160,7 @@ impl From<String> for TaskType {
             "TERMINATE" => TaskType::Known(TaskKind::Terminate),
             "SET_VARIABLE" => TaskType::Known(TaskKind::SetVariable),
             "JSON_JQ_TRANSFORM" => TaskType::Known(TaskKind::JsonJqTransform),
+            "SUB_WORKFLOW" => TaskType::Known(TaskKind::SubWorkflow),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -165,6 +188,8 @@ pub enum TaskKind {
     SetVariable,
     /// A jq query over its input: the sandboxed `json-jq-transform` component.
     JsonJqTransform,
+    /// Another workflow, run to its end (`subWorkflowParam`).
+    SubWorkflow,
 }
 
 impl TaskKind {
@@ -180,6 +205,7 @@ impl TaskKind {
             TaskKind::Terminate => "TERMINATE",
             TaskKind::SetVariable => "SET_VARIABLE",
             TaskKind::JsonJqTransform => "JSON_JQ_TRANSFORM",
+            TaskKind::SubWorkflow => "SUB_WORKFLOW",
         }
     }
 }
@@ -246,7 +272,7 @@ impl WorkflowTask {
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE and JSON_JQ_TRANSFORM"
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM and SUB_WORKFLOW"
 )]
 pub struct UnsupportedType(pub String);
 

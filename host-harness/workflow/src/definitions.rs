@@ -1,5 +1,5 @@
 //! Workflow definitions by name and version, for the workflows a definition starts: its
-//! `failureWorkflow` (and, with the system-task issue, `SUB_WORKFLOW`s). `--definitions
+//! `failureWorkflow` and the `SUB_WORKFLOW`s it runs by name. `--definitions
 //! DIR` holds them as Conductor names them, one per file: `NAME.json` or
 //! `NAME_vVERSION.json`.
 

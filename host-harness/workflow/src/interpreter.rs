@@ -35,7 +35,8 @@ pub struct ReadyTask {
     pub id: TaskId,
     /// Conductor's `taskId` (`${CPEWF_TASK_ID}`).
     pub task_id: String,
-    /// The task's `taskReferenceName`.
+    /// The task's `taskReferenceName`; in a sub-workflow, after the SUB_WORKFLOW
+    /// tasks' (`report/update`), so that it is unique in the run (a Temporal activity id).
     pub reference: String,
     /// The component it runs (`http` for an HTTP task, else the task's name).
     pub component: String,
@@ -158,6 +159,16 @@ pub struct Interpreter {
     workflow: Arc<Value>,
     /// A TERMINATE that ran: how the workflow ends, and its output.
     terminated: Option<(Ending, Value)>,
+    /// The workflows a SUB_WORKFLOW may run by name.
+    definitions: Arc<Definitions>,
+    /// `${workflow.correlationId}`, which its sub-workflows share.
+    correlation_id: Option<String>,
+    /// The counter of [`TaskId`]s, unique across the run and its sub-workflows (the
+    /// root's own; a sub-workflow uses its parent's).
+    next_key: u64,
+    /// Before the references of its ready tasks: empty for the root, `report/` for the
+    /// sub-workflow of the SUB_WORKFLOW `report`.
+    prefix: String,
 }
 
 impl Interpreter {
@@ -202,6 +213,10 @@ impl Interpreter {
             mocks: options.mocks,
             workflow,
             terminated: None,
+            definitions: options.definitions,
+            correlation_id: options.correlation_id,
+            next_key: 0,
+            prefix: String::new(),
         }
     }
 
@@ -209,15 +224,29 @@ impl Interpreter {
     /// workflow has finished or waits only on running tasks).
     pub fn start(&mut self) -> Vec<ReadyTask> {
         let mut ready = Vec::new();
+        let mut next_key = self.next_key;
+        self.advance_with(&mut next_key, &mut ready);
+        self.next_key = next_key;
+        ready
+    }
+
+    /// [`Interpreter::start`] with the run's [`TaskId`] counter (a sub-workflow's is its
+    /// parent's), the ready tasks added to `ready`.
+    fn advance_with(&mut self, next_key: &mut u64, ready: &mut Vec<ReadyTask>) {
         let mut scope = Scope {
             task_defs: &self.task_defs,
+            next_key,
+            definitions: &self.definitions,
+            correlation_id: self.correlation_id.as_deref(),
+            prefix: &self.prefix,
             next_id: &mut self.next_id,
             workflow_id: &self.workflow_id,
             mocks: &mut self.mocks,
-            ready: &mut ready,
+            ready,
             workflow: &mut self.workflow,
             terminated: &mut self.terminated,
         };
+        let before = scope.ready.len();
         self.root.advance(&mut scope);
         // A TERMINATE ends the workflow at once, wherever it ran, as Conductor's
         // decider does: the tasks still running are canceled.
@@ -226,9 +255,8 @@ impl Interpreter {
         {
             let ending = ending.clone();
             self.end(ending);
-            return Vec::new();
+            ready.truncate(before);
         }
-        ready
     }
 
     /// Record how the task `id` ended, then advance: the tasks that became ready.
@@ -472,6 +500,10 @@ struct Scope<'a> {
     ready: &'a mut Vec<ReadyTask>,
     workflow: &'a mut Arc<Value>,
     terminated: &'a mut Option<(Ending, Value)>,
+    next_key: &'a mut u64,
+    definitions: &'a Arc<Definitions>,
+    correlation_id: Option<&'a str>,
+    prefix: &'a str,
 }
 
 impl Scope<'_> {
@@ -479,7 +511,9 @@ impl Scope<'_> {
     fn ids(&mut self) -> (TaskId, String) {
         let n = *self.next_id;
         *self.next_id += 1;
-        (TaskId(n), task_id_of(self.workflow_id, n))
+        let key = *self.next_key;
+        *self.next_key += 1;
+        (TaskId(key), task_id_of(self.workflow_id, n))
     }
 }
 
@@ -513,6 +547,12 @@ enum State {
     },
     /// A SWITCH runs its chosen case.
     Switched { case: Box<Frame> },
+    /// A SUB_WORKFLOW (`tasks[next - 1]`) runs its workflow.
+    SubWorkflow {
+        child: Box<Interpreter>,
+        task_id: String,
+        input: Value,
+    },
     /// The list finished: `Some` with what stopped it.
     Done(Option<Ending>),
 }
@@ -589,6 +629,24 @@ impl Frame {
                         Some(ending) => State::Done(Some(ending)),
                         None => State::Ready,
                     };
+                }
+                State::SubWorkflow { child, .. } => {
+                    child.advance_with(scope.next_key, scope.ready);
+                    if !child.finished() {
+                        return;
+                    }
+                    let State::SubWorkflow {
+                        child,
+                        task_id,
+                        input,
+                    } = std::mem::replace(&mut self.state, State::Ready)
+                    else {
+                        unreachable!("matched SubWorkflow above");
+                    };
+                    let task = &self.tasks[self.next - 1];
+                    let (done, failure) = sub_workflow_record(task, task_id, input, child.result());
+                    let optional = task.optional;
+                    self.push(done, failure, optional);
                 }
                 State::Ready => self.start_next(scope),
             }
@@ -671,6 +729,20 @@ impl Frame {
                 case.cancel(reason);
                 self.records.extend(case.records);
             }
+            State::SubWorkflow {
+                mut child,
+                task_id,
+                input,
+            } => {
+                child.end(Ending {
+                    status: WorkflowStatus::Terminated,
+                    reason: reason.to_string(),
+                });
+                let task = &self.tasks[self.next - 1];
+                let (mut done, _) = sub_workflow_record(task, task_id, input, child.result());
+                done.status = TaskStatus::Canceled;
+                self.records.push(done);
+            }
             State::Ready | State::Done(_) => {}
         }
     }
@@ -735,7 +807,7 @@ impl Frame {
                 scope.ready.push(ReadyTask {
                     id,
                     task_id: task_id.clone(),
-                    reference,
+                    reference: format!("{}{reference}", scope.prefix),
                     def,
                     component: task.component().to_string(),
                     input: input.clone(),
@@ -776,6 +848,34 @@ impl Frame {
                 // Nothing after a TERMINATE runs: the lists above it end with it.
                 if let Some((ending, _)) = scope.terminated.as_ref() {
                     self.state = State::Done(Some(ending.clone()));
+                }
+            }
+            TaskKind::SubWorkflow => {
+                let (_, task_id) = scope.ids();
+                let def = task.effective_def(scope.task_defs);
+                let started = task_input(task, &def, &self.context, &task_id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|input| start_sub_workflow(task, &task_id, input, scope));
+                match started {
+                    Ok((child, input)) => {
+                        self.state = State::SubWorkflow {
+                            child: Box::new(child),
+                            task_id,
+                            input,
+                        };
+                    }
+                    Err(e) => {
+                        let failed = record(
+                            task,
+                            "SUB_WORKFLOW",
+                            task_id,
+                            TaskStatus::FailedWithTerminalError,
+                            json!({}),
+                            json!({}),
+                        );
+                        let optional = task.optional;
+                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                    }
                 }
             }
             TaskKind::Join => {
@@ -849,6 +949,7 @@ impl Frame {
                 result
             }
             State::Switched { case } => case.complete(id, result),
+            State::SubWorkflow { child, .. } => child.root.complete(id, result),
             _ => Some(result),
         }
     }
@@ -907,6 +1008,106 @@ fn terminate(
     );
     *scope.terminated = Some((Ending { status, reason }, output));
     (done, None)
+}
+
+/// Start a SUB_WORKFLOW's workflow, as Conductor's `SubWorkflowTaskMapper` and
+/// `SubWorkflow.start` do: the inline `workflowDefinition`, else `name` at `version` (none:
+/// its latest) from the definitions; its input is the task's input; its id derives from
+/// the task's, so a replay gives the same; the mocks under `subWorkflowTestRequest` for
+/// this task answer its tasks. Returns the sub-workflow and the task's input record.
+fn start_sub_workflow(
+    task: &WorkflowTask,
+    task_id: &str,
+    input: Value,
+    scope: &Scope<'_>,
+) -> Result<(Interpreter, Value), String> {
+    let params = task
+        .sub_workflow_param
+        .as_ref()
+        .ok_or("a SUB_WORKFLOW needs subWorkflowParam (name, version or workflowDefinition)")?;
+    let definition: Arc<WorkflowDef> = match &params.workflow_definition {
+        Some(inline) => Arc::new(
+            serde_json::from_value(inline.clone())
+                .map_err(|e| format!("subWorkflowParam.workflowDefinition: {e}"))?,
+        ),
+        None => scope
+            .definitions
+            .get(&params.name, params.version)
+            .ok_or_else(|| {
+                format!(
+                    "no workflow `{}`{} among the definitions (--definitions DIR)",
+                    params.name,
+                    params
+                        .version
+                        .map(|v| format!(" version {v}"))
+                        .unwrap_or_default()
+                )
+            })?,
+    };
+    let id = uuid_from(hash_of(task_id, 0));
+    let mocks = scope
+        .mocks
+        .sub_workflows
+        .get(&task.task_reference_name)
+        .cloned()
+        .unwrap_or_default();
+    let recorded = json!({
+        "subWorkflowName": definition.name,
+        "subWorkflowVersion": definition.version.unwrap_or(1),
+        "workflowInput": input,
+    });
+    let options = RunOptions {
+        workflow_id: id,
+        correlation_id: scope.correlation_id.map(String::from),
+        mocks,
+        definitions: scope.definitions.clone(),
+    };
+    let mut child = Interpreter::new(definition, input, options);
+    child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);
+    Ok((child, recorded))
+}
+
+/// A finished SUB_WORKFLOW's record, as Conductor's `SubWorkflow.updateTaskStatus`
+/// makes it: `COMPLETED`, `FAILED`, `TIMED_OUT`, or `CANCELED` for a `TERMINATED`
+/// workflow; its output the workflow's output with `subWorkflowId`; a failure says
+/// "Sub workflow NAME.VERSION/ID failure reason: …".
+fn sub_workflow_record(
+    task: &WorkflowTask,
+    task_id: String,
+    input: Value,
+    result: WorkflowResult,
+) -> (TaskRecord, Option<String>) {
+    let status = match result.status {
+        WorkflowStatus::Completed => TaskStatus::Completed,
+        WorkflowStatus::Failed => TaskStatus::Failed,
+        WorkflowStatus::TimedOut => TaskStatus::TimedOut,
+        WorkflowStatus::Terminated => TaskStatus::Canceled,
+    };
+    let mut output = match &result.output {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    output.insert("subWorkflowId".into(), result.workflow_id.clone().into());
+    let version = input["subWorkflowVersion"].as_u64().unwrap_or(1);
+    let failure = (status != TaskStatus::Completed).then(|| {
+        format!(
+            "task {}: Sub workflow {}.{version}/{} failure reason: {}",
+            task.task_reference_name,
+            result.workflow,
+            result.workflow_id,
+            result.reason.clone().unwrap_or_default()
+        )
+    });
+    let mut done = record(
+        task,
+        "SUB_WORKFLOW",
+        task_id,
+        status,
+        input,
+        Value::Object(output),
+    );
+    done.sub_workflow = Some(Box::new(result));
+    (done, failure)
 }
 
 /// Conductor's limit on a workflow's variables (`maxWorkflowVariablesPayloadSizeThreshold`,

@@ -87,9 +87,15 @@ impl Mocks {
         self.outputs.contains_key(reference)
     }
 
-    /// The references that are mocked.
+    /// The references that are mocked, those of sub-workflows' tasks included (what
+    /// validation takes as answered).
     pub fn references(&self) -> impl Iterator<Item = &str> {
-        self.outputs.keys().map(String::as_str)
+        let nested: Vec<&str> = self
+            .sub_workflows
+            .values()
+            .flat_map(|sub| sub.references().collect::<Vec<_>>())
+            .collect();
+        self.outputs.keys().map(String::as_str).chain(nested)
     }
 
     /// The next execution of the mocked task `reference`.

@@ -97,6 +97,8 @@ pub struct TaskRecord {
     pub input: Value,
     /// The output.
     pub output: Value,
+    /// A SUB_WORKFLOW's run.
+    pub sub_workflow: Option<Box<WorkflowResult>>,
 }
 
 /// The result of a workflow run.
@@ -141,7 +143,7 @@ impl WorkflowResult {
                         })
                     })
                     .collect();
-                json!({
+                let mut printed = json!({
                     "ref": t.reference,
                     "task": t.task,
                     "taskType": t.task_type,
@@ -150,7 +152,11 @@ impl WorkflowResult {
                     "attempts": attempts,
                     "input": redacted(&t.input),
                     "output": t.output,
-                })
+                });
+                if let Some(sub) = &t.sub_workflow {
+                    printed["subWorkflow"] = sub.to_json();
+                }
+                printed
             })
             .collect();
         let mut object = Map::new();
@@ -325,6 +331,7 @@ pub(crate) fn record(
     output: Value,
 ) -> TaskRecord {
     TaskRecord {
+        sub_workflow: None,
         reference: task.task_reference_name.clone(),
         task: task.name.clone(),
         task_type: task_type.to_string(),

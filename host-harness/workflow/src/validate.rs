@@ -322,6 +322,7 @@ impl Checker<'_> {
                     ),
                 },
                 TaskKind::SetVariable => {}
+                TaskKind::SubWorkflow => self.sub_workflow(task, &at),
                 TaskKind::ForkJoin => {
                     if task.fork_tasks.is_empty() {
                         self.problem(
@@ -382,6 +383,62 @@ impl Checker<'_> {
                         Err(e) => self.problem(format!("{at}.decisionCases"), e),
                     }
                     self.walk(&task.default_case, &format!("{at}.defaultCase"));
+                }
+            }
+        }
+    }
+
+    /// A SUB_WORKFLOW names a workflow that can be found, or holds a valid one.
+    fn sub_workflow(&mut self, task: &WorkflowTask, at: &str) {
+        let Some(params) = &task.sub_workflow_param else {
+            self.problem(
+                format!("{at}.subWorkflowParam"),
+                "required: the workflow to run (name and version, or workflowDefinition)".into(),
+            );
+            return;
+        };
+        for key in params.other.keys() {
+            self.warning(
+                format!("{at}.subWorkflowParam.{key}"),
+                format!("`{key}` is not applied by the harness (docs/conductor.md)"),
+            );
+        }
+        match &params.workflow_definition {
+            Some(inline) => {
+                let inner = validate(inline, self.catalog);
+                let here = format!("{at}.subWorkflowParam.workflowDefinition");
+                let moved = |p: Problem| Problem {
+                    path: format!("{here}{}", p.path.strip_prefix('$').unwrap_or(&p.path)),
+                    message: p.message,
+                };
+                self.report
+                    .problems
+                    .extend(inner.problems.into_iter().map(moved));
+                self.report
+                    .warnings
+                    .extend(inner.warnings.into_iter().map(moved));
+            }
+            None if params.name.contains("${") => {}
+            None => {
+                if self
+                    .catalog
+                    .definitions
+                    .get(&params.name, params.version)
+                    .is_none()
+                {
+                    let known = self.catalog.definitions.names().join(", ");
+                    self.problem(
+                        format!("{at}.subWorkflowParam.name"),
+                        format!(
+                            "no workflow `{}`{} among the definitions (--definitions DIR; known: {})",
+                            params.name,
+                            params
+                                .version
+                                .map(|v| format!(" version {v}"))
+                                .unwrap_or_default(),
+                            if known.is_empty() { "none" } else { &known }
+                        ),
+                    );
                 }
             }
         }
