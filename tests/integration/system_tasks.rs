@@ -336,3 +336,220 @@ async fn a_sub_workflow_runs_by_name_or_inline_and_its_failure_fails_the_task() 
         )
     );
 }
+
+/// FORK_JOIN_DYNAMIC as Conductor's mapper makes it: one task per `forkTaskInputs` item
+/// (`_NAME_i`, its input the item with `__index`), or the tasks and inputs given by
+/// `dynamicForkTasksParam` / `dynamicForkTasksInputParamName`; the JOIN after it joins on
+/// them; a failed item fails only its own branch, and the workflow says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_fork_runs_one_branch_per_item_and_its_join_collects_them() {
+    let h = harness().await;
+    let usage = |subscription: &str, quantity: f64| {
+        json!({ "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+                "body": { "subscriptionId": subscription, "quantity": quantity } })
+    };
+    let definition = def(json!({
+        "name": "period_usage_batch",
+        "tasks": [
+            { "name": "report_each", "taskReferenceName": "report_each", "type": "FORK_JOIN_DYNAMIC",
+              "inputParameters": { "forkTaskName": "rebilly-create-usage", "forkTaskInputs": "${workflow.input.records}" } },
+            { "name": "join", "taskReferenceName": "join", "type": "JOIN" },
+        ],
+        "outputParameters": { "first": "${join.output._rebilly-create-usage_0.response.body.quantity}" },
+    }));
+    let records = json!([usage("sub_mock_001", 2.0), usage("sub_mock_001", 3.5)]);
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "records": records }),
+            RunOptions::fresh(),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    let by_ref = |reference: &str| {
+        printed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["ref"] == reference)
+            .unwrap_or_else(|| panic!("no task {reference}: {printed}"))
+            .clone()
+    };
+    let fork = by_ref("report_each");
+    assert_eq!(fork["taskType"], "FORK");
+    assert_eq!(
+        fork["input"]["forkedTasks"],
+        json!(["_rebilly-create-usage_0", "_rebilly-create-usage_1"])
+    );
+    let second = by_ref("_rebilly-create-usage_1");
+    assert_eq!(second["taskType"], "rebilly-create-usage");
+    assert_eq!(second["input"]["__index"], 1);
+    let join = by_ref("join");
+    assert_eq!(
+        join["input"],
+        json!({ "joinOn": ["_rebilly-create-usage_0", "_rebilly-create-usage_1"] })
+    );
+    assert_eq!(
+        join["output"]["_rebilly-create-usage_1"]["response"]["body"]["quantity"],
+        3.5
+    );
+    assert_eq!(result.output, json!({ "first": 2.0 }));
+    let mut bodies: Vec<String> = h
+        .mock
+        .journal()
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                (r.method.as_str(), r.path.as_str()),
+                ("POST", "/rebilly/organizations/org_mock/usages")
+            );
+            String::from_utf8(r.body.clone()).unwrap()
+        })
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![
+            r#"{"subscriptionId":"sub_mock_001","quantity":2.0}"#,
+            r#"{"subscriptionId":"sub_mock_001","quantity":3.5}"#
+        ]
+    );
+
+    // The other form, with a failing item: only its branch fails, the other completes,
+    // and the workflow names the one that failed.
+    let definition = def(json!({
+        "name": "period_usage_batch_v1",
+        "tasks": [
+            { "name": "report_each", "taskReferenceName": "report_each", "type": "FORK_JOIN_DYNAMIC",
+              "dynamicForkTasksParam": "tasks", "dynamicForkTasksInputParamName": "inputs",
+              "inputParameters": {
+                  "tasks": [
+                      { "name": "rebilly-create-usage", "taskReferenceName": "ok" },
+                      { "name": "rebilly-create-usage", "taskReferenceName": "bad" },
+                  ],
+                  "inputs": { "ok": usage("sub_mock_001", 1.0), "bad": usage("sub_mock_001", -1.0) },
+              } },
+            { "name": "join", "taskReferenceName": "join", "type": "JOIN" },
+        ],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "FAILED");
+    assert!(
+        result
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("task bad"),
+        "{:?}",
+        result.reason
+    );
+    let printed = result.to_json();
+    let status = |reference: &str| {
+        printed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["ref"] == reference)
+            .map(|t| t["status"].clone())
+    };
+    assert_eq!(status("ok"), Some(json!("COMPLETED")));
+    assert_eq!(status("bad"), Some(json!("FAILED_WITH_TERMINAL_ERROR")));
+    assert_eq!(status("join"), None);
+}
+
+/// The batch sync of `examples/workflows/period-usage-batch.json`, as the README runs
+/// it: 500 records, each reported to Rebilly and its Zuora usage corrected by its own
+/// sub-workflow (FORK_JOIN_DYNAMIC + forkTaskWorkflow); every record is created exactly
+/// once, and a record that fails fails only its own branch: the others complete and the
+/// output names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_example_creates_every_record_once_and_a_bad_record_fails_only_its_branch() {
+    let h = harness().await;
+    let connections = harness_config::Connections::for_mock(&h.mock);
+    let policy = connections.policy().clone();
+    let sandbox = harness_sandbox::Sandbox::builtin(Default::default())
+        .await
+        .unwrap();
+    let credentials = std::sync::Arc::new(harness_config::Credentials::new(
+        connections,
+        sandbox.http(),
+    ));
+    let runner = h
+        .runner
+        .clone()
+        .with_credentials(credentials)
+        .with_policy(policy);
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows");
+    let read = |file: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(examples.join(file)).unwrap()).unwrap()
+    };
+    let definitions =
+        harness_workflow::Definitions::load_dir(&examples.join("definitions")).unwrap();
+    let mut input = read("period-usage-batch.input.json");
+    assert_eq!(input["records"].as_array().unwrap().len(), 500);
+    input["records"][7]["quantity"] = json!(-1);
+    let options = RunOptions {
+        definitions: std::sync::Arc::new(definitions),
+        ..RunOptions::fresh()
+    };
+    let result = runner
+        .run_with(
+            &def(read("period-usage-batch.json")),
+            input.clone(),
+            options,
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(
+        result.output,
+        json!({ "period": "2026-11", "synced": 499, "failed": ["_sync_each_7"] })
+    );
+    let printed = result.to_json();
+    let failed = printed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ref"] == "_sync_each_7")
+        .unwrap();
+    assert_eq!(failed["status"], "COMPLETED_WITH_ERRORS");
+    assert_eq!(failed["subWorkflow"]["status"], "FAILED");
+
+    let journal = h.mock.journal();
+    let mut created = std::collections::BTreeMap::new();
+    let (mut corrected, mut logins) = (0, 0);
+    for request in journal.iter() {
+        match (request.method.as_str(), request.path.as_str()) {
+            ("POST", "/rebilly/organizations/org_mock/usages") => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap();
+                *created
+                    .entry((body["usageTime"].to_string(), body["quantity"].to_string()))
+                    .or_insert(0) += 1;
+            }
+            ("PUT", "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb") => corrected += 1,
+            // The host's login for the zuora connection, once (its token is cached).
+            ("POST", "/zuora/oauth/token") => logins += 1,
+            other => panic!("unexpected request {other:?}"),
+        }
+    }
+    let expected: std::collections::BTreeMap<(String, String), i32> = input["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7)
+        .map(|(_, r)| ((r["usageTime"].to_string(), r["quantity"].to_string()), 1))
+        .collect();
+    assert_eq!(
+        created.len(),
+        499,
+        "every record but the bad one, once each"
+    );
+    assert_eq!(created, expected);
+    assert_eq!(corrected, 499);
+    assert_eq!(logins, 1);
+}

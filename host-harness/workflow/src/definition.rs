@@ -110,6 +110,15 @@ pub struct WorkflowTask {
     /// SUB_WORKFLOW: which workflow to run.
     #[serde(default)]
     pub sub_workflow_param: Option<SubWorkflowParams>,
+    /// FORK_JOIN_DYNAMIC: the input key holding the list of tasks to fork.
+    #[serde(default)]
+    pub dynamic_fork_tasks_param: Option<String>,
+    /// FORK_JOIN_DYNAMIC: the input key holding each forked task's input, by reference.
+    #[serde(default)]
+    pub dynamic_fork_tasks_input_param_name: Option<String>,
+    /// DYNAMIC: the input key holding the name of the task to run.
+    #[serde(default)]
+    pub dynamic_task_name_param: Option<String>,
     /// Every other field, as written.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -161,6 +170,8 @@ impl From<String> for TaskType {
             "SET_VARIABLE" => TaskType::Known(TaskKind::SetVariable),
             "JSON_JQ_TRANSFORM" => TaskType::Known(TaskKind::JsonJqTransform),
             "SUB_WORKFLOW" => TaskType::Known(TaskKind::SubWorkflow),
+            "FORK_JOIN_DYNAMIC" => TaskType::Known(TaskKind::ForkJoinDynamic),
+            "DYNAMIC" => TaskType::Known(TaskKind::Dynamic),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -190,6 +201,10 @@ pub enum TaskKind {
     JsonJqTransform,
     /// Another workflow, run to its end (`subWorkflowParam`).
     SubWorkflow,
+    /// Parallel branches made from its input at run time, joined by the next JOIN.
+    ForkJoinDynamic,
+    /// A worker task whose name is read from its input (`dynamicTaskNameParam`).
+    Dynamic,
 }
 
 impl TaskKind {
@@ -206,6 +221,8 @@ impl TaskKind {
             TaskKind::SetVariable => "SET_VARIABLE",
             TaskKind::JsonJqTransform => "JSON_JQ_TRANSFORM",
             TaskKind::SubWorkflow => "SUB_WORKFLOW",
+            TaskKind::ForkJoinDynamic => "FORK_JOIN_DYNAMIC",
+            TaskKind::Dynamic => "DYNAMIC",
         }
     }
 }
@@ -272,7 +289,7 @@ impl WorkflowTask {
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM and SUB_WORKFLOW"
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC and DYNAMIC"
 )]
 pub struct UnsupportedType(pub String);
 

@@ -169,6 +169,9 @@ pub struct Interpreter {
     /// Before the references of its ready tasks: empty for the root, `report/` for the
     /// sub-workflow of the SUB_WORKFLOW `report`.
     prefix: String,
+    /// The FORK_JOIN_DYNAMICs started so far (Conductor names the tasks of all but the
+    /// first after their fork).
+    dynamic_forks: u64,
 }
 
 impl Interpreter {
@@ -217,6 +220,7 @@ impl Interpreter {
             correlation_id: options.correlation_id,
             next_key: 0,
             prefix: String::new(),
+            dynamic_forks: 0,
         }
     }
 
@@ -239,6 +243,7 @@ impl Interpreter {
             definitions: &self.definitions,
             correlation_id: self.correlation_id.as_deref(),
             prefix: &self.prefix,
+            dynamic_forks: &mut self.dynamic_forks,
             next_id: &mut self.next_id,
             workflow_id: &self.workflow_id,
             mocks: &mut self.mocks,
@@ -504,6 +509,7 @@ struct Scope<'a> {
     definitions: &'a Arc<Definitions>,
     correlation_id: Option<&'a str>,
     prefix: &'a str,
+    dynamic_forks: &'a mut u64,
 }
 
 impl Scope<'_> {
@@ -525,6 +531,8 @@ struct Frame {
     next: usize,
     /// Shared entries: a fork's branches clone pointers, never the workflow input.
     context: Context,
+    /// The references the next JOIN joins on, set by a FORK_JOIN_DYNAMIC.
+    join_on: Option<Vec<String>>,
     records: Vec<TaskRecord>,
     state: State,
 }
@@ -540,10 +548,12 @@ enum State {
         task_type: String,
         input: Value,
     },
-    /// A FORK_JOIN (`tasks[next - 1]`) waits for its branches.
+    /// A FORK_JOIN (`tasks[next - 1]`) waits for its branches; a FORK_JOIN_DYNAMIC's
+    /// also has its input and the references the next JOIN joins on.
     Forked {
         branches: Vec<Frame>,
         task_id: String,
+        dynamic: Option<(Value, Vec<String>)>,
     },
     /// A SWITCH runs its chosen case.
     Switched { case: Box<Frame> },
@@ -563,6 +573,7 @@ impl Frame {
             tasks,
             next: 0,
             context,
+            join_on: None,
             records: Vec::new(),
             state: State::Ready,
         }
@@ -657,9 +668,11 @@ impl Frame {
     /// (the first branch's wins), the first branch failure stops the list; else the
     /// FORK_JOIN's own record.
     fn join_branches(&mut self, branches: Vec<Frame>) {
-        let task_id = match &self.state {
-            State::Forked { task_id, .. } => task_id.clone(),
-            _ => String::new(),
+        let (task_id, dynamic) = match &mut self.state {
+            State::Forked {
+                task_id, dynamic, ..
+            } => (task_id.clone(), dynamic.take()),
+            _ => (String::new(), None),
         };
         let mut ending = None;
         for branch in branches {
@@ -676,14 +689,32 @@ impl Frame {
             return;
         }
         let task = &self.tasks[self.next - 1];
-        let fork = record(
-            task,
-            "FORK_JOIN",
-            task_id,
-            TaskStatus::Completed,
-            json!({}),
-            json!({}),
-        );
+        // Conductor records a dynamic fork as a FORK task with `forkedTasks` in its
+        // input; the JOIN after it joins on them.
+        let fork = match dynamic {
+            Some((mut input, refs)) => {
+                if let Value::Object(map) = &mut input {
+                    map.insert("forkedTasks".into(), json!(refs));
+                }
+                self.join_on = Some(refs);
+                record(
+                    task,
+                    "FORK",
+                    task_id,
+                    TaskStatus::Completed,
+                    input,
+                    json!({}),
+                )
+            }
+            None => record(
+                task,
+                "FORK_JOIN",
+                task_id,
+                TaskStatus::Completed,
+                json!({}),
+                json!({}),
+            ),
+        };
         self.push(fork, None, false);
     }
 
@@ -880,7 +911,8 @@ impl Frame {
             }
             TaskKind::Join => {
                 let (_, task_id) = scope.ids();
-                let join = join_record(task, &self.context, task_id);
+                let join_on = self.join_on.take().unwrap_or_else(|| task.join_on.clone());
+                let join = join_record(task, &join_on, &self.context, task_id);
                 let optional = task.optional;
                 self.push(join, None, optional);
             }
@@ -891,7 +923,77 @@ impl Frame {
                     .iter()
                     .map(|branch| Frame::new(branch.clone(), self.context.clone()))
                     .collect();
-                self.state = State::Forked { branches, task_id };
+                self.state = State::Forked {
+                    branches,
+                    task_id,
+                    dynamic: None,
+                };
+            }
+            TaskKind::ForkJoinDynamic => {
+                let (_, task_id) = scope.ids();
+                let def = task.effective_def(scope.task_defs);
+                let nested = *scope.dynamic_forks > 0;
+                *scope.dynamic_forks += 1;
+                let followed_by_join = self
+                    .tasks
+                    .get(self.next)
+                    .is_some_and(|next| matches!(next.kind(), Ok(TaskKind::Join)));
+                let forked = task_input(task, &def, &self.context, &task_id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|input| {
+                        if !followed_by_join {
+                            return Err("Dynamic join definition is not followed by a join task.  Check the workflow definition.".into());
+                        }
+                        dynamic_fork_tasks(task, &input, nested).map(|tasks| (input, tasks))
+                    });
+                match forked {
+                    Ok((input, tasks)) => {
+                        let refs = tasks
+                            .iter()
+                            .map(|t| t.task_reference_name.clone())
+                            .collect();
+                        let branches = tasks
+                            .into_iter()
+                            .map(|t| Frame::new(vec![t], self.context.clone()))
+                            .collect();
+                        self.state = State::Forked {
+                            branches,
+                            task_id,
+                            dynamic: Some((input, refs)),
+                        };
+                    }
+                    Err(e) => {
+                        self.state =
+                            State::Done(Some(Ending::failed(format!("task {reference}: {e}"))));
+                    }
+                }
+            }
+            TaskKind::Dynamic => {
+                // DynamicTaskMapper: the task named by the input runs in its place, with
+                // the same reference and input.
+                let (_, task_id) = scope.ids();
+                let param = task.dynamic_task_name_param.clone().unwrap_or_default();
+                let name = task_input(
+                    task,
+                    &task.effective_def(scope.task_defs),
+                    &self.context,
+                    &task_id,
+                )
+                .ok()
+                .and_then(|input| input.get(&param).and_then(Value::as_str).map(String::from));
+                let Some(name) = name.filter(|n| !n.is_empty()) else {
+                    self.state = State::Done(Some(Ending::failed(format!(
+                        "task {reference}: Cannot map a dynamic task based on the parameter and input. Parameter= {param}, input= {:?}",
+                        task.input_parameters.get(&param)
+                    ))));
+                    return;
+                };
+                let mut resolved = task.clone();
+                resolved.name = name;
+                resolved.kind = crate::definition::TaskType::Unset;
+                self.tasks[self.next - 1] = resolved;
+                self.next -= 1;
+                self.start_next(scope);
             }
             TaskKind::Switch | TaskKind::Decision => {
                 let (_, task_id) = scope.ids();
@@ -1008,6 +1110,93 @@ fn terminate(
     );
     *scope.terminated = Some((Ending { status, reason }, output));
     (done, None)
+}
+
+/// The tasks a FORK_JOIN_DYNAMIC forks, as Conductor's `ForkJoinDynamicTaskMapper` makes
+/// them from its resolved `input`:
+/// - `forkTaskInputs` (a list): one task per item, `forkTaskName` (default: the system
+///   `forkTaskType`, else the fork's reference) of `forkTaskType` (default SIMPLE), or a
+///   SUB_WORKFLOW of `forkTaskWorkflow` / `forkTaskWorkflowVersion`; its input the item
+///   (an object, else `{"input": item}`) with `__index`; its reference `_NAME_i` (after
+///   the first dynamic fork of the run, `_FORKREF_NAME_i`); optional when the fork is;
+/// - otherwise `dynamicForkTasksParam` names the list of tasks and
+///   `dynamicForkTasksInputParamName` the map of their inputs by reference.
+fn dynamic_fork_tasks(
+    task: &WorkflowTask,
+    input: &Value,
+    nested: bool,
+) -> Result<Vec<WorkflowTask>, String> {
+    if let Some(items) = input.get("forkTaskInputs").and_then(Value::as_array) {
+        let text = |key: &str| input.get(key).and_then(Value::as_str).map(String::from);
+        let workflow = text("forkTaskWorkflow");
+        let version = match input.get("forkTaskWorkflowVersion") {
+            Some(Value::String(v)) => v.trim().parse::<u32>().ok(),
+            Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()),
+            _ => None,
+        };
+        let kind = text("forkTaskType");
+        let is_system = kind.as_deref().is_some_and(|k| k != "SIMPLE");
+        let name = text("forkTaskName")
+            .or_else(|| kind.clone().filter(|_| is_system))
+            .unwrap_or_else(|| task.task_reference_name.clone());
+        let kind = kind.unwrap_or_else(|| "SIMPLE".into());
+        return items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let mut parameters = match item {
+                    Value::Object(map) => map.clone(),
+                    other => Map::from_iter([("input".to_string(), other.clone())]),
+                };
+                parameters.insert("__index".into(), i.into());
+                let reference = if nested {
+                    format!("_{}_{name}_{i}", task.task_reference_name)
+                } else {
+                    format!("_{name}_{i}")
+                };
+                let generated = match &workflow {
+                    Some(workflow) => json!({
+                        "name": workflow, "taskReferenceName": reference, "type": "SUB_WORKFLOW",
+                        "subWorkflowParam": { "name": workflow, "version": version },
+                        "inputParameters": parameters, "optional": task.optional,
+                    }),
+                    None => json!({
+                        "name": name, "taskReferenceName": reference, "type": kind,
+                        "inputParameters": parameters, "optional": task.optional,
+                    }),
+                };
+                serde_json::from_value(generated).map_err(|e| format!("forkTaskInputs[{i}]: {e}"))
+            })
+            .collect();
+    }
+    let tasks_param = task.dynamic_fork_tasks_param.clone().unwrap_or_default();
+    let listed = input.get(&tasks_param).cloned().unwrap_or(Value::Null);
+    let invalid = || {
+        format!(
+            "Input '{tasks_param}' is invalid. Cannot deserialize a list of Workflow Tasks from '{}'",
+            expression::java_string(&listed, false)
+        )
+    };
+    let mut tasks: Vec<WorkflowTask> =
+        serde_json::from_value(listed.clone()).map_err(|_| invalid())?;
+    let inputs_param = task
+        .dynamic_fork_tasks_input_param_name
+        .clone()
+        .unwrap_or_default();
+    let Some(Value::Object(inputs)) = input.get(&inputs_param) else {
+        return Err(format!(
+            "Input to the dynamically forked tasks is not a map -> expecting a map of K,V  but found {}",
+            expression::java_string(input.get(&inputs_param).unwrap_or(&Value::Null), false)
+        ));
+    };
+    for forked in &mut tasks {
+        if let Some(Value::Object(given)) = inputs.get(&forked.task_reference_name) {
+            for (key, value) in given {
+                forked.input_parameters.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    Ok(tasks)
 }
 
 /// Start a SUB_WORKFLOW's workflow, as Conductor's `SubWorkflowTaskMapper` and

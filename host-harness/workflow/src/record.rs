@@ -222,9 +222,13 @@ pub(crate) fn finish(
 }
 
 /// A JOIN's record: the outputs of the tasks it joins on.
-pub(crate) fn join_record(task: &WorkflowTask, context: &Context, task_id: String) -> TaskRecord {
-    let output: Map<String, Value> = task
-        .join_on
+pub(crate) fn join_record(
+    task: &WorkflowTask,
+    join_on: &[String],
+    context: &Context,
+    task_id: String,
+) -> TaskRecord {
+    let output: Map<String, Value> = join_on
         .iter()
         .map(|r| {
             (
@@ -241,7 +245,7 @@ pub(crate) fn join_record(task: &WorkflowTask, context: &Context, task_id: Strin
         "JOIN",
         task_id,
         TaskStatus::Completed,
-        json!({}),
+        json!({ "joinOn": join_on }),
         Value::Object(output),
     )
 }

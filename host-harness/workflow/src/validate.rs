@@ -323,6 +323,43 @@ impl Checker<'_> {
                 },
                 TaskKind::SetVariable => {}
                 TaskKind::SubWorkflow => self.sub_workflow(task, &at),
+                TaskKind::ForkJoinDynamic => {
+                    if !tasks
+                        .get(i + 1)
+                        .is_some_and(|next| matches!(next.kind(), Ok(TaskKind::Join)))
+                    {
+                        self.problem(
+                            at.clone(),
+                            "a FORK_JOIN_DYNAMIC must be followed by a JOIN (Conductor: \"Dynamic join definition is not followed by a join task\")".into(),
+                        );
+                    }
+                    let simple = task.input_parameters.contains_key("forkTaskInputs");
+                    let named = |param: &Option<String>| {
+                        param
+                            .as_ref()
+                            .is_some_and(|p| task.input_parameters.contains_key(p))
+                    };
+                    let listed = named(&task.dynamic_fork_tasks_param)
+                        && named(&task.dynamic_fork_tasks_input_param_name);
+                    if !(simple || listed) {
+                        self.problem(
+                            format!("{at}.inputParameters"),
+                            "a FORK_JOIN_DYNAMIC needs forkTaskInputs (with forkTaskName, forkTaskType or forkTaskWorkflow), or dynamicForkTasksParam and dynamicForkTasksInputParamName naming two of its inputParameters".into(),
+                        );
+                    }
+                }
+                TaskKind::Dynamic => {
+                    if !task
+                        .dynamic_task_name_param
+                        .as_ref()
+                        .is_some_and(|p| task.input_parameters.contains_key(p))
+                    {
+                        self.problem(
+                            format!("{at}.dynamicTaskNameParam"),
+                            "a DYNAMIC task needs dynamicTaskNameParam naming one of its inputParameters (the task to run)".into(),
+                        );
+                    }
+                }
                 TaskKind::ForkJoin => {
                     if task.fork_tasks.is_empty() {
                         self.problem(

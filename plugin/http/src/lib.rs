@@ -99,7 +99,8 @@ fn build_request(input: &Value) -> Result<(OutgoingRequest, Vec<FieldError>), Ta
                 field(key),
                 "has no effect: Conductor OSS's HTTP task only logs it",
             ),
-            "asyncComplete" if prefix.is_empty() => {}
+            // `__index`: Conductor's, given to each task of a FORK_JOIN_DYNAMIC.
+            "asyncComplete" | "__index" if prefix.is_empty() => {}
             key if !KEYS.contains(&key) => problems.warn(
                 field(key),
                 format!(

@@ -158,7 +158,8 @@ impl Endpoint {
             return Err(problems.into_error());
         };
         for key in object.keys() {
-            if !ENVELOPE_KEYS.contains(&key.as_str()) {
+            // `__index` is Conductor's: a FORK_JOIN_DYNAMIC gives it to each forked task.
+            if !ENVELOPE_KEYS.contains(&key.as_str()) && key != "__index" {
                 problems.add(
                     key.as_str(),
                     format!("unknown input field; allowed: {}", ENVELOPE_KEYS.join(", ")),
