@@ -1334,3 +1334,69 @@ async fn sub_workflows_run_on_temporal_as_locally() {
         .to_string();
     assert_replays(&server, &workflow_id).await;
 }
+
+/// The batch example on Temporal as locally (its first 100 records, one made invalid):
+/// one sub-workflow per record inside the run-definition execution, every record
+/// created once, the bad one failing only its own branch; the history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_example_runs_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("batch");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "batch", &config, dir.join("worker.log"));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows");
+    let mut input: Value = serde_json::from_str(
+        &std::fs::read_to_string(examples.join("period-usage-batch.input.json")).unwrap(),
+    )
+    .unwrap();
+    let records: Vec<Value> = input["records"].as_array().unwrap()[..100].to_vec();
+    input["records"] = Value::Array(records);
+    input["records"][3]["quantity"] = json!(-1);
+    let input_file = dir.join("input.json");
+    std::fs::write(&input_file, input.to_string()).unwrap();
+    let (code, result, err) = harness_run(&[
+        examples
+            .join("period-usage-batch.json")
+            .display()
+            .to_string(),
+        "--input".into(),
+        input_file.display().to_string(),
+        "--definitions".into(),
+        examples.join("definitions").display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "batch".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(
+        result["output"],
+        json!({ "period": "2026-11", "synced": 99, "failed": ["_sync_each_3"] })
+    );
+    let journal = mock.journal();
+    let mut created = std::collections::BTreeSet::new();
+    for request in journal
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/usages"))
+    {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert!(
+            created.insert((body["usageTime"].to_string(), body["quantity"].to_string())),
+            "a record was created twice: {body}"
+        );
+    }
+    assert_eq!(created.len(), 99);
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}
