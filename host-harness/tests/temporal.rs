@@ -1179,9 +1179,10 @@ async fn a_users_own_task_runs_on_temporal_workers_started_with_the_same_tasks()
     );
 }
 
-/// SET_VARIABLE, JSON_JQ_TRANSFORM (an activity, sandboxed on the worker) and TERMINATE
-/// in run-definition as locally: the variables feed later tasks, the TERMINATE's output
-/// is the workflow's, nothing after it runs, and the history replays.
+/// SET_VARIABLE, JSON_JQ_TRANSFORM (an activity, sandboxed on the worker), WAIT (a
+/// durable Temporal timer) and TERMINATE in run-definition as locally: the variables
+/// feed later tasks, the WAIT waits its duration, the TERMINATE's output is the
+/// workflow's, nothing after it runs, and the history replays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_variable_and_terminate_run_on_temporal_as_locally() {
     let Some(server) = DevServer::start() else {
@@ -1202,6 +1203,8 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
                 { "name": "label", "taskReferenceName": "label", "type": "JSON_JQ_TRANSFORM",
                   "inputParameters": { "period": "${workflow.variables.period}",
                                        "queryExpression": "{ label: (\"usage \" + .period) }" } },
+                { "name": "settle", "taskReferenceName": "settle", "type": "WAIT",
+                  "inputParameters": { "duration": "1 sec" } },
                 { "name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
                   "inputParameters": { "terminationStatus": "TERMINATED",
                                        "terminationReason": "period ${workflow.variables.period} is closed",
@@ -1235,8 +1238,11 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
         result["output"],
         json!({ "period": "2026-11", "label": "usage 2026-11" })
     );
-    assert_eq!(result["tasks"].as_array().unwrap().len(), 3);
+    assert_eq!(result["tasks"].as_array().unwrap().len(), 4);
     assert_eq!(result["tasks"][1]["taskType"], "JSON_JQ_TRANSFORM");
+    assert_eq!(result["tasks"][2]["taskType"], "WAIT");
+    assert_eq!(result["tasks"][2]["status"], "COMPLETED");
+    assert_eq!(result["tasks"][2]["attempts"][0]["durationMs"], 1000);
     assert!(mock.journal().is_empty(), "nothing after the TERMINATE ran");
     let workflow_id = err
         .split_whitespace()

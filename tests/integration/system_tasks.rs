@@ -553,3 +553,139 @@ async fn the_batch_example_creates_every_record_once_and_a_bad_record_fails_only
     assert_eq!(corrected, 499);
     assert_eq!(logins, 1);
 }
+
+/// WAIT waits its `duration` or `until` on the runner's clock (a test clock here, so the
+/// test never sleeps): `1m 30s` is 90 s, and `until` 00:10 UTC, reached 90 s after the
+/// clock's 2026-12-01T00:00Z start, is 510 s more; the task after it then runs. Given
+/// both, the WAIT fails terminally with Conductor's reason and nothing after it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_waits_its_duration_or_until_on_the_runners_clock_then_the_next_task_runs() {
+    let h = harness().await;
+    let definition = def(json!({
+        "name": "settle_then_sync",
+        "tasks": [
+            { "name": "settle", "taskReferenceName": "settle", "type": "WAIT",
+              "inputParameters": { "duration": "${workflow.input.settle}" } },
+            { "name": "cutoff", "taskReferenceName": "cutoff", "type": "WAIT",
+              "inputParameters": { "until": "2026-12-01 00:10 UTC" } },
+            zuora_task("update"),
+        ],
+    }));
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "settle": "1m 30s" }),
+            RunOptions::fresh(),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(
+        h.clock.sleeps(),
+        [90_000, 510_000].map(std::time::Duration::from_millis)
+    );
+    let printed = result.to_json();
+    let waits: Vec<(&str, &str, Value, u64)> = printed["tasks"].as_array().unwrap()[..2]
+        .iter()
+        .map(|t| {
+            (
+                t["ref"].as_str().unwrap(),
+                t["status"].as_str().unwrap(),
+                t["output"].clone(),
+                t["attempts"][0]["durationMs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        [
+            ("settle", "COMPLETED", json!({}), 90_000),
+            ("cutoff", "COMPLETED", json!({}), 510_000)
+        ]
+    );
+    assert_eq!(h.mock.journal().len(), 1, "the update ran after the waits");
+
+    let both = def(json!({
+        "name": "ambiguous_wait",
+        "tasks": [
+            { "name": "w", "taskReferenceName": "w", "type": "WAIT",
+              "inputParameters": { "duration": "10s", "until": "2026-12-01 00:10" } },
+            zuora_task("update"),
+        ],
+    }));
+    let h = harness().await;
+    let result = h
+        .runner
+        .run_with(&both, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(
+        result.reason.as_deref(),
+        Some("task w: Both 'duration' and 'until' specified. Please provide only one input")
+    );
+    assert_eq!(result.tasks[0].status, "FAILED_WITH_TERMINAL_ERROR");
+    assert!(h.clock.sleeps().is_empty());
+    assert!(h.mock.journal().is_empty());
+}
+
+/// validate refuses what Conductor's WaitTaskMapper fails (both `duration` and `until`)
+/// and a WAIT for an external update, which only a Conductor server can complete,
+/// unless `--mock-outputs` answers it; a literal duration or time is parsed as Conductor
+/// parses it, an expression is left for the run.
+#[test]
+fn validate_refuses_a_wait_with_both_times_or_neither_unless_it_is_mocked() {
+    use harness_workflow::validate::{Catalog, Problem, validate};
+    let mocked = ["approval".to_string()].into_iter().collect();
+    let report = validate(
+        &json!({
+            "name": "waits",
+            "tasks": [
+                { "name": "w", "taskReferenceName": "both", "type": "WAIT",
+                  "inputParameters": { "duration": "10s", "until": "2026-12-01" } },
+                { "name": "w", "taskReferenceName": "signal", "type": "WAIT" },
+                { "name": "w", "taskReferenceName": "approval", "type": "WAIT" },
+                { "name": "w", "taskReferenceName": "settle", "type": "WAIT",
+                  "inputParameters": { "duration": "${workflow.input.settle}" } },
+                { "name": "w", "taskReferenceName": "typo", "type": "WAIT",
+                  "inputParameters": { "duration": "5 ms" } },
+                { "name": "w", "taskReferenceName": "iso", "type": "WAIT",
+                  "inputParameters": { "until": "2026-12-01T10:00:00Z" } },
+                { "name": "w", "taskReferenceName": "cutoff", "type": "WAIT",
+                  "inputParameters": { "until": "2026-12-01 10:00 GMT" } },
+            ],
+        }),
+        &Catalog {
+            tasks: &[],
+            connections: None,
+            schemas: &Default::default(),
+            mocked: &mocked,
+            secrets: None,
+            definitions: &Default::default(),
+        },
+    );
+    let problem = |path: &str, message: &str| Problem {
+        path: path.into(),
+        message: message.into(),
+    };
+    assert_eq!(
+        report.problems,
+        vec![
+            problem(
+                "$.tasks[0].inputParameters",
+                "Both 'duration' and 'until' specified. Please provide only one input"
+            ),
+            problem(
+                "$.tasks[1].inputParameters",
+                "a WAIT without duration or until waits for an external update, which needs a Conductor server: give its output with --mock-outputs"
+            ),
+            problem(
+                "$.tasks[4].inputParameters.duration",
+                "Not valid duration: 5 ms"
+            ),
+            problem(
+                "$.tasks[5].inputParameters.until",
+                "Invalid/Unsupported Wait Until format.  Provided: 2026-12-01T10:00:00Z"
+            ),
+        ]
+    );
+}

@@ -183,9 +183,26 @@ impl TaskExecutor for Activities {
         })
     }
 
+    fn epoch_ms(&self) -> u64 {
+        self.ctx
+            .workflow_time()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     fn execute(&self, task: ReadyTask) -> Self::Run {
         let (ctx, started) = (self.ctx.clone(), self.started);
         let started_ms = self.now_ms();
+        if let Some(wait) = task.wait {
+            // A WAIT is a durable Temporal timer.
+            let ms = wait.ms_from(TaskExecutor::epoch_ms(self));
+            return Box::pin(async move {
+                if ms > 0 {
+                    let _ = ctx.timer(Duration::from_millis(ms)).await;
+                }
+                TaskResult::waited(started_ms, ms)
+            });
+        }
         Box::pin(async move {
             let ReadyTask {
                 reference,

@@ -172,6 +172,7 @@ impl From<String> for TaskType {
             "SUB_WORKFLOW" => TaskType::Known(TaskKind::SubWorkflow),
             "FORK_JOIN_DYNAMIC" => TaskType::Known(TaskKind::ForkJoinDynamic),
             "DYNAMIC" => TaskType::Known(TaskKind::Dynamic),
+            "WAIT" => TaskType::Known(TaskKind::Wait),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -205,6 +206,8 @@ pub enum TaskKind {
     ForkJoinDynamic,
     /// A worker task whose name is read from its input (`dynamicTaskNameParam`).
     Dynamic,
+    /// Wait `duration` or `until` a time, on the executor's clock.
+    Wait,
 }
 
 impl TaskKind {
@@ -223,6 +226,7 @@ impl TaskKind {
             TaskKind::SubWorkflow => "SUB_WORKFLOW",
             TaskKind::ForkJoinDynamic => "FORK_JOIN_DYNAMIC",
             TaskKind::Dynamic => "DYNAMIC",
+            TaskKind::Wait => "WAIT",
         }
     }
 }
@@ -289,7 +293,7 @@ impl WorkflowTask {
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC and DYNAMIC"
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC and WAIT"
 )]
 pub struct UnsupportedType(pub String);
 

@@ -45,6 +45,28 @@ pub struct ReadyTask {
     pub input: Value,
     /// Its task definition (retries, timeouts), as Conductor finds it.
     pub def: TaskDef,
+    /// A WAIT: no component runs, the executor waits (`component` is empty).
+    pub wait: Option<Wait>,
+}
+
+/// How long a WAIT waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// `duration`, in milliseconds from when it starts.
+    For(u64),
+    /// `until`, in milliseconds since the Unix epoch.
+    Until(u64),
+}
+
+impl Wait {
+    /// The milliseconds left to wait when the clock reads `epoch_ms` (an `until` in the
+    /// past waits for nothing).
+    pub fn ms_from(self, epoch_ms: u64) -> u64 {
+        match self {
+            Wait::For(ms) => ms,
+            Wait::Until(at) => at.saturating_sub(epoch_ms),
+        }
+    }
 }
 
 /// How a worker task ended, as its executor reports it.
@@ -61,6 +83,25 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
+    /// A WAIT that started at `started_ms` of the run and waited `ms`.
+    pub fn waited(started_ms: u64, ms: u64) -> TaskResult {
+        TaskResult {
+            status: TaskStatus::Completed,
+            attempts: vec![Attempt {
+                number: 1,
+                started_ms,
+                duration_ms: ms,
+                status: TaskStatus::Completed,
+                kind: None,
+                message: None,
+                wait_ms: None,
+                wait_reason: None,
+            }],
+            output: json!({}),
+            failure: None,
+        }
+    }
+
     /// A task that failed before any attempt (its connection is unknown, the sandbox
     /// could not run it): terminal, with no output.
     pub fn terminal(failure: String) -> TaskResult {
@@ -86,6 +127,8 @@ pub trait TaskExecutor {
         Self: 'a;
     /// Milliseconds since the workflow started, in the executor's time.
     fn now_ms(&self) -> u64;
+    /// Milliseconds since the Unix epoch, in the executor's time (a WAIT's `until`).
+    fn epoch_ms(&self) -> u64;
     /// Resolves at `at_ms` of the executor's time (the workflow's `timeoutSeconds`); a
     /// clock that cannot wake (a test clock) may never resolve: the deadline is also
     /// checked each time a task ends.
@@ -842,6 +885,7 @@ impl Frame {
                     def,
                     component: task.component().to_string(),
                     input: input.clone(),
+                    wait: None,
                 });
                 self.state = State::Running {
                     id,
@@ -965,6 +1009,50 @@ impl Frame {
                     Err(e) => {
                         self.state =
                             State::Done(Some(Ending::failed(format!("task {reference}: {e}"))));
+                    }
+                }
+            }
+            TaskKind::Wait => {
+                let (id, task_id) = scope.ids();
+                let def = task.effective_def(scope.task_defs);
+                let input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
+                let optional = task.optional;
+                if scope.mocks.has(&reference) {
+                    let result = mocked(scope.mocks, &reference, &def);
+                    let mut done =
+                        record(task, "WAIT", task_id, result.status, input, result.output);
+                    done.attempts = result.attempts;
+                    self.push(done, result.failure, optional);
+                    return;
+                }
+                match wait_of(&input) {
+                    Ok(wait) => {
+                        scope.ready.push(ReadyTask {
+                            id,
+                            task_id: task_id.clone(),
+                            reference: format!("{}{reference}", scope.prefix),
+                            component: String::new(),
+                            input: input.clone(),
+                            def,
+                            wait: Some(wait),
+                        });
+                        self.state = State::Running {
+                            id,
+                            task_id,
+                            task_type: "WAIT".into(),
+                            input,
+                        };
+                    }
+                    Err(e) => {
+                        let failed = record(
+                            task,
+                            "WAIT",
+                            task_id,
+                            TaskStatus::FailedWithTerminalError,
+                            input,
+                            json!({}),
+                        );
+                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
                     }
                 }
             }
@@ -1110,6 +1198,83 @@ fn terminate(
     );
     *scope.terminated = Some((Ending { status, reason }, output));
     (done, None)
+}
+
+/// A WAIT's wait, as Conductor's `WaitTaskMapper` reads its input: `duration`
+/// (`DateTimeUtils.parseDuration`: `2 days 3h 10m 5s`, units `d`/`day(s)`, `h`/`hr(s)`/
+/// `hour(s)`, `m`/`min(s)`/`minute(s)`, `s`/`sec(s)`/`second(s)`), or `until`
+/// (`yyyy-MM-dd HH:mm`, `yyyy-MM-dd HH:mm z`, `yyyy-MM-dd`; without a zone, UTC); not
+/// both. Without either, a WAIT waits for an external update: that needs a Conductor
+/// server, or a mock.
+pub(crate) fn wait_of(input: &Value) -> Result<Wait, String> {
+    let text = |key: &str| match input.get(key) {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(expression::java_string(value, false)).filter(|t| !t.trim().is_empty()),
+    };
+    match (text("duration"), text("until")) {
+        (Some(_), Some(_)) => Err("Both 'duration' and 'until' specified. Please provide only one input".into()),
+        (Some(duration), None) => parse_duration(&duration)
+            .map(|s| Wait::For(s.saturating_mul(1000)))
+            .ok_or_else(|| format!("Not valid duration: {duration}")),
+        (None, Some(until)) => parse_until(&until)
+            .map(Wait::Until)
+            .ok_or_else(|| format!("Invalid/Unsupported Wait Until format.  Provided: {until}")),
+        (None, None) => Err("a WAIT without duration or until waits for an external update, which needs a Conductor server: give its output with --mock-outputs".into()),
+    }
+}
+
+/// Conductor's `DURATION_PATTERN`: optional days, hours, minutes, seconds, in that
+/// order, each a number and a unit; seconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let units: [(&[&str], u64); 4] = [
+        (&["days", "day", "d"], 86_400),
+        (&["hours", "hour", "hrs", "hr", "h"], 3_600),
+        (&["minutes", "minute", "mins", "min", "m"], 60),
+        (&["seconds", "second", "secs", "sec", "s"], 1),
+    ];
+    let mut rest = text.trim().to_ascii_lowercase();
+    let mut total: u64 = 0;
+    for (names, seconds) in units {
+        let trimmed = rest.trim_start();
+        let digits: String = trimmed.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            continue;
+        }
+        let after = trimmed[digits.len()..].trim_start();
+        let Some(name) = names.iter().find(|n| {
+            after.starts_with(**n)
+                && !after[n.len()..].starts_with(|c: char| c.is_ascii_alphabetic())
+        }) else {
+            continue;
+        };
+        total = total.saturating_add(digits.parse::<u64>().ok()?.saturating_mul(seconds));
+        rest = after[name.len()..].to_string();
+    }
+    rest.trim().is_empty().then_some(total)
+}
+
+/// `until` as Conductor's `DateTimeUtils.parseDate` reads it (`yyyy-MM-dd HH:mm`,
+/// `yyyy-MM-dd HH:mm z`, `yyyy-MM-dd`), as milliseconds since the epoch. Without a zone
+/// the time is UTC (a Conductor server's is its JVM's zone, UTC in its images); the zone
+/// is `UTC`, `GMT`, `Z` or an offset (`+05:30`, `GMT-08:00`).
+fn parse_until(text: &str) -> Option<u64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let text = text.trim();
+    let utc = |at: NaiveDateTime| u64::try_from(at.and_utc().timestamp_millis()).ok();
+    if let Ok(at) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M") {
+        return utc(at);
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return utc(day.and_hms_opt(0, 0, 0)?);
+    }
+    let (at, zone) = text.rsplit_once(char::is_whitespace)?;
+    let offset = zone.trim_start_matches("GMT").trim_start_matches("UTC");
+    if offset.is_empty() || zone == "Z" {
+        return utc(NaiveDateTime::parse_from_str(at.trim(), "%Y-%m-%d %H:%M").ok()?);
+    }
+    let at =
+        DateTime::parse_from_str(&format!("{} {offset}", at.trim()), "%Y-%m-%d %H:%M %#z").ok()?;
+    u64::try_from(at.timestamp_millis()).ok()
 }
 
 /// The tasks a FORK_JOIN_DYNAMIC forks, as Conductor's `ForkJoinDynamicTaskMapper` makes
@@ -1429,6 +1594,46 @@ fn mocked(mocks: &mut Mocks, reference: &str, def: &TaskDef) -> TaskResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Conductor's `DateTimeUtils.parseDuration` accepts these (its `DURATION_PATTERN`).
+    #[test]
+    fn wait_durations_parse_as_conductor_parses_them() {
+        for (text, seconds) in [
+            ("30s", Some(30)),
+            ("1m 30s", Some(90)),
+            ("2 days 3h 10m 5s", Some(2 * 86_400 + 3 * 3_600 + 600 + 5)),
+            ("1 day", Some(86_400)),
+            ("5 MINUTES", Some(300)),
+            ("2hrs 1min", Some(7_260)),
+            ("  10 secs ", Some(10)),
+            ("", Some(0)),
+            ("5 ms", None),
+            ("10s 1m", None),
+            ("ten seconds", None),
+            ("-5s", None),
+        ] {
+            assert_eq!(parse_duration(text), seconds, "{text:?}");
+        }
+    }
+
+    /// `until` in the three patterns of `DateTimeUtils.parseDate`; UTC without a zone.
+    #[test]
+    fn wait_until_times_parse_in_conductors_three_patterns() {
+        let day = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+        for (text, ms) in [
+            ("2026-12-01", Some(day)),
+            ("2026-12-01 10:30", Some(day + 37_800_000)),
+            ("2026-12-01 10:30 UTC", Some(day + 37_800_000)),
+            ("2026-12-01 10:30 GMT", Some(day + 37_800_000)),
+            ("2026-12-01 10:30 +01:00", Some(day + 34_200_000)),
+            ("2026-12-01 10:30 GMT-08:00", Some(day + 66_600_000)),
+            ("2026-12-01T10:30", None),
+            ("2026-13-01", None),
+            ("tomorrow", None),
+        ] {
+            assert_eq!(parse_until(text), ms, "{text:?}");
+        }
+    }
 
     /// A 5 MB input and a fork of 1,000 branches once passed 3 GB before any task ran:
     /// each branch must share the workflow input, not copy it.

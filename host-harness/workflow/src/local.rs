@@ -22,6 +22,12 @@ pub trait Clock: Send + Sync {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     /// A random jitter in `0..=max_ms`.
     fn jitter_ms(&self, max_ms: u64) -> u64;
+    /// Milliseconds since the Unix epoch, now (a WAIT's `until`).
+    fn epoch_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
     /// Resolves at `at_ms` (a workflow's deadline).
     fn wake_at(&self, at_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         self.sleep(Duration::from_millis(at_ms.saturating_sub(self.now_ms())))
@@ -89,6 +95,10 @@ impl Clock for ManualClock {
     }
     fn jitter_ms(&self, max_ms: u64) -> u64 {
         max_ms
+    }
+    /// It starts at 2026-12-01T00:00:00Z.
+    fn epoch_ms(&self) -> u64 {
+        1_796_083_200_000 + self.now_ms()
     }
     /// Time moves only when something sleeps: a deadline not yet reached never wakes
     /// by itself (the interpreter checks it each time a task ends).
@@ -210,6 +220,18 @@ impl TaskExecutor for WorkflowRunner {
 
     /// Each task runs as a tokio task of its own, so a fork's branches use every core.
     fn execute(&self, task: ReadyTask) -> Self::Run {
+        if let Some(wait) = task.wait {
+            // A WAIT: the clock's time passes (a test clock's at once).
+            let clock = self.clock.clone();
+            let progress = self.progress.clone();
+            return Box::pin(async move {
+                let started_ms = clock.now_ms();
+                let ms = wait.ms_from(clock.epoch_ms());
+                progress(&format!("{} WAIT: waiting {ms} ms", task.reference));
+                clock.sleep(Duration::from_millis(ms)).await;
+                TaskResult::waited(started_ms, ms)
+            });
+        }
         let runner = self.clone();
         let reference = task.reference.clone();
         let running = tokio::spawn(async move { runner.run_component(task).await });
@@ -224,6 +246,10 @@ impl TaskExecutor for WorkflowRunner {
 
     fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    fn epoch_ms(&self) -> u64 {
+        self.clock.epoch_ms()
     }
 
     type Wake<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

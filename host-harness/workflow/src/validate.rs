@@ -348,6 +348,38 @@ impl Checker<'_> {
                         );
                     }
                 }
+                TaskKind::Wait => {
+                    let given = |key: &str| task.input_parameters.contains_key(key);
+                    if given("duration") && given("until") {
+                        self.problem(
+                            format!("{at}.inputParameters"),
+                            "Both 'duration' and 'until' specified. Please provide only one input"
+                                .into(),
+                        );
+                    } else if !given("duration") && !given("until") && !mocked {
+                        self.problem(
+                            format!("{at}.inputParameters"),
+                            "a WAIT without duration or until waits for an external update, which needs a Conductor server: give its output with --mock-outputs".into(),
+                        );
+                    } else if !mocked {
+                        // A literal time is checked now; an expression when it resolves.
+                        let literal: serde_json::Map<String, Value> = task
+                            .input_parameters
+                            .iter()
+                            .filter(|(k, v)| {
+                                (*k == "duration" || *k == "until")
+                                    && v.as_str().is_some_and(|t| !t.contains("${"))
+                            })
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        if let (Some(key), Err(e)) = (
+                            literal.keys().next(),
+                            crate::interpreter::wait_of(&Value::Object(literal.clone())),
+                        ) {
+                            self.problem(format!("{at}.inputParameters.{key}"), e);
+                        }
+                    }
+                }
                 TaskKind::Dynamic => {
                     if !task
                         .dynamic_task_name_param
