@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 /// (task name, crate name) of every shipped task component.
-const TASKS: [(&str, &str); 6] = [
+const TASKS: [(&str, &str); 7] = [
     (
         "billingplatform-update-usage-identifier",
         "billingplatform-update-usage-identifier",
@@ -18,6 +18,7 @@ const TASKS: [(&str, &str); 6] = [
     ("rebilly-create-usage", "rebilly-create-usage"),
     ("http", "http"),
     ("json-jq-transform", "json-jq-transform"),
+    ("javascript", "javascript"),
 ];
 
 fn main() -> Result<()> {

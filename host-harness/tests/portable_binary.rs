@@ -95,6 +95,7 @@ fn a_copy_of_the_binary_in_an_empty_directory_runs_every_task_without_the_build_
         "rebilly-create-usage",
         "http",
         "json-jq-transform",
+        "javascript",
     ];
     // What the binary in the build tree prints, for comparison.
     let mut expected = Vec::new();

@@ -1179,7 +1179,7 @@ async fn a_users_own_task_runs_on_temporal_workers_started_with_the_same_tasks()
     );
 }
 
-/// SET_VARIABLE, JSON_JQ_TRANSFORM (an activity, sandboxed on the worker), WAIT (a
+/// SET_VARIABLE, JSON_JQ_TRANSFORM and INLINE (activities, sandboxed on the worker), WAIT (a
 /// durable Temporal timer) and TERMINATE in run-definition as locally: the variables
 /// feed later tasks, the WAIT waits its duration, the TERMINATE's output is the
 /// workflow's, nothing after it runs, and the history replays.
@@ -1203,13 +1203,17 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
                 { "name": "label", "taskReferenceName": "label", "type": "JSON_JQ_TRANSFORM",
                   "inputParameters": { "period": "${workflow.variables.period}",
                                        "queryExpression": "{ label: (\"usage \" + .period) }" } },
+                { "name": "year", "taskReferenceName": "year", "type": "INLINE",
+                  "inputParameters": { "period": "${workflow.variables.period}",
+                                       "expression": "parseInt($.period.split('-')[0], 10)" } },
                 { "name": "settle", "taskReferenceName": "settle", "type": "WAIT",
                   "inputParameters": { "duration": "1 sec" } },
                 { "name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
                   "inputParameters": { "terminationStatus": "TERMINATED",
                                        "terminationReason": "period ${workflow.variables.period} is closed",
                                        "workflowOutput": { "period": "${workflow.variables.period}",
-                                                           "label": "${label.output.result.label}" } } },
+                                                           "label": "${label.output.result.label}",
+                                                           "year": "${year.output.result}" } } },
                 { "name": "zuora-update-usage", "taskReferenceName": "update",
                   "inputParameters": { "connection": "zuora", "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" }, "body": {} } },
             ],
@@ -1236,13 +1240,14 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
     assert_eq!(result["reasonForIncompletion"], "period 2026-11 is closed");
     assert_eq!(
         result["output"],
-        json!({ "period": "2026-11", "label": "usage 2026-11" })
+        json!({ "period": "2026-11", "label": "usage 2026-11", "year": 2026 })
     );
-    assert_eq!(result["tasks"].as_array().unwrap().len(), 4);
+    assert_eq!(result["tasks"].as_array().unwrap().len(), 5);
     assert_eq!(result["tasks"][1]["taskType"], "JSON_JQ_TRANSFORM");
-    assert_eq!(result["tasks"][2]["taskType"], "WAIT");
-    assert_eq!(result["tasks"][2]["status"], "COMPLETED");
-    assert_eq!(result["tasks"][2]["attempts"][0]["durationMs"], 1000);
+    assert_eq!(result["tasks"][2]["taskType"], "INLINE");
+    assert_eq!(result["tasks"][3]["taskType"], "WAIT");
+    assert_eq!(result["tasks"][3]["status"], "COMPLETED");
+    assert_eq!(result["tasks"][3]["attempts"][0]["durationMs"], 1000);
     assert!(mock.journal().is_empty(), "nothing after the TERMINATE ran");
     let workflow_id = err
         .split_whitespace()

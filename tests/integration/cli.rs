@@ -187,6 +187,7 @@ async fn list_shows_every_task_with_method_and_path() {
                 "/usage-product-inventories/{usage_product_inventory_id}"
             ],
             vec!["http", "ANY", "{uri}"],
+            vec!["javascript", "NONE", "-"],
             vec!["json-jq-transform", "NONE", "-"],
             vec!["rebilly-create-usage", "POST", "/usages"],
             vec!["zuora-update-usage", "PUT", "/v1/object/usage/{id}"],

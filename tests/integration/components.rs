@@ -27,10 +27,10 @@ const TYPED: [(&str, &str); 5] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_component_is_valid_and_exports_task_and_its_typed_interface() {
     let sandbox = sandbox().await;
-    // Every shipped component but the jq transform (a system task, no endpoint) has a
-    // typed interface beside `task`.
-    assert_eq!(BUILTIN_COMPONENTS.len(), TYPED.len() + 1);
-    let untyped = [("json-jq-transform", None)];
+    // Every shipped component but the jq transform and the JavaScript evaluator (system
+    // tasks, no endpoint) has a typed interface beside `task`.
+    assert_eq!(BUILTIN_COMPONENTS.len(), TYPED.len() + 2);
+    let untyped = [("json-jq-transform", None), ("javascript", None)];
     let typed = TYPED.iter().map(|(task, typed)| (*task, Some(*typed)));
     for (task, typed) in typed.chain(untyped) {
         let bytes = harness_artifacts::component(task).unwrap();
@@ -50,7 +50,8 @@ async fn every_component_is_valid_and_exports_task_and_its_typed_interface() {
             .imports(sandbox.engine())
             .map(|(name, _)| name.to_string())
             .collect();
-        // The endpoint tasks send through wasi:http; the jq transform cannot even ask.
+        // The endpoint tasks send through wasi:http; the jq transform and the scripts
+        // cannot even ask.
         assert_eq!(
             imports.contains(&"wasi:http/outgoing-handler@0.2.12".to_string()),
             typed.is_some(),
@@ -93,6 +94,7 @@ async fn task_info_names_method_path_and_idempotency() {
             false,
         ),
         ("http", "ANY", "{uri}", false),
+        ("javascript", "NONE", "-", true),
         ("json-jq-transform", "NONE", "-", true),
         ("rebilly-create-usage", "POST", "/usages", false),
         ("zuora-update-usage", "PUT", "/v1/object/usage/{id}", true),

@@ -689,3 +689,121 @@ fn validate_refuses_a_wait_with_both_times_or_neither_unless_it_is_mocked() {
         ]
     );
 }
+
+/// INLINE and LAMBDA as Conductor's `Inline` and `Lambda` run them: `$` is the task's
+/// input, the script's value is `output.result`, and the next request is shaped from
+/// it; `value-param` reads an input by name; LAMBDA's `scriptExpression` is a function
+/// body. The scripts send nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_and_lambda_scripts_give_their_result_to_the_next_request() {
+    let h = harness().await;
+    let mut update = zuora_task("update");
+    update["inputParameters"]["body"]["Quantity"] = json!("${total.output.result.quantity}");
+    update["inputParameters"]["body"]["Description"] = json!("${label.output.result}");
+    update["inputParameters"]["body"]["UOM"] = json!("${uom.output.result}");
+    let definition = def(json!({
+        "name": "shape_usage",
+        "tasks": [
+            { "name": "total", "taskReferenceName": "total", "type": "INLINE",
+              "inputParameters": {
+                  "records": "${workflow.input.records}",
+                  "evaluatorType": "graaljs",
+                  "expression": "(function () { var q = 0; for (var i = 0; i < $.records.length; i++) { q += $.records[i].quantity; } return { quantity: q, count: $.records.length }; })()",
+              } },
+            { "name": "label", "taskReferenceName": "label", "type": "LAMBDA",
+              "inputParameters": {
+                  "period": "${workflow.input.period}", "count": "${total.output.result.count}",
+                  "scriptExpression": "return $.count + ' records for ' + $.period;",
+              } },
+            { "name": "uom", "taskReferenceName": "uom", "type": "INLINE",
+              "inputParameters": { "unit": "Each", "evaluatorType": "value-param", "expression": "unit" } },
+            update,
+        ],
+    }));
+    let input = json!({ "period": "2026-11", "records": [{ "quantity": 2.5 }, { "quantity": 4 }] });
+    let result = h
+        .runner
+        .run_with(&definition, input, RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let outputs: Vec<(&str, &str, Value)> = result
+        .tasks
+        .iter()
+        .take(3)
+        .map(|t| (t.reference.as_str(), t.task_type.as_str(), t.output.clone()))
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            (
+                "total",
+                "INLINE",
+                json!({ "result": { "quantity": 6.5, "count": 2 } })
+            ),
+            (
+                "label",
+                "LAMBDA",
+                json!({ "result": "2 records for 2026-11" })
+            ),
+            ("uom", "INLINE", json!({ "result": "Each" })),
+        ]
+    );
+    let journal = h.mock.journal();
+    assert_eq!(journal.len(), 1, "the scripts sent nothing");
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"UOM":"Each","Quantity":6.5,"Description":"2 records for 2026-11"}"#
+    );
+}
+
+/// A script that throws, one that never ends and an unknown evaluator fail the INLINE
+/// `FAILED_WITH_TERMINAL_ERROR` with the reason in `output.error`, as Conductor does;
+/// the endless loop meets the loop budget and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_script_fails_its_task_with_the_reason_in_its_output() {
+    let h = harness().await;
+    for (evaluator, script, expected) in [
+        (
+            "javascript",
+            "throw new Error('no rate for ' + $.sku)",
+            "Error evaluating the script `Error: no rate for sku_1 (unknown at :1:7)`",
+        ),
+        (
+            "javascript",
+            "while (true) {}",
+            "Maximum loop iteration limit 10000000 exceeded",
+        ),
+        (
+            "python",
+            "1 + 1",
+            "Unknown evaluator 'python' in INLINE task.",
+        ),
+    ] {
+        let definition = def(json!({
+            "name": "bad_script",
+            "tasks": [
+                { "name": "rate", "taskReferenceName": "rate", "type": "INLINE",
+                  "inputParameters": { "sku": "sku_1", "evaluatorType": evaluator, "expression": script } },
+                zuora_task("update"),
+            ],
+        }));
+        let result = h
+            .runner
+            .run_with(&definition, json!({}), RunOptions::fresh())
+            .await;
+        assert_eq!(result.status, "FAILED", "{script}");
+        let task = &result.tasks[0];
+        assert_eq!(task.status, "FAILED_WITH_TERMINAL_ERROR", "{script}");
+        let error = task.output["error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{script}: {error}");
+        let reason = result.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with("task rate") && reason.contains(expected),
+            "{script}: {reason}"
+        );
+    }
+    assert!(
+        h.mock.journal().is_empty(),
+        "nothing after a failed script ran"
+    );
+}

@@ -132,6 +132,17 @@ impl TaskActivities {
         self.execute(ctx, "json-jq-transform", input).await
     }
 
+    /// Conductor's scripts (INLINE, LAMBDA, SWITCH, DO_WHILE), sandboxed: an activity,
+    /// so a replay reads the recorded result instead of running the script again.
+    #[activity(name = "javascript")]
+    pub async fn javascript(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Value,
+    ) -> Result<Value, ActivityError> {
+        self.execute(ctx, "javascript", input).await
+    }
+
     /// A user's own task component (`--tasks DIR` on the worker): the input is
     /// `{"task": NAME, "input": {…}}`. Activity types are fixed when the worker is built,
     /// so every user task shares this one.
@@ -169,6 +180,7 @@ pub fn activity_names() -> Vec<&'static str> {
         TaskActivities::rebilly_create_usage.name(),
         TaskActivities::http.name(),
         TaskActivities::json_jq_transform.name(),
+        TaskActivities::javascript.name(),
     ]
 }
 

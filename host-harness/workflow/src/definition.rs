@@ -173,6 +173,8 @@ impl From<String> for TaskType {
             "FORK_JOIN_DYNAMIC" => TaskType::Known(TaskKind::ForkJoinDynamic),
             "DYNAMIC" => TaskType::Known(TaskKind::Dynamic),
             "WAIT" => TaskType::Known(TaskKind::Wait),
+            "INLINE" => TaskType::Known(TaskKind::Inline),
+            "LAMBDA" => TaskType::Known(TaskKind::Lambda),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -208,6 +210,11 @@ pub enum TaskKind {
     Dynamic,
     /// Wait `duration` or `until` a time, on the executor's clock.
     Wait,
+    /// A script (`evaluatorType` `javascript`/`graaljs`: the sandboxed `javascript`
+    /// component; `value-param`: an input by name); `output.result`.
+    Inline,
+    /// Conductor's older script task: `scriptExpression`, the body of a function.
+    Lambda,
 }
 
 impl TaskKind {
@@ -227,6 +234,8 @@ impl TaskKind {
             TaskKind::ForkJoinDynamic => "FORK_JOIN_DYNAMIC",
             TaskKind::Dynamic => "DYNAMIC",
             TaskKind::Wait => "WAIT",
+            TaskKind::Inline => "INLINE",
+            TaskKind::Lambda => "LAMBDA",
         }
     }
 }
@@ -293,7 +302,7 @@ impl WorkflowTask {
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC and WAIT"
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC, WAIT, INLINE and LAMBDA"
 )]
 pub struct UnsupportedType(pub String);
 

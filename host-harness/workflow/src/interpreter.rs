@@ -1056,6 +1056,79 @@ impl Frame {
                     }
                 }
             }
+            TaskKind::Inline | TaskKind::Lambda => {
+                let (id, task_id) = scope.ids();
+                let def = task.effective_def(scope.task_defs);
+                let optional = task.optional;
+                let name = kind.as_str();
+                let input = match task_input(task, &def, &self.context, &task_id) {
+                    Ok(input) => input,
+                    Err(e) => {
+                        let failed = record(
+                            task,
+                            name,
+                            task_id,
+                            TaskStatus::FailedWithTerminalError,
+                            json!({}),
+                            json!({}),
+                        );
+                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        return;
+                    }
+                };
+                if scope.mocks.has(&reference) {
+                    let result = mocked(scope.mocks, &reference, &def);
+                    let mut done = record(task, name, task_id, result.status, input, result.output);
+                    done.attempts = result.attempts;
+                    self.push(done, result.failure, optional);
+                    return;
+                }
+                match script_of(kind, &input) {
+                    Ok(Script::Value(result)) => {
+                        let done = record(
+                            task,
+                            name,
+                            task_id,
+                            TaskStatus::Completed,
+                            input,
+                            json!({ "result": result }),
+                        );
+                        self.push(done, None, optional);
+                    }
+                    Ok(Script::JavaScript(script)) => {
+                        scope.ready.push(ReadyTask {
+                            id,
+                            task_id: task_id.clone(),
+                            reference: format!("{}{reference}", scope.prefix),
+                            def,
+                            component: JAVASCRIPT.to_string(),
+                            input: json!({ "script": script, "input": input }),
+                            wait: None,
+                        });
+                        self.state = State::Running {
+                            id,
+                            task_id,
+                            task_type: name.to_string(),
+                            input,
+                        };
+                    }
+                    Err((status, reason)) => {
+                        let failed = record(
+                            task,
+                            name,
+                            task_id,
+                            status,
+                            input,
+                            json!({ "error": reason }),
+                        );
+                        self.push(
+                            failed,
+                            Some(format!("task {reference}: {reason}")),
+                            optional,
+                        );
+                    }
+                }
+            }
             TaskKind::Dynamic => {
                 // DynamicTaskMapper: the task named by the input runs in its place, with
                 // the same reference and input.
@@ -1115,14 +1188,15 @@ impl Frame {
                     unreachable!("matched Running above");
                 };
                 let task = &self.tasks[self.next - 1];
-                let mut done = record(
-                    task,
-                    &task_type,
-                    task_id,
-                    result.status,
-                    input,
-                    result.output,
-                );
+                let mut output = result.output;
+                // Conductor's Inline and Lambda: a failed script's message in `error`.
+                if matches!(task.kind(), Ok(TaskKind::Inline | TaskKind::Lambda))
+                    && let Some(failure) = result.failure.as_deref()
+                    && output.as_object().is_none_or(serde_json::Map::is_empty)
+                {
+                    output = json!({ "error": failure });
+                }
+                let mut done = record(task, &task_type, task_id, result.status, input, output);
                 done.attempts = result.attempts;
                 let optional = task.optional;
                 self.push(done, result.failure, optional);
@@ -1198,6 +1272,59 @@ fn terminate(
     );
     *scope.terminated = Some((Ending { status, reason }, output));
     (done, None)
+}
+
+/// The shipped component that runs JavaScript.
+pub const JAVASCRIPT: &str = "javascript";
+
+/// What an INLINE or LAMBDA evaluates.
+enum Script {
+    /// JavaScript, for the `javascript` component.
+    JavaScript(String),
+    /// A `value-param` INLINE's value, found at once.
+    Value(Value),
+}
+
+/// An INLINE's or LAMBDA's script, as Conductor's `Inline` and `Lambda` read their
+/// input: INLINE's `evaluatorType` (default `javascript`; `graaljs` the same;
+/// `value-param` the input named by `expression`) and `expression`; LAMBDA's
+/// `scriptExpression`, run as the body of a function (`function scriptFun(){…}
+/// scriptFun();`). The error is the status and Conductor's reason.
+fn script_of(kind: TaskKind, input: &Value) -> Result<Script, (TaskStatus, String)> {
+    let text = |key: &str| {
+        input
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+    };
+    if kind == TaskKind::Lambda {
+        return text("scriptExpression")
+            .map(|body| Script::JavaScript(format!("function scriptFun(){{{body}}} scriptFun();")))
+            .ok_or((
+                TaskStatus::Failed,
+                "Empty 'scriptExpression' in Lambda task's input parameters. A non-empty String value must be provided.".into(),
+            ));
+    }
+    let terminal = |reason: String| (TaskStatus::FailedWithTerminalError, reason);
+    let evaluator = match input.get("evaluatorType") {
+        None | Some(Value::Null) => "javascript",
+        Some(value) => value.as_str().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+            terminal("Empty 'evaluatorType' in INLINE task's input parameters. A non-empty String value must be provided.".into())
+        })?,
+    };
+    let expression = text("expression").ok_or_else(|| {
+        terminal("Empty 'expression' in Inline task's input parameters. A non-empty String value must be provided.".into())
+    })?;
+    match evaluator {
+        "javascript" | "graaljs" => Ok(Script::JavaScript(expression.to_string())),
+        // Conductor's ValueParamEvaluator: the input parameter named by `expression`.
+        "value-param" => Ok(Script::Value(
+            input.get(expression).cloned().unwrap_or(Value::Null),
+        )),
+        other => Err(terminal(format!(
+            "Unknown evaluator '{other}' in INLINE task."
+        ))),
+    }
 }
 
 /// A WAIT's wait, as Conductor's `WaitTaskMapper` reads its input: `duration`

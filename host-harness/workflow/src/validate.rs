@@ -348,6 +348,43 @@ impl Checker<'_> {
                         );
                     }
                 }
+                TaskKind::Inline | TaskKind::Lambda => {
+                    if mocked {
+                        continue;
+                    }
+                    let literal = |key: &str| match task.input_parameters.get(key) {
+                        Some(Value::String(t)) if t.contains("${") => Some(None),
+                        Some(Value::String(t)) => Some(Some(t.trim().to_string())),
+                        Some(_) => Some(Some(String::new())),
+                        None => None,
+                    };
+                    let field = if kind == TaskKind::Lambda {
+                        "scriptExpression"
+                    } else {
+                        "expression"
+                    };
+                    let blank = match literal(field) {
+                        None => true,
+                        Some(Some(t)) => t.is_empty(),
+                        Some(None) => false,
+                    };
+                    if blank {
+                        self.problem(
+                            format!("{at}.inputParameters.{field}"),
+                            "required: a non-empty script (Conductor fails the task without one)"
+                                .into(),
+                        );
+                    }
+                    if kind == TaskKind::Inline
+                        && let Some(Some(evaluator)) = literal("evaluatorType")
+                        && !["javascript", "graaljs", "value-param"].contains(&evaluator.as_str())
+                    {
+                        self.problem(
+                            format!("{at}.inputParameters.evaluatorType"),
+                            format!("the `{evaluator}` evaluator is not supported: use javascript, graaljs or value-param"),
+                        );
+                    }
+                }
                 TaskKind::Wait => {
                     let given = |key: &str| task.input_parameters.contains_key(key);
                     if given("duration") && given("until") {
