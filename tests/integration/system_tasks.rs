@@ -807,3 +807,81 @@ async fn a_failing_script_fails_its_task_with_the_reason_in_its_output() {
         "nothing after a failed script ran"
     );
 }
+
+/// A SWITCH with the `javascript` evaluator, as in Conductor's docs, picks its case by
+/// the script's value over `$` (its inputs), written as Java writes it; a DECISION's
+/// `caseExpression` likewise; a script that throws fails the SWITCH and the workflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_switch_and_a_case_expression_pick_their_case_by_the_scripts_value() {
+    let h = harness().await;
+    let definition = def(json!({
+        "name": "route_usage",
+        "tasks": [
+            { "name": "route", "taskReferenceName": "route", "type": "SWITCH",
+              "evaluatorType": "javascript",
+              "expression": "$.quantity > 100 ? 'bulk' : ($.quantity > 0 ? 'single' : 'none')",
+              "inputParameters": { "quantity": "${workflow.input.quantity}" },
+              "decisionCases": {
+                  "bulk": [{ "name": "bulk_review", "taskReferenceName": "bulk" }],
+                  "single": [zuora_task("update")],
+              },
+              "defaultCase": [] },
+            { "name": "legacy", "taskReferenceName": "legacy", "type": "DECISION",
+              "caseExpression": "$.count * 2",
+              "inputParameters": { "count": 2 },
+              "decisionCases": { "4": [{ "name": "four", "taskReferenceName": "four" }] } },
+        ],
+    }));
+    let mocks = || {
+        mocked(json!({ "taskRefToMockOutput": {
+            "bulk": [{ "status": "COMPLETED", "output": { "queued": true } }],
+            "four": [{ "status": "COMPLETED", "output": {} }],
+        } }))
+    };
+    for (quantity, case, ran) in [
+        (250, "bulk", "bulk"),
+        (3, "single", "update"),
+        (0, "none", "legacy"),
+    ] {
+        let h = harness().await;
+        let result = h
+            .runner
+            .run_with(&definition, json!({ "quantity": quantity }), mocks())
+            .await;
+        assert_eq!(
+            result.status, "COMPLETED",
+            "{quantity}: {:?}",
+            result.reason
+        );
+        let switch = &result.tasks[0];
+        assert_eq!(switch.task_type, "SWITCH");
+        assert_eq!(
+            switch.output,
+            json!({ "evaluationResult": [case], "selectedCase": case }),
+            "{quantity}"
+        );
+        assert_eq!(switch.input, json!({ "quantity": quantity, "case": case }));
+        assert_eq!(result.tasks[1].reference, ran, "{quantity}");
+        let decision = result
+            .tasks
+            .iter()
+            .find(|t| t.reference == "legacy")
+            .unwrap();
+        assert_eq!(decision.output, json!({ "caseOutput": ["4"] }));
+        assert!(result.tasks.iter().any(|t| t.reference == "four"));
+        assert_eq!(h.mock.journal().len(), usize::from(case == "single"));
+    }
+
+    let mut failing = definition.clone();
+    failing.tasks[0].expression = Some("$.quantity.toFixed()".into());
+    let result = h.runner.run_with(&failing, json!({}), mocks()).await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(result.tasks.len(), 1, "no case ran");
+    assert_eq!(result.tasks[0].status, "FAILED");
+    let reason = result.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("task route")
+            && reason.contains("Error evaluating the script `TypeError"),
+        "{reason}"
+    );
+}

@@ -92,15 +92,19 @@ pub struct WorkflowTask {
     /// JOIN: the references it waits for.
     #[serde(default)]
     pub join_on: Vec<String>,
-    /// SWITCH: `value-param` (the default).
+    /// SWITCH: `value-param` (the default), `javascript` or `graaljs`.
     #[serde(default)]
     pub evaluator_type: Option<String>,
-    /// SWITCH: the input parameter whose value picks the case.
+    /// SWITCH: the input parameter whose value picks the case (`value-param`), or the
+    /// script whose value does (`javascript`).
     #[serde(default)]
     pub expression: Option<String>,
     /// DECISION: the input parameter whose value picks the case.
     #[serde(default)]
     pub case_value_param: Option<String>,
+    /// DECISION: JavaScript whose value picks the case (before `caseValueParam`).
+    #[serde(default)]
+    pub case_expression: Option<String>,
     /// SWITCH / DECISION: the cases.
     #[serde(default)]
     pub decision_cases: Map<String, Value>,

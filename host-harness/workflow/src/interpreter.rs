@@ -14,8 +14,8 @@ use crate::definitions::Definitions;
 use crate::expression::{self, Context};
 use crate::mocks::Mocks;
 use crate::record::{
-    Attempt, Ending, TaskRecord, WorkflowResult, WorkflowStatus, entry, evaluate_switch, finish,
-    join_record, record,
+    Attempt, Ending, TaskRecord, WorkflowResult, WorkflowStatus, entry, finish, join_record,
+    param_case, record, switch_input, switch_record, switch_script,
 };
 use harness_runner::TaskStatus;
 use serde_json::{Map, Value, json};
@@ -598,6 +598,13 @@ enum State {
         task_id: String,
         dynamic: Option<(Value, Vec<String>)>,
     },
+    /// A SWITCH or DECISION (`tasks[next - 1]`) waits for the script that picks its
+    /// case.
+    Choosing {
+        id: TaskId,
+        task_id: String,
+        input: Value,
+    },
     /// A SWITCH runs its chosen case.
     Switched { case: Box<Frame> },
     /// A SUB_WORKFLOW (`tasks[next - 1]`) runs its workflow.
@@ -658,7 +665,7 @@ impl Frame {
     fn advance(&mut self, scope: &mut Scope<'_>) {
         loop {
             match &mut self.state {
-                State::Done(_) | State::Running { .. } => return,
+                State::Done(_) | State::Running { .. } | State::Choosing { .. } => return,
                 State::Forked { branches, .. } => {
                     for branch in branches.iter_mut() {
                         branch.advance(scope);
@@ -817,7 +824,8 @@ impl Frame {
                 done.status = TaskStatus::Canceled;
                 self.records.push(done);
             }
-            State::Ready | State::Done(_) => {}
+            // A script picking a case sent nothing: there is nothing to record.
+            State::Ready | State::Done(_) | State::Choosing { .. } => {}
         }
     }
 
@@ -1157,19 +1165,48 @@ impl Frame {
                 self.start_next(scope);
             }
             TaskKind::Switch | TaskKind::Decision => {
-                let (_, task_id) = scope.ids();
-                match evaluate_switch(task, &self.context, task_id) {
-                    Err(failure) => self.state = State::Done(Some(Ending::failed(failure))),
-                    Ok((switch, list)) => {
-                        self.context
-                            .insert(switch.reference.clone(), entry(&switch, None));
-                        self.records.push(switch);
-                        let context = std::mem::take(&mut self.context);
-                        self.state = State::Switched {
-                            case: Box::new(Frame::new(list, context)),
-                        };
+                let (id, task_id) = scope.ids();
+                let input = match switch_input(task, &self.context, &task_id) {
+                    Ok(input) => input,
+                    Err(failure) => {
+                        self.state = State::Done(Some(Ending::failed(failure)));
+                        return;
                     }
+                };
+                if let Some(script) = switch_script(task) {
+                    // The script runs in the sandbox; the case is picked when it ends.
+                    scope.ready.push(ReadyTask {
+                        id,
+                        task_id: task_id.clone(),
+                        reference: format!("{}{reference}", scope.prefix),
+                        def: task.effective_def(scope.task_defs),
+                        component: JAVASCRIPT.to_string(),
+                        input: json!({ "script": script, "input": input }),
+                        wait: None,
+                    });
+                    self.state = State::Choosing { id, task_id, input };
+                    return;
                 }
+                let chosen = param_case(task, &input);
+                self.switch_to(input, chosen, task_id);
+            }
+        }
+    }
+
+    /// The SWITCH or DECISION (`tasks[next - 1]`) picked `chosen`: record it and run the
+    /// case.
+    fn switch_to(&mut self, input: Value, chosen: String, task_id: String) {
+        let task = &self.tasks[self.next - 1];
+        match switch_record(task, input, chosen, task_id) {
+            Err(failure) => self.state = State::Done(Some(Ending::failed(failure))),
+            Ok((switch, list)) => {
+                self.context
+                    .insert(switch.reference.clone(), entry(&switch, None));
+                self.records.push(switch);
+                let context = std::mem::take(&mut self.context);
+                self.state = State::Switched {
+                    case: Box::new(Frame::new(list, context)),
+                };
             }
         }
     }
@@ -1177,6 +1214,30 @@ impl Frame {
     /// Complete the running task `id` if it is in this frame or below; whether it was.
     fn complete(&mut self, id: TaskId, result: TaskResult) -> Option<TaskResult> {
         match &mut self.state {
+            State::Choosing { id: running, .. } if *running == id => {
+                let State::Choosing { task_id, input, .. } =
+                    std::mem::replace(&mut self.state, State::Ready)
+                else {
+                    unreachable!("matched Choosing above");
+                };
+                if result.status == TaskStatus::Completed {
+                    // SwitchTaskMapper: `"" + result`, as Java writes it.
+                    let value = result.output.get("result").unwrap_or(&Value::Null);
+                    let chosen = expression::java_string(value, false);
+                    self.switch_to(input, chosen, task_id);
+                    return None;
+                }
+                let task = &self.tasks[self.next - 1];
+                let kind = task.kind().map_or("SWITCH", TaskKind::as_str);
+                let failed = record(task, kind, task_id, TaskStatus::Failed, input, json!({}));
+                let reason = format!(
+                    "task {}: {}",
+                    task.task_reference_name,
+                    result.failure.unwrap_or_default()
+                );
+                self.push(failed, Some(reason), false);
+                None
+            }
             State::Running { id: running, .. } if *running == id => {
                 let State::Running {
                     task_id,

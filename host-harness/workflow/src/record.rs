@@ -250,30 +250,61 @@ pub(crate) fn join_record(
     )
 }
 
-/// A SWITCH (`value-param`) or DECISION (`caseValueParam`) evaluated on `context`, as
-/// Conductor's mappers do: the value of the input parameter named by `expression` (or
-/// `caseValueParam`), written as Java writes it (`null` when missing), picks the case,
-/// else `defaultCase`. The record has `evaluationResult` and `selectedCase` (SWITCH) or
-/// `caseOutput` (DECISION), and the input gets `case`. The error is the failure reason.
-pub(crate) fn evaluate_switch(
+/// A SWITCH's or DECISION's input, resolved on `context` as its mapper resolves it; the
+/// error is the failure reason.
+pub(crate) fn switch_input(
     task: &WorkflowTask,
     context: &Context,
-    task_id: String,
-) -> Result<(TaskRecord, Vec<WorkflowTask>), String> {
-    let input = expression::resolve_for_task(
+    task_id: &str,
+) -> Result<Value, String> {
+    expression::resolve_for_task(
         &Value::Object(task.input_parameters.clone()),
         context,
-        Some(&task_id),
+        Some(task_id),
     )
-    .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
-    let decision = matches!(task.kind(), Ok(TaskKind::Decision));
-    let key = if decision {
+    .map_err(|e| format!("{}: {e}", task.task_reference_name))
+}
+
+/// The script that picks the case: a SWITCH's `expression` with the `javascript` or
+/// `graaljs` evaluator, a DECISION's non-blank `caseExpression`.
+pub(crate) fn switch_script(task: &WorkflowTask) -> Option<&str> {
+    if matches!(task.kind(), Ok(TaskKind::Decision)) {
+        task.case_expression
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+    } else {
+        matches!(
+            task.evaluator_type.as_deref(),
+            Some("javascript" | "graaljs")
+        )
+        .then(|| task.expression.as_deref().unwrap_or_default())
+    }
+}
+
+/// The case a `value-param` SWITCH or a `caseValueParam` DECISION picks: the input
+/// parameter named by `expression` (or `caseValueParam`), written as Java writes it
+/// (`null` when missing).
+pub(crate) fn param_case(task: &WorkflowTask, input: &Value) -> String {
+    let key = if matches!(task.kind(), Ok(TaskKind::Decision)) {
         task.case_value_param.clone()
     } else {
         task.expression.clone()
     }
     .unwrap_or_default();
-    let chosen = expression::java_string(input.get(&key).unwrap_or(&Value::Null), false);
+    expression::java_string(input.get(&key).unwrap_or(&Value::Null), false)
+}
+
+/// A SWITCH or DECISION that picked `chosen`, as Conductor's mappers record it: the
+/// case's tasks, else `defaultCase`; the record has `evaluationResult` and
+/// `selectedCase` (SWITCH) or `caseOutput` (DECISION), and the input gets `case`. The
+/// error is the failure reason.
+pub(crate) fn switch_record(
+    task: &WorkflowTask,
+    mut input: Value,
+    chosen: String,
+    task_id: String,
+) -> Result<(TaskRecord, Vec<WorkflowTask>), String> {
+    let decision = matches!(task.kind(), Ok(TaskKind::Decision));
     let cases = task
         .cases()
         .map_err(|e| format!("{}: {e}", task.task_reference_name))?;
@@ -281,7 +312,6 @@ pub(crate) fn evaluate_switch(
         .into_iter()
         .find(|(case, _)| *case == chosen)
         .map_or_else(|| task.default_case.clone(), |(_, list)| list);
-    let mut input = input;
     if let Value::Object(map) = &mut input {
         map.insert("case".into(), chosen.clone().into());
     }

@@ -456,23 +456,29 @@ impl Checker<'_> {
                     } else {
                         ("expression", &task.expression)
                     };
+                    let scripted = crate::record::switch_script(task).is_some();
                     if kind == TaskKind::Switch {
                         match task.evaluator_type.as_deref() {
-                            None | Some("value-param") => {}
+                            None | Some("value-param" | "javascript" | "graaljs") => {}
                             Some(other) => self.problem(
                                 format!("{at}.evaluatorType"),
                                 format!(
-                                    "the `{other}` evaluator is not supported yet; use value-param"
+                                    "the `{other}` evaluator is not supported: use value-param, javascript or graaljs"
                                 ),
                             ),
                         }
-                    } else if task.other.contains_key("caseExpression") {
-                        self.problem(
-                            format!("{at}.caseExpression"),
-                            "a DECISION by caseExpression (JavaScript) is not supported yet; use caseValueParam".into(),
-                        );
                     }
                     match key {
+                        _ if scripted => {
+                            if task.expression.as_deref().is_none_or(|e| e.trim().is_empty())
+                                && kind == TaskKind::Switch
+                            {
+                                self.problem(
+                                    format!("{at}.expression"),
+                                    "required: the script that picks the case".into(),
+                                );
+                            }
+                        }
                         Some(key) if task.input_parameters.contains_key(key) => {}
                         Some(key) => self.warning(
                             format!("{at}.{field}"),
