@@ -1258,6 +1258,91 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
     assert_replays(&server, &workflow_id).await;
 }
 
+/// DO_WHILE in run-definition as locally: one iteration per item, its loopCondition
+/// evaluated by the sandboxed javascript activity after each, the loop's tasks
+/// `update__N` (their activity ids too), and the history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_while_runs_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("do-while");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "loops", &config, dir.join("worker.log"));
+    let definition = dir.join("each.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "each_record",
+            "tasks": [{
+                "name": "each", "taskReferenceName": "each", "type": "DO_WHILE",
+                "items": "${workflow.input.records}",
+                "loopCondition": "$.update['response']['body']['Success'] == true",
+                "loopOver": [{
+                    "name": "zuora-update-usage", "taskReferenceName": "update",
+                    "inputParameters": { "connection": "zuora",
+                                         "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+                                         "body": { "Quantity": "${each.output.loopItem.quantity}" } } }],
+            }],
+            "outputParameters": { "iterations": "${each.output.iteration}" },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(
+        &input,
+        json!({ "records": [{ "quantity": 1 }, { "quantity": 2.5 }, { "quantity": 4 }] })
+            .to_string(),
+    )
+    .unwrap();
+    let (code, result, err) = harness_run(&[
+        definition.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "loops".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["status"], "COMPLETED");
+    assert_eq!(result["output"], json!({ "iterations": 3 }));
+    let refs: Vec<&str> = result["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, ["update__1", "update__2", "update__3", "each"]);
+    // After the connection's OAuth login, one PUT per record, in order.
+    let bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            r#"{"Quantity":1}"#,
+            r#"{"Quantity":2.5}"#,
+            r#"{"Quantity":4}"#
+        ]
+    );
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}
+
 /// A SUB_WORKFLOW (inline, and by name from --definitions) runs inside the parent's
 /// execution on Temporal as locally, its tasks as activities, and the history replays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -885,3 +885,279 @@ async fn a_javascript_switch_and_a_case_expression_pick_their_case_by_the_script
         "{reason}"
     );
 }
+
+/// DO_WHILE as Conductor's `DoWhile` runs it, paging: each iteration's tasks are
+/// `ref__N` in the record and plain `ref` to expressions (the latest iteration's), the
+/// `loopCondition` sees `$.<loop ref>.iteration` and each loop task's output by its
+/// reference, the DO_WHILE's output has `iteration` and each iteration's outputs under
+/// `"N"`, and after the loop `${ref…}` is the last iteration's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_do_while_pages_until_its_condition_fails_with_conductors_iteration_names() {
+    let h = harness().await;
+    let mut update = zuora_task("update");
+    update["inputParameters"]["body"]["Quantity"] = json!("${fetch.output.quantity}");
+    let definition = def(json!({
+        "name": "page_usage",
+        "tasks": [{
+            "name": "pages", "taskReferenceName": "pages", "type": "DO_WHILE",
+            "inputParameters": { "limit": "${workflow.input.limit}" },
+            "loopCondition": "if ($.pages['iteration'] < $.limit && $.fetch['hasMore']) { true; } else { false; }",
+            "loopOver": [
+                { "name": "fetch_usage_page", "taskReferenceName": "fetch",
+                  "inputParameters": { "page": "${pages.output.iteration}" } },
+                update,
+            ],
+        }],
+        "outputParameters": { "pages": "${pages.output.iteration}", "last": "${fetch.output.quantity}" },
+    }));
+    let page = |quantity: f64, more: bool| json!({ "status": "COMPLETED", "output": { "quantity": quantity, "hasMore": more } });
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "limit": 10 }),
+            mocked(json!({ "taskRefToMockOutput": { "fetch": [page(1.5, true), page(2.0, true), page(3.25, false)] } })),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(result.output, json!({ "pages": 3, "last": 3.25 }));
+    let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
+    assert_eq!(
+        refs,
+        [
+            "fetch__1",
+            "update__1",
+            "fetch__2",
+            "update__2",
+            "fetch__3",
+            "update__3",
+            "pages"
+        ]
+    );
+    assert_eq!(
+        result.tasks[2].input,
+        json!({ "page": 2 }),
+        "the loop's own iteration"
+    );
+    let pages = &result.tasks[6];
+    assert_eq!(pages.task_type, "DO_WHILE");
+    assert_eq!(pages.output["iteration"], 3);
+    assert_eq!(
+        pages.output["2"]["fetch"],
+        json!({ "quantity": 2.0, "hasMore": true })
+    );
+    assert_eq!(
+        pages.output["3"]["update"]["response"]["body"]["Success"],
+        true
+    );
+    let bodies: Vec<String> = h
+        .mock
+        .journal()
+        .iter()
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            r#"{"UOM":"Each","Quantity":1.5}"#,
+            r#"{"UOM":"Each","Quantity":2.0}"#,
+            r#"{"UOM":"Each","Quantity":3.25}"#
+        ]
+    );
+}
+
+/// DO_WHILE over `items` (Conductor OSS's list iteration): one iteration per item,
+/// `loopItem` and `loopIndex` in its output; an empty list runs nothing (`iteration`
+/// 0); `keepLastN` keeps only the last iterations' outputs and tasks; a failed loop task
+/// fails the DO_WHILE and the workflow; a condition that throws fails the loop with
+/// Conductor's "Unable to evaluate condition".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_do_while_over_items_runs_once_per_item_and_keeps_the_last_n() {
+    let mut update = zuora_task("update");
+    update["inputParameters"]["body"]["Quantity"] = json!("${each.output.loopItem.quantity}");
+    update["inputParameters"]["body"]["Description"] = json!("record ${each.output.loopIndex}");
+    let definition = def(json!({
+        "name": "each_record",
+        "tasks": [{
+            "name": "each", "taskReferenceName": "each", "type": "DO_WHILE",
+            "items": "${workflow.input.records}",
+            "inputParameters": { "keepLastN": 2 },
+            "loopOver": [update],
+        }],
+    }));
+    let h = harness().await;
+    let records = json!([{ "quantity": 1 }, { "quantity": 2 }, { "quantity": 3 }]);
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "records": records }),
+            RunOptions::fresh(),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
+    assert_eq!(refs, ["update__2", "update__3", "each"], "keepLastN 2");
+    let each = &result.tasks[2].output;
+    assert_eq!(each["iteration"], 3);
+    assert_eq!(each["loopIndex"], 2);
+    assert_eq!(each["loopItem"], json!({ "quantity": 3 }));
+    assert!(each.get("1").is_none() && each.get("2").is_some() && each.get("3").is_some());
+    let bodies: Vec<String> = h
+        .mock
+        .journal()
+        .iter()
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            r#"{"UOM":"Each","Quantity":1,"Description":"record 0"}"#,
+            r#"{"UOM":"Each","Quantity":2,"Description":"record 1"}"#,
+            r#"{"UOM":"Each","Quantity":3,"Description":"record 2"}"#
+        ],
+        "every record sent once, in order"
+    );
+
+    let h = harness().await;
+    let result = h
+        .runner
+        .run_with(&definition, json!({ "records": [] }), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED");
+    assert_eq!(result.tasks.len(), 1);
+    assert_eq!(result.tasks[0].output, json!({ "iteration": 0 }));
+    assert!(h.mock.journal().is_empty());
+
+    // A loop task that fails fails the loop and the workflow.
+    let h = harness().await;
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        status: Some(400),
+        body: Some(json!({ "Success": false, "Errors": [{ "Code": "INVALID_VALUE", "Message": "bad quantity" }] })),
+        ..Default::default()
+    });
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "records": records }),
+            RunOptions::fresh(),
+        )
+        .await;
+    assert_eq!(result.status, "FAILED");
+    let statuses: Vec<(&str, &str)> = result
+        .tasks
+        .iter()
+        .map(|t| (t.reference.as_str(), t.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("update__1", "FAILED_WITH_TERMINAL_ERROR"),
+            ("each", "FAILED")
+        ]
+    );
+    assert_eq!(h.mock.journal().len(), 1, "no item after the failed one");
+
+    // A condition that throws.
+    let throwing = def(json!({
+        "name": "bad_condition",
+        "tasks": [{
+            "name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE",
+            "loopCondition": "$.nothing.here > 1",
+            "loopOver": [{ "name": "step", "taskReferenceName": "step" }],
+        }],
+    }));
+    let result = h
+        .runner
+        .run_with(
+            &throwing,
+            json!({}),
+            mocked(json!({ "taskRefToMockOutput": { "step": [{ "status": "COMPLETED", "output": {} }] } })),
+        )
+        .await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(result.tasks[1].status, "FAILED_WITH_TERMINAL_ERROR");
+    let reason = result.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("task loop: Unable to evaluate condition $.nothing.here > 1, exception")
+            && reason.contains("TypeError"),
+        "{reason}"
+    );
+}
+
+/// validate for the scripted tasks: a DO_WHILE needs its loopOver and cannot hold
+/// another (the harness's limit), one without a condition or items is warned of
+/// (Conductor runs it once); an INLINE needs its script and a known evaluator; a
+/// javascript SWITCH and references to a loop's tasks are fine.
+#[test]
+fn validate_checks_loops_and_scripts_as_they_will_run() {
+    use harness_workflow::validate::{Catalog, Problem, validate};
+    let report = validate(
+        &json!({
+            "name": "scripted",
+            "tasks": [
+                { "name": "l", "taskReferenceName": "empty_loop", "type": "DO_WHILE",
+                  "loopCondition": "false", "loopOver": [] },
+                { "name": "l", "taskReferenceName": "outer", "type": "DO_WHILE",
+                  "loopCondition": "$.outer['iteration'] < 2",
+                  "loopOver": [{ "name": "l", "taskReferenceName": "inner", "type": "DO_WHILE",
+                                 "items": "${workflow.input.x}",
+                                 "loopOver": [{ "name": "w", "taskReferenceName": "w", "type": "WAIT",
+                                                "inputParameters": { "duration": "1s" } }] }] },
+                { "name": "l", "taskReferenceName": "once", "type": "DO_WHILE",
+                  "loopOver": [{ "name": "w", "taskReferenceName": "w2", "type": "WAIT",
+                                 "inputParameters": { "duration": "1s" } }] },
+                { "name": "i", "taskReferenceName": "blank", "type": "INLINE",
+                  "inputParameters": { "expression": " " } },
+                { "name": "i", "taskReferenceName": "py", "type": "INLINE",
+                  "inputParameters": { "evaluatorType": "python", "expression": "1" } },
+                { "name": "s", "taskReferenceName": "route", "type": "SWITCH",
+                  "evaluatorType": "javascript", "expression": "$.n > 1 ? 'big' : 'small'",
+                  "inputParameters": { "n": "${w2.output.n}" }, "decisionCases": {} },
+            ],
+        }),
+        &Catalog {
+            tasks: &[],
+            connections: None,
+            schemas: &Default::default(),
+            mocked: &Default::default(),
+            secrets: None,
+            definitions: &Default::default(),
+        },
+    );
+    let problem = |path: &str, message: &str| Problem {
+        path: path.into(),
+        message: message.into(),
+    };
+    assert_eq!(
+        report.problems,
+        vec![
+            problem(
+                "$.tasks[0].loopOver",
+                "required: the tasks of one iteration"
+            ),
+            problem(
+                "$.tasks[1].loopOver",
+                "a DO_WHILE inside a DO_WHILE is not supported by the harness: move the inner loop into a SUB_WORKFLOW"
+            ),
+            problem(
+                "$.tasks[3].inputParameters.expression",
+                "required: a non-empty script (Conductor fails the task without one)"
+            ),
+            problem(
+                "$.tasks[4].inputParameters.evaluatorType",
+                "the `python` evaluator is not supported: use javascript, graaljs or value-param"
+            ),
+        ]
+    );
+    assert_eq!(
+        report.warnings,
+        vec![problem(
+            "$.tasks[2].loopCondition",
+            "no loopCondition and no items: the loop runs once"
+        )]
+    );
+}

@@ -123,6 +123,15 @@ pub struct WorkflowTask {
     /// DYNAMIC: the input key holding the name of the task to run.
     #[serde(default)]
     pub dynamic_task_name_param: Option<String>,
+    /// DO_WHILE: the JavaScript evaluated after each iteration; true runs another.
+    #[serde(default)]
+    pub loop_condition: Option<String>,
+    /// DO_WHILE: the tasks of one iteration.
+    #[serde(default)]
+    pub loop_over: Vec<WorkflowTask>,
+    /// DO_WHILE: the list to iterate over (an expression), one iteration per item.
+    #[serde(default)]
+    pub items: Option<Value>,
     /// Every other field, as written.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -179,6 +188,7 @@ impl From<String> for TaskType {
             "WAIT" => TaskType::Known(TaskKind::Wait),
             "INLINE" => TaskType::Known(TaskKind::Inline),
             "LAMBDA" => TaskType::Known(TaskKind::Lambda),
+            "DO_WHILE" => TaskType::Known(TaskKind::DoWhile),
             _ => TaskType::Unsupported(text),
         }
     }
@@ -219,6 +229,8 @@ pub enum TaskKind {
     Inline,
     /// Conductor's older script task: `scriptExpression`, the body of a function.
     Lambda,
+    /// `loopOver` run again while `loopCondition` holds (or once per `items`).
+    DoWhile,
 }
 
 impl TaskKind {
@@ -240,6 +252,7 @@ impl TaskKind {
             TaskKind::Wait => "WAIT",
             TaskKind::Inline => "INLINE",
             TaskKind::Lambda => "LAMBDA",
+            TaskKind::DoWhile => "DO_WHILE",
         }
     }
 }
@@ -262,6 +275,32 @@ impl WorkflowTask {
             Ok(TaskKind::JsonJqTransform) => "json-jq-transform",
             _ => &self.name,
         }
+    }
+
+    /// This task as it runs in iteration `n` of a DO_WHILE: its reference, and those of
+    /// every task inside it (cases, branches, JOINs' `joinOn`), with Conductor's `__n`.
+    pub fn in_iteration(&self, n: u32) -> WorkflowTask {
+        let suffix = format!("__{n}");
+        let mut task = self.clone();
+        task.task_reference_name.push_str(&suffix);
+        for reference in &mut task.join_on {
+            reference.push_str(&suffix);
+        }
+        for branch in &mut task.fork_tasks {
+            for inner in branch.iter_mut() {
+                *inner = inner.in_iteration(n);
+            }
+        }
+        for inner in &mut task.default_case {
+            *inner = inner.in_iteration(n);
+        }
+        for inner in &mut task.loop_over {
+            *inner = inner.in_iteration(n);
+        }
+        for list in task.decision_cases.values_mut() {
+            rename_in_json(list, &suffix);
+        }
+        task
     }
 
     /// SWITCH / DECISION cases parsed as task lists.
@@ -303,10 +342,44 @@ impl WorkflowTask {
     }
 }
 
+/// Append `suffix` to every `taskReferenceName` and `joinOn` entry of a task list
+/// written as JSON (a SWITCH's cases, which are parsed when they run), nested lists
+/// included, inputs left alone.
+fn rename_in_json(list: &mut Value, suffix: &str) {
+    let Value::Array(tasks) = list else {
+        return;
+    };
+    for task in tasks.iter_mut() {
+        let Value::Object(task) = task else {
+            continue;
+        };
+        for (key, inner) in task.iter_mut() {
+            match (key.as_str(), inner) {
+                ("taskReferenceName", Value::String(reference)) => reference.push_str(suffix),
+                ("joinOn", Value::Array(refs)) => {
+                    for reference in refs.iter_mut() {
+                        if let Value::String(reference) = reference {
+                            reference.push_str(suffix);
+                        }
+                    }
+                }
+                ("forkTasks", Value::Array(branches)) => {
+                    branches.iter_mut().for_each(|b| rename_in_json(b, suffix));
+                }
+                ("defaultCase" | "loopOver", list) => rename_in_json(list, suffix),
+                ("decisionCases", Value::Object(cases)) => {
+                    cases.values_mut().for_each(|c| rename_in_json(c, suffix));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC, WAIT, INLINE and LAMBDA"
+    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC, WAIT, INLINE, LAMBDA and DO_WHILE"
 )]
 pub struct UnsupportedType(pub String);
 

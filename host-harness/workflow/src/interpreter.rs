@@ -576,8 +576,27 @@ struct Frame {
     context: Context,
     /// The references the next JOIN joins on, set by a FORK_JOIN_DYNAMIC.
     join_on: Option<Vec<String>>,
+    /// Inside iteration N of a DO_WHILE: a task `ref__N` is also `ref` to expressions,
+    /// as Conductor's `ParametersUtils` gives loop tasks.
+    iteration: Option<u32>,
     records: Vec<TaskRecord>,
     state: State,
+}
+
+/// A DO_WHILE on its way: Conductor's `DoWhile` task model.
+#[derive(Debug)]
+struct Loop {
+    task_id: String,
+    /// Its resolved input.
+    input: Value,
+    /// Its output: `iteration`, each iteration's task outputs by reference (`"1"`, …),
+    /// `loopIndex` and `loopItem` when it iterates over `items`.
+    output: Map<String, Value>,
+    iteration: u32,
+    /// The list it iterates over, with `items`.
+    items: Option<Vec<Value>>,
+    /// The records of its iterations so far.
+    records: Vec<TaskRecord>,
 }
 
 #[derive(Debug)]
@@ -607,6 +626,16 @@ enum State {
     },
     /// A SWITCH runs its chosen case.
     Switched { case: Box<Frame> },
+    /// A DO_WHILE (`tasks[next - 1]`) runs an iteration of its `loopOver`.
+    Looping { body: Box<Frame>, lp: Box<Loop> },
+    /// A DO_WHILE waits for its `loopCondition` script, `id`.
+    LoopCondition {
+        id: TaskId,
+        lp: Box<Loop>,
+        context: Context,
+        /// With `items`: whether an item is left.
+        more_items: Option<bool>,
+    },
     /// A SUB_WORKFLOW (`tasks[next - 1]`) runs its workflow.
     SubWorkflow {
         child: Box<Interpreter>,
@@ -624,6 +653,7 @@ impl Frame {
             next: 0,
             context,
             join_on: None,
+            iteration: None,
             records: Vec::new(),
             state: State::Ready,
         }
@@ -642,10 +672,11 @@ impl Frame {
         if failed && optional {
             done.status = TaskStatus::CompletedWithErrors;
         }
-        self.context.insert(
-            done.reference.clone(),
-            entry(&done, failure.as_deref().filter(|_| failed)),
-        );
+        let entry = entry(&done, failure.as_deref().filter(|_| failed));
+        if let Some(base) = self.iteration.and_then(|n| loop_base(&done.reference, n)) {
+            self.context.insert(base.to_string(), entry.clone());
+        }
+        self.context.insert(done.reference.clone(), entry);
         let status = done.status;
         self.records.push(done);
         self.state = match (failed && !optional, status) {
@@ -665,7 +696,22 @@ impl Frame {
     fn advance(&mut self, scope: &mut Scope<'_>) {
         loop {
             match &mut self.state {
-                State::Done(_) | State::Running { .. } | State::Choosing { .. } => return,
+                State::Done(_)
+                | State::Running { .. }
+                | State::Choosing { .. }
+                | State::LoopCondition { .. } => return,
+                State::Looping { body, .. } => {
+                    body.advance(scope);
+                    if !body.done() {
+                        return;
+                    }
+                    let State::Looping { body, lp } =
+                        std::mem::replace(&mut self.state, State::Ready)
+                    else {
+                        unreachable!("matched Looping above");
+                    };
+                    self.iteration_done(*body, lp, scope);
+                }
                 State::Forked { branches, .. } => {
                     for branch in branches.iter_mut() {
                         branch.advance(scope);
@@ -824,6 +870,12 @@ impl Frame {
                 done.status = TaskStatus::Canceled;
                 self.records.push(done);
             }
+            State::Looping { mut body, lp } => {
+                body.cancel(reason);
+                self.records.extend(lp.records);
+                self.records.extend(body.records);
+            }
+            State::LoopCondition { lp, .. } => self.records.extend(lp.records),
             // A script picking a case sent nothing: there is nothing to record.
             State::Ready | State::Done(_) | State::Choosing { .. } => {}
         }
@@ -973,7 +1025,11 @@ impl Frame {
                 let branches = task
                     .fork_tasks
                     .iter()
-                    .map(|branch| Frame::new(branch.clone(), self.context.clone()))
+                    .map(|branch| {
+                        let mut frame = Frame::new(branch.clone(), self.context.clone());
+                        frame.iteration = self.iteration;
+                        frame
+                    })
                     .collect();
                 self.state = State::Forked {
                     branches,
@@ -1063,6 +1119,49 @@ impl Frame {
                         self.push(failed, Some(format!("task {reference}: {e}")), optional);
                     }
                 }
+            }
+            TaskKind::DoWhile => {
+                let (_, task_id) = scope.ids();
+                let def = task.effective_def(scope.task_defs);
+                let started = task_input(task, &def, &self.context, &task_id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|input| {
+                        loop_items(task, &input, &self.context, &task_id)
+                            .map(|items| (input, items))
+                    });
+                let (input, items) = match started {
+                    Ok(started) => started,
+                    Err(e) => {
+                        let failed = record(
+                            task,
+                            "DO_WHILE",
+                            task_id,
+                            TaskStatus::FailedWithTerminalError,
+                            json!({}),
+                            json!({}),
+                        );
+                        let optional = task.optional;
+                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        return;
+                    }
+                };
+                let lp = Box::new(Loop {
+                    task_id,
+                    input,
+                    output: Map::new(),
+                    iteration: 0,
+                    items,
+                    records: Vec::new(),
+                });
+                let context = self.context.clone();
+                if lp.items.as_ref().is_some_and(Vec::is_empty) {
+                    // Nothing to iterate over: done at once, `iteration` 0.
+                    let mut lp = lp;
+                    lp.output.insert("iteration".into(), json!(0));
+                    self.after_condition(lp, context, false);
+                    return;
+                }
+                self.start_iteration(lp, context);
             }
             TaskKind::Inline | TaskKind::Lambda => {
                 let (id, task_id) = scope.ids();
@@ -1193,6 +1292,196 @@ impl Frame {
         }
     }
 
+    /// Start the next iteration of the DO_WHILE `tasks[next - 1]` on `context`: its
+    /// `iteration` (and `loopIndex`, `loopItem`) in its output, seen by the loop's tasks
+    /// as `${ref.output…}`, and the loop's tasks renamed `ref__N`.
+    fn start_iteration(&mut self, mut lp: Box<Loop>, mut context: Context) {
+        let task = &self.tasks[self.next - 1];
+        if lp.iteration >= MAX_LOOP_ITERATIONS {
+            let reason = format!(
+                "the loop ran {MAX_LOOP_ITERATIONS} iterations, the harness's cap on one DO_WHILE (its loopCondition still holds): loop over pages or items of a bounded list"
+            );
+            self.loop_failed(lp, context, TaskStatus::FailedWithTerminalError, reason);
+            return;
+        }
+        lp.iteration += 1;
+        let n = lp.iteration;
+        lp.output.insert("iteration".into(), json!(n));
+        if let Some(items) = &lp.items {
+            let index = (n - 1) as usize;
+            lp.output.insert("loopIndex".into(), json!(index));
+            if let Some(item) = items.get(index) {
+                lp.output.insert("loopItem".into(), item.clone());
+            }
+        }
+        context.insert(
+            task.task_reference_name.clone(),
+            Arc::new(json!({
+                "input": lp.input,
+                "output": lp.output,
+                "status": "IN_PROGRESS",
+                "taskType": "DO_WHILE",
+                "referenceTaskName": task.task_reference_name,
+                "taskDefName": task.name,
+                "taskId": lp.task_id,
+                "iteration": n,
+            })),
+        );
+        let tasks = task.loop_over.iter().map(|t| t.in_iteration(n)).collect();
+        let mut body = Frame::new(tasks, context);
+        body.iteration = Some(n);
+        self.state = State::Looping {
+            body: Box::new(body),
+            lp,
+        };
+    }
+
+    /// An iteration of the DO_WHILE `tasks[next - 1]` ended: record its outputs, then
+    /// evaluate `loopCondition` (in the sandbox) unless the loop failed or its `items`
+    /// alone decide.
+    fn iteration_done(&mut self, body: Frame, mut lp: Box<Loop>, scope: &mut Scope<'_>) {
+        let task = &self.tasks[self.next - 1];
+        let n = lp.iteration;
+        let outputs: Map<String, Value> = body
+            .records
+            .iter()
+            .filter_map(|r| {
+                loop_base(&r.reference, n).map(|base| (base.to_string(), r.output.clone()))
+            })
+            .collect();
+        lp.output.insert(n.to_string(), Value::Object(outputs));
+        lp.records.extend(body.records);
+        // keepLastN: only the last N iterations' outputs and tasks are kept.
+        if let Some(keep) = task
+            .input_parameters
+            .get("keepLastN")
+            .and_then(Value::as_u64)
+            && u64::from(n) > keep
+        {
+            let last_dropped = u64::from(n) - keep;
+            for old in 1..=last_dropped {
+                lp.output.remove(&old.to_string());
+            }
+            lp.records.retain(|r| {
+                r.reference
+                    .rsplit_once("__")
+                    .and_then(|(_, i)| i.parse::<u64>().ok())
+                    .is_none_or(|i| i > last_dropped)
+            });
+        }
+        let context = body.context;
+        if let State::Done(Some(ending)) = body.state {
+            // A task of the loop failed it (or a TERMINATE ended the run).
+            let status = match ending.status {
+                WorkflowStatus::Failed | WorkflowStatus::TimedOut => TaskStatus::Failed,
+                _ => TaskStatus::Canceled,
+            };
+            let done = record(
+                task,
+                "DO_WHILE",
+                lp.task_id.clone(),
+                status,
+                lp.input.clone(),
+                Value::Object(lp.output.clone()),
+            );
+            self.context = context;
+            self.records.extend(lp.records);
+            self.context
+                .insert(done.reference.clone(), entry(&done, Some(&ending.reason)));
+            self.records.push(done);
+            self.state = State::Done(Some(ending));
+            return;
+        }
+        let more_items = lp.items.as_ref().map(|items| (n as usize) < items.len());
+        let condition = task
+            .loop_condition
+            .as_deref()
+            .filter(|c| !c.trim().is_empty());
+        let Some(condition) = condition else {
+            // Without a loopCondition: the items decide, else the loop ran once.
+            self.after_condition(lp, context, more_items.unwrap_or(false));
+            return;
+        };
+        // DoWhile.evaluateCondition: its input, its own output by its reference, each
+        // loop task's latest output by its reference; loopIndex and loopItem with items.
+        let mut input = match &lp.input {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        input.insert(
+            task.task_reference_name.clone(),
+            Value::Object(lp.output.clone()),
+        );
+        for r in &lp.records {
+            if let Some((base, _)) = r.reference.rsplit_once("__") {
+                input.insert(base.to_string(), r.output.clone());
+            }
+        }
+        if let Some(items) = &lp.items {
+            let index = (n - 1) as usize;
+            input.insert("loopIndex".into(), json!(index));
+            if let Some(item) = items.get(index) {
+                input.insert("loopItem".into(), item.clone());
+            }
+        }
+        let (id, _) = scope.ids();
+        scope.ready.push(ReadyTask {
+            id,
+            task_id: lp.task_id.clone(),
+            reference: format!("{}{}__{n}", scope.prefix, task.task_reference_name),
+            def: task.effective_def(scope.task_defs),
+            component: JAVASCRIPT.to_string(),
+            input: json!({ "script": condition, "input": Value::Object(input) }),
+            wait: None,
+        });
+        self.state = State::LoopCondition {
+            id,
+            lp,
+            context,
+            more_items,
+        };
+    }
+
+    /// The DO_WHILE `tasks[next - 1]`'s condition gave `go_on`: another iteration, or
+    /// the loop is done.
+    fn after_condition(&mut self, lp: Box<Loop>, context: Context, go_on: bool) {
+        if go_on {
+            self.start_iteration(lp, context);
+            return;
+        }
+        let task = &self.tasks[self.next - 1];
+        let done = record(
+            task,
+            "DO_WHILE",
+            lp.task_id,
+            TaskStatus::Completed,
+            lp.input,
+            Value::Object(lp.output),
+        );
+        let optional = task.optional;
+        self.context = context;
+        self.records.extend(lp.records);
+        self.push(done, None, optional);
+    }
+
+    /// The DO_WHILE `tasks[next - 1]` failed with `reason`.
+    fn loop_failed(&mut self, lp: Box<Loop>, context: Context, status: TaskStatus, reason: String) {
+        let task = &self.tasks[self.next - 1];
+        let reason = format!("task {}: {reason}", task.task_reference_name);
+        let done = record(
+            task,
+            "DO_WHILE",
+            lp.task_id,
+            status,
+            lp.input,
+            Value::Object(lp.output),
+        );
+        let optional = task.optional;
+        self.context = context;
+        self.records.extend(lp.records);
+        self.push(done, Some(reason), optional);
+    }
+
     /// The SWITCH or DECISION (`tasks[next - 1]`) picked `chosen`: record it and run the
     /// case.
     fn switch_to(&mut self, input: Value, chosen: String, task_id: String) {
@@ -1204,8 +1493,10 @@ impl Frame {
                     .insert(switch.reference.clone(), entry(&switch, None));
                 self.records.push(switch);
                 let context = std::mem::take(&mut self.context);
+                let mut case = Frame::new(list, context);
+                case.iteration = self.iteration;
                 self.state = State::Switched {
-                    case: Box::new(Frame::new(list, context)),
+                    case: Box::new(case),
                 };
             }
         }
@@ -1274,6 +1565,31 @@ impl Frame {
                 result
             }
             State::Switched { case } => case.complete(id, result),
+            State::Looping { body, .. } => body.complete(id, result),
+            State::LoopCondition { id: running, .. } if *running == id => {
+                let State::LoopCondition {
+                    lp,
+                    context,
+                    more_items,
+                    ..
+                } = std::mem::replace(&mut self.state, State::Ready)
+                else {
+                    unreachable!("matched LoopCondition above");
+                };
+                if result.status == TaskStatus::Completed {
+                    let holds = to_boolean(result.output.get("result").unwrap_or(&Value::Null));
+                    self.after_condition(lp, context, holds && more_items.unwrap_or(true));
+                } else {
+                    let task = &self.tasks[self.next - 1];
+                    let reason = format!(
+                        "Unable to evaluate condition {}, exception {}",
+                        task.loop_condition.as_deref().unwrap_or_default(),
+                        result.failure.unwrap_or_default()
+                    );
+                    self.loop_failed(lp, context, TaskStatus::FailedWithTerminalError, reason);
+                }
+                None
+            }
             State::SubWorkflow { child, .. } => child.root.complete(id, result),
             _ => Some(result),
         }
@@ -1337,6 +1653,56 @@ fn terminate(
 
 /// The shipped component that runs JavaScript.
 pub const JAVASCRIPT: &str = "javascript";
+
+/// The most iterations one DO_WHILE may run: a condition that never turns false fails
+/// the loop here instead of running without end.
+pub const MAX_LOOP_ITERATIONS: u32 = 10_000;
+
+/// `ref` for `ref__N`, the reference of a task in iteration `n` of a loop.
+fn loop_base(reference: &str, n: u32) -> Option<&str> {
+    reference.strip_suffix(&format!("__{n}"))
+}
+
+/// Conductor's `ScriptEvaluator.toBoolean`: a boolean, or a number above 0.
+fn to_boolean(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f > 0.0),
+        _ => false,
+    }
+}
+
+/// A DO_WHILE's list, as `DoWhile.evaluateItemsList` reads it: `items` (an expression
+/// resolved as a task input), else the input's `_items` (Orkes); a list as it is, one
+/// other value as a list of it, null as none. `None`: it loops by `loopCondition`.
+fn loop_items(
+    task: &WorkflowTask,
+    input: &Value,
+    context: &Context,
+    task_id: &str,
+) -> Result<Option<Vec<Value>>, String> {
+    let value = match &task.items {
+        Some(Value::String(text)) if !text.trim().is_empty() => Some(
+            expression::resolve_for_task(&Value::String(text.clone()), context, Some(task_id))
+                .map_err(|e| format!("items: {e}"))?,
+        ),
+        Some(Value::String(_)) | Some(Value::Null) | None => None,
+        Some(other) => Some(other.clone()),
+    };
+    let value = match value {
+        Some(value) => Some(value),
+        None => match task.input_parameters.get("_items") {
+            Some(Value::String(t)) if t.trim().is_empty() => None,
+            Some(Value::Null) | None => None,
+            Some(_) => Some(input.get("_items").cloned().unwrap_or(Value::Null)),
+        },
+    };
+    Ok(value.map(|value| match value {
+        Value::Array(items) => items,
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }))
+}
 
 /// What an INLINE or LAMBDA evaluates.
 enum Script {

@@ -2,7 +2,8 @@
 //! workflow test API request (`POST /api/workflow/test`):
 //! `{"taskRefToMockOutput": {"<ref>": [{"status": "COMPLETED", "output": {…}}, …]}}`.
 //! Each execution of a mocked task (each attempt, each loop iteration) takes the next
-//! entry; the last one repeats when they run out. Mocks for a sub-workflow's tasks come
+//! entry; the last one repeats when they run out. A task in iteration N of a DO_WHILE
+//! (`ref__N`) takes the mocks of `ref__N` when given, else those of `ref`. Mocks for a sub-workflow's tasks come
 //! under `subWorkflowTestRequest` (`{"<sub-workflow task ref>": {"taskRefToMockOutput": …}}`).
 
 use harness_runner::TaskStatus;
@@ -82,9 +83,22 @@ impl Mocks {
         Ok(mocks)
     }
 
+    /// The key of the mocks for `reference`: itself, or for `ref__N` (a task in
+    /// iteration N of a DO_WHILE) the mocks of `ref` when it has none of its own.
+    fn key<'a>(&self, reference: &'a str) -> Option<&'a str> {
+        if self.outputs.contains_key(reference) {
+            return Some(reference);
+        }
+        let (base, n) = reference.rsplit_once("__")?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        self.key(base)
+    }
+
     /// Whether the task `reference` is mocked.
     pub fn has(&self, reference: &str) -> bool {
-        self.outputs.contains_key(reference)
+        self.key(reference).is_some()
     }
 
     /// The references that are mocked, those of sub-workflows' tasks included (what
@@ -100,6 +114,7 @@ impl Mocks {
 
     /// The next execution of the mocked task `reference`.
     pub fn take(&mut self, reference: &str) -> Option<MockOutput> {
+        let reference = self.key(reference)?;
         let entries = self.outputs.get(reference)?;
         let taken = self.taken.entry(reference.to_string()).or_insert(0);
         let entry = entries[(*taken).min(entries.len() - 1)].clone();

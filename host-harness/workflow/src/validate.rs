@@ -167,6 +167,20 @@ pub fn validate(definition: &Value, catalog: &Catalog<'_>) -> Report {
     checker.report
 }
 
+/// Whether a DO_WHILE is anywhere in `tasks` (cases and branches included).
+fn nested_loop(tasks: &[WorkflowTask]) -> bool {
+    tasks.iter().any(|task| {
+        matches!(task.kind(), Ok(TaskKind::DoWhile))
+            || task.fork_tasks.iter().any(|branch| nested_loop(branch))
+            || task
+                .cases()
+                .unwrap_or_default()
+                .iter()
+                .any(|(_, list)| nested_loop(list))
+            || nested_loop(&task.default_case)
+    })
+}
+
 fn collect_references(
     tasks: &[WorkflowTask],
     all: &mut BTreeSet<String>,
@@ -182,6 +196,7 @@ fn collect_references(
             collect_references(&list, all, names);
         }
         collect_references(&task.default_case, all, names);
+        collect_references(&task.loop_over, all, names);
     }
 }
 
@@ -347,6 +362,34 @@ impl Checker<'_> {
                             "a FORK_JOIN_DYNAMIC needs forkTaskInputs (with forkTaskName, forkTaskType or forkTaskWorkflow), or dynamicForkTasksParam and dynamicForkTasksInputParamName naming two of its inputParameters".into(),
                         );
                     }
+                }
+                TaskKind::DoWhile => {
+                    let listed = task.items.as_ref().is_some_and(|i| !i.is_null())
+                        || task.input_parameters.contains_key("_items");
+                    if !listed
+                        && task
+                            .loop_condition
+                            .as_deref()
+                            .is_none_or(|c| c.trim().is_empty())
+                    {
+                        self.warning(
+                            format!("{at}.loopCondition"),
+                            "no loopCondition and no items: the loop runs once".into(),
+                        );
+                    }
+                    if task.loop_over.is_empty() {
+                        self.problem(
+                            format!("{at}.loopOver"),
+                            "required: the tasks of one iteration".into(),
+                        );
+                    }
+                    if nested_loop(&task.loop_over) {
+                        self.problem(
+                            format!("{at}.loopOver"),
+                            "a DO_WHILE inside a DO_WHILE is not supported by the harness: move the inner loop into a SUB_WORKFLOW".into(),
+                        );
+                    }
+                    self.walk(&task.loop_over, &format!("{at}.loopOver"));
                 }
                 TaskKind::Inline | TaskKind::Lambda => {
                     if mocked {
