@@ -1258,11 +1258,12 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
     assert_replays(&server, &workflow_id).await;
 }
 
-/// DO_WHILE in run-definition as locally: one iteration per item, its loopCondition
-/// evaluated by the sandboxed javascript activity after each, the loop's tasks
-/// `update__N` (their activity ids too), and the history replays.
+/// DO_WHILE and a javascript SWITCH in run-definition as locally: one iteration per
+/// item, the loopCondition and the SWITCH's expression evaluated by the sandboxed
+/// javascript activity, the loop's tasks `update__N` (their activity ids too), and the
+/// history replays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn do_while_runs_on_temporal_as_locally() {
+async fn do_while_and_a_javascript_switch_run_on_temporal_as_locally() {
     let Some(server) = DevServer::start() else {
         return;
     };
@@ -1284,8 +1285,14 @@ async fn do_while_runs_on_temporal_as_locally() {
                     "inputParameters": { "connection": "zuora",
                                          "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
                                          "body": { "Quantity": "${each.output.loopItem.quantity}" } } }],
+            }, {
+                "name": "route", "taskReferenceName": "route", "type": "SWITCH",
+                "evaluatorType": "graaljs", "expression": "$.n > 2 ? 'many' : 'few'",
+                "inputParameters": { "n": "${each.output.iteration}" },
+                "decisionCases": { "many": [{ "name": "note", "taskReferenceName": "note", "type": "SET_VARIABLE",
+                                              "inputParameters": { "size": "many" } }] },
             }],
-            "outputParameters": { "iterations": "${each.output.iteration}" },
+            "outputParameters": { "iterations": "${each.output.iteration}", "size": "${workflow.variables.size}" },
         })
         .to_string(),
     )
@@ -1311,14 +1318,24 @@ async fn do_while_runs_on_temporal_as_locally() {
     .await;
     assert_eq!(code, 0, "{err}\n{result:#}");
     assert_eq!(result["status"], "COMPLETED");
-    assert_eq!(result["output"], json!({ "iterations": 3 }));
+    assert_eq!(result["output"], json!({ "iterations": 3, "size": "many" }));
     let refs: Vec<&str> = result["tasks"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["ref"].as_str().unwrap())
         .collect();
-    assert_eq!(refs, ["update__1", "update__2", "update__3", "each"]);
+    assert_eq!(
+        refs,
+        [
+            "update__1",
+            "update__2",
+            "update__3",
+            "each",
+            "route",
+            "note"
+        ]
+    );
     // After the connection's OAuth login, one PUT per record, in order.
     let bodies: Vec<String> = mock
         .journal()

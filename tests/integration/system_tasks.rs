@@ -220,6 +220,10 @@ async fn a_jq_transform_shapes_the_next_request_and_runs_within_the_sandbox_limi
             .run_with(&definition, json!({}), RunOptions::fresh())
             .await;
         assert_eq!(result.status, "FAILED", "{query}");
+        // As Conductor's JsonJqTransform: FAILED, the message in `error`.
+        assert_eq!(result.tasks[0].status, "FAILED", "{query}");
+        let error = result.tasks[0].output["error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{query}: {error}");
         let reason = result.reason.unwrap_or_default();
         assert!(reason.contains(expected), "{query}: {reason}");
     }
@@ -1159,5 +1163,63 @@ fn validate_checks_loops_and_scripts_as_they_will_run() {
             "$.tasks[2].loopCondition",
             "no loopCondition and no items: the loop runs once"
         )]
+    );
+}
+
+/// A task type only a Conductor server runs (HUMAN, EVENT, …) is a validate problem
+/// saying so, unless `--mock-outputs` answers it: then its mock runs in its place and
+/// the workflow goes on with its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_only_task_type_runs_as_its_mock_or_is_refused_naming_the_server() {
+    use harness_workflow::validate::{Catalog, Problem, validate};
+    let definition = json!({
+        "name": "approve_then_sync",
+        "tasks": [
+            { "name": "approve", "taskReferenceName": "approve", "type": "HUMAN" },
+            { "name": "notify", "taskReferenceName": "notify", "type": "EVENT", "sink": "conductor" },
+        ],
+    });
+    let mocked_refs = ["approve".to_string()].into_iter().collect();
+    let report = validate(
+        &definition,
+        &Catalog {
+            tasks: &[],
+            connections: None,
+            schemas: &Default::default(),
+            mocked: &mocked_refs,
+            secrets: None,
+            definitions: &Default::default(),
+        },
+    );
+    assert_eq!(
+        report.problems,
+        vec![Problem {
+            path: "$.tasks[1].type".into(),
+            message: "task type `EVENT` needs a Conductor server (the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC, WAIT, INLINE, LAMBDA and DO_WHILE): give its output with --mock-outputs to run the rest here".into(),
+        }]
+    );
+
+    let h = harness().await;
+    let mut update = zuora_task("update");
+    update["inputParameters"]["body"]["Description"] =
+        json!("approved by ${approve.output.approver}");
+    let definition = def(json!({
+        "name": "approve_then_sync",
+        "tasks": [{ "name": "approve", "taskReferenceName": "approve", "type": "HUMAN" }, update],
+    }));
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({}),
+            mocked(json!({ "taskRefToMockOutput": { "approve": [{ "status": "COMPLETED", "output": { "approver": "finance" } }] } })),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(result.tasks[0].task_type, "HUMAN");
+    assert_eq!(result.tasks[0].output, json!({ "approver": "finance" }));
+    assert_eq!(
+        String::from_utf8(h.mock.journal()[0].body.clone()).unwrap(),
+        r#"{"UOM":"Each","Description":"approved by finance"}"#
     );
 }

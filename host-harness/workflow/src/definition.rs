@@ -379,7 +379,7 @@ fn rename_in_json(list: &mut Value, suffix: &str) {
 /// A task `type` the harness does not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unsupported task type `{0}`; the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC, WAIT, INLINE, LAMBDA and DO_WHILE"
+    "task type `{0}` needs a Conductor server (the harness runs SIMPLE, HTTP, FORK_JOIN, JOIN, SWITCH, DECISION, TERMINATE, SET_VARIABLE, JSON_JQ_TRANSFORM, SUB_WORKFLOW, FORK_JOIN_DYNAMIC, DYNAMIC, WAIT, INLINE, LAMBDA and DO_WHILE): give its output with --mock-outputs to run the rest here"
 )]
 pub struct UnsupportedType(pub String);
 

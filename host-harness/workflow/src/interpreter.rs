@@ -9,7 +9,9 @@
 //! the run's identity and the tasks' results, it is deterministic, as a Temporal workflow
 //! must be.
 
-use crate::definition::{TaskDef, TaskKind, WorkflowDef, WorkflowTask, WorkflowTimeoutPolicy};
+use crate::definition::{
+    TaskDef, TaskKind, UnsupportedType, WorkflowDef, WorkflowTask, WorkflowTimeoutPolicy,
+};
 use crate::definitions::Definitions;
 use crate::expression::{self, Context};
 use crate::mocks::Mocks;
@@ -893,6 +895,26 @@ impl Frame {
         let reference = task.task_reference_name.clone();
         let kind = match task.kind() {
             Ok(kind) => kind,
+            // A type only a Conductor server runs (EVENT, HUMAN, …): its mock runs in
+            // its place.
+            Err(UnsupportedType(task_type)) if scope.mocks.has(&reference) => {
+                let (_, task_id) = scope.ids();
+                let def = task.effective_def(scope.task_defs);
+                let input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
+                let result = mocked(scope.mocks, &reference, &def);
+                let mut done = record(
+                    task,
+                    &task_type,
+                    task_id,
+                    result.status,
+                    input,
+                    result.output,
+                );
+                done.attempts = result.attempts;
+                let optional = task.optional;
+                self.push(done, result.failure, optional);
+                return;
+            }
             Err(e) => {
                 self.state = State::Done(Some(Ending::failed(format!("{reference}: {e}"))));
                 return;
@@ -1541,14 +1563,25 @@ impl Frame {
                 };
                 let task = &self.tasks[self.next - 1];
                 let mut output = result.output;
-                // Conductor's Inline and Lambda: a failed script's message in `error`.
-                if matches!(task.kind(), Ok(TaskKind::Inline | TaskKind::Lambda))
-                    && let Some(failure) = result.failure.as_deref()
+                let mut status = result.status;
+                // Conductor's Inline, Lambda and JsonJqTransform: a failed script's or
+                // query's message in `error`; a failed query is FAILED (its ad-hoc
+                // definition has no retries, so it is not run again).
+                let kind = task.kind();
+                if matches!(
+                    kind,
+                    Ok(TaskKind::Inline | TaskKind::Lambda | TaskKind::JsonJqTransform)
+                ) && let Some(failure) = result.failure.as_deref()
                     && output.as_object().is_none_or(serde_json::Map::is_empty)
                 {
                     output = json!({ "error": failure });
+                    if kind == Ok(TaskKind::JsonJqTransform)
+                        && status == TaskStatus::FailedWithTerminalError
+                    {
+                        status = TaskStatus::Failed;
+                    }
                 }
-                let mut done = record(task, &task_type, task_id, result.status, input, output);
+                let mut done = record(task, &task_type, task_id, status, input, output);
                 done.attempts = result.attempts;
                 let optional = task.optional;
                 self.push(done, result.failure, optional);
