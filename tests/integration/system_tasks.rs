@@ -11,6 +11,24 @@ fn def(value: Value) -> WorkflowDef {
     serde_json::from_value(value).unwrap()
 }
 
+/// validate with no components, connections or definitions, `mocked` answered by mocks.
+fn validate_alone(
+    definition: &Value,
+    mocked: &std::collections::BTreeSet<String>,
+) -> harness_workflow::validate::Report {
+    harness_workflow::validate::validate(
+        definition,
+        &harness_workflow::validate::Catalog {
+            tasks: &[],
+            connections: None,
+            schemas: &Default::default(),
+            mocked,
+            secrets: None,
+            definitions: &Default::default(),
+        },
+    )
+}
+
 fn mocked(value: Value) -> RunOptions {
     RunOptions {
         mocks: Mocks::parse(&value).unwrap(),
@@ -638,9 +656,9 @@ async fn a_wait_waits_its_duration_or_until_on_the_runners_clock_then_the_next_t
 /// parses it, an expression is left for the run.
 #[test]
 fn validate_refuses_a_wait_with_both_times_or_neither_unless_it_is_mocked() {
-    use harness_workflow::validate::{Catalog, Problem, validate};
+    use harness_workflow::validate::Problem;
     let mocked = ["approval".to_string()].into_iter().collect();
-    let report = validate(
+    let report = validate_alone(
         &json!({
             "name": "waits",
             "tasks": [
@@ -658,14 +676,7 @@ fn validate_refuses_a_wait_with_both_times_or_neither_unless_it_is_mocked() {
                   "inputParameters": { "until": "2026-12-01 10:00 GMT" } },
             ],
         }),
-        &Catalog {
-            tasks: &[],
-            connections: None,
-            schemas: &Default::default(),
-            mocked: &mocked,
-            secrets: None,
-            definitions: &Default::default(),
-        },
+        &mocked,
     );
     let problem = |path: &str, message: &str| Problem {
         path: path.into(),
@@ -1098,8 +1109,8 @@ async fn a_do_while_over_items_runs_once_per_item_and_keeps_the_last_n() {
 /// javascript SWITCH and references to a loop's tasks are fine.
 #[test]
 fn validate_checks_loops_and_scripts_as_they_will_run() {
-    use harness_workflow::validate::{Catalog, Problem, validate};
-    let report = validate(
+    use harness_workflow::validate::Problem;
+    let report = validate_alone(
         &json!({
             "name": "scripted",
             "tasks": [
@@ -1123,14 +1134,7 @@ fn validate_checks_loops_and_scripts_as_they_will_run() {
                   "inputParameters": { "n": "${w2.output.n}" }, "decisionCases": {} },
             ],
         }),
-        &Catalog {
-            tasks: &[],
-            connections: None,
-            schemas: &Default::default(),
-            mocked: &Default::default(),
-            secrets: None,
-            definitions: &Default::default(),
-        },
+        &Default::default(),
     );
     let problem = |path: &str, message: &str| Problem {
         path: path.into(),
@@ -1171,7 +1175,7 @@ fn validate_checks_loops_and_scripts_as_they_will_run() {
 /// the workflow goes on with its output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_only_task_type_runs_as_its_mock_or_is_refused_naming_the_server() {
-    use harness_workflow::validate::{Catalog, Problem, validate};
+    use harness_workflow::validate::Problem;
     let definition = json!({
         "name": "approve_then_sync",
         "tasks": [
@@ -1180,17 +1184,7 @@ async fn a_server_only_task_type_runs_as_its_mock_or_is_refused_naming_the_serve
         ],
     });
     let mocked_refs = ["approve".to_string()].into_iter().collect();
-    let report = validate(
-        &definition,
-        &Catalog {
-            tasks: &[],
-            connections: None,
-            schemas: &Default::default(),
-            mocked: &mocked_refs,
-            secrets: None,
-            definitions: &Default::default(),
-        },
-    );
+    let report = validate_alone(&definition, &mocked_refs);
     assert_eq!(
         report.problems,
         vec![Problem {

@@ -901,18 +901,7 @@ impl Frame {
                 let (_, task_id) = scope.ids();
                 let def = task.effective_def(scope.task_defs);
                 let input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
-                let result = mocked(scope.mocks, &reference, &def);
-                let mut done = record(
-                    task,
-                    &task_type,
-                    task_id,
-                    result.status,
-                    input,
-                    result.output,
-                );
-                done.attempts = result.attempts;
-                let optional = task.optional;
-                self.push(done, result.failure, optional);
+                self.push_mocked(scope.mocks, &def, &task_type, task_id, input);
                 return;
             }
             Err(e) => {
@@ -932,32 +921,12 @@ impl Frame {
                 let input = match task_input(task, &def, &self.context, &task_id) {
                     Ok(input) => input,
                     Err(e) => {
-                        let failed = record(
-                            task,
-                            &task_type,
-                            task_id,
-                            TaskStatus::FailedWithTerminalError,
-                            json!({}),
-                            json!({}),
-                        );
-                        let optional = task.optional;
-                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        self.push_unresolved(&task_type, task_id, &e);
                         return;
                     }
                 };
                 if scope.mocks.has(&reference) {
-                    let result = mocked(scope.mocks, &reference, &def);
-                    let mut done = record(
-                        task,
-                        &task_type,
-                        task_id,
-                        result.status,
-                        input,
-                        result.output,
-                    );
-                    done.attempts = result.attempts;
-                    let optional = task.optional;
-                    self.push(done, result.failure, optional);
+                    self.push_mocked(scope.mocks, &def, &task_type, task_id, input);
                     return;
                 }
                 scope.ready.push(ReadyTask {
@@ -982,16 +951,7 @@ impl Frame {
                 let input = match task_input(task, &def, &self.context, &task_id) {
                     Ok(input) => input,
                     Err(e) => {
-                        let failed = record(
-                            task,
-                            kind.as_str(),
-                            task_id,
-                            TaskStatus::FailedWithTerminalError,
-                            json!({}),
-                            json!({}),
-                        );
-                        let optional = task.optional;
-                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        self.push_unresolved(kind.as_str(), task_id, &e);
                         return;
                     }
                 };
@@ -1022,16 +982,7 @@ impl Frame {
                         };
                     }
                     Err(e) => {
-                        let failed = record(
-                            task,
-                            "SUB_WORKFLOW",
-                            task_id,
-                            TaskStatus::FailedWithTerminalError,
-                            json!({}),
-                            json!({}),
-                        );
-                        let optional = task.optional;
-                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        self.push_unresolved("SUB_WORKFLOW", task_id, &e);
                     }
                 }
             }
@@ -1104,11 +1055,7 @@ impl Frame {
                 let input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
                 let optional = task.optional;
                 if scope.mocks.has(&reference) {
-                    let result = mocked(scope.mocks, &reference, &def);
-                    let mut done =
-                        record(task, "WAIT", task_id, result.status, input, result.output);
-                    done.attempts = result.attempts;
-                    self.push(done, result.failure, optional);
+                    self.push_mocked(scope.mocks, &def, "WAIT", task_id, input);
                     return;
                 }
                 match wait_of(&input) {
@@ -1154,16 +1101,7 @@ impl Frame {
                 let (input, items) = match started {
                     Ok(started) => started,
                     Err(e) => {
-                        let failed = record(
-                            task,
-                            "DO_WHILE",
-                            task_id,
-                            TaskStatus::FailedWithTerminalError,
-                            json!({}),
-                            json!({}),
-                        );
-                        let optional = task.optional;
-                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        self.push_unresolved("DO_WHILE", task_id, &e);
                         return;
                     }
                 };
@@ -1193,23 +1131,12 @@ impl Frame {
                 let input = match task_input(task, &def, &self.context, &task_id) {
                     Ok(input) => input,
                     Err(e) => {
-                        let failed = record(
-                            task,
-                            name,
-                            task_id,
-                            TaskStatus::FailedWithTerminalError,
-                            json!({}),
-                            json!({}),
-                        );
-                        self.push(failed, Some(format!("task {reference}: {e}")), optional);
+                        self.push_unresolved(name, task_id, &e);
                         return;
                     }
                 };
                 if scope.mocks.has(&reference) {
-                    let result = mocked(scope.mocks, &reference, &def);
-                    let mut done = record(task, name, task_id, result.status, input, result.output);
-                    done.attempts = result.attempts;
-                    self.push(done, result.failure, optional);
+                    self.push_mocked(scope.mocks, &def, name, task_id, input);
                     return;
                 }
                 match script_of(kind, &input) {
@@ -1312,6 +1239,52 @@ impl Frame {
                 self.switch_to(input, chosen, task_id);
             }
         }
+    }
+
+    /// The task `tasks[next - 1]` ran as its next mock, of type `task_type`.
+    fn push_mocked(
+        &mut self,
+        mocks: &mut Mocks,
+        def: &TaskDef,
+        task_type: &str,
+        task_id: String,
+        input: Value,
+    ) {
+        let task = &self.tasks[self.next - 1];
+        let result = mocked(mocks, &task.task_reference_name, def);
+        let mut done = record(
+            task,
+            task_type,
+            task_id,
+            result.status,
+            input,
+            result.output,
+        );
+        done.attempts = result.attempts;
+        let optional = task.optional;
+        self.push(done, result.failure, optional);
+    }
+
+    /// The task `tasks[next - 1]`, of type `task_type`, failed before it could run
+    /// (its input did not resolve): terminal, with no input or output.
+    fn push_unresolved(
+        &mut self,
+        task_type: &str,
+        task_id: String,
+        failure: &dyn std::fmt::Display,
+    ) {
+        let task = &self.tasks[self.next - 1];
+        let failed = record(
+            task,
+            task_type,
+            task_id,
+            TaskStatus::FailedWithTerminalError,
+            json!({}),
+            json!({}),
+        );
+        let reason = format!("task {}: {failure}", task.task_reference_name);
+        let optional = task.optional;
+        self.push(failed, Some(reason), optional);
     }
 
     /// Start the next iteration of the DO_WHILE `tasks[next - 1]` on `context`: its
