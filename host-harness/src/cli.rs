@@ -164,6 +164,13 @@ enum Command {
         /// Port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Enforce a vendor's rate limit, in the vendor's style (its own 429 and
+        /// headers): VENDOR=RATE, e.g. `zuora=50/s`, `rebilly=3000/10m`. Repeatable.
+        #[arg(long = "rate", value_name = "VENDOR=RATE", value_parser = harness_mock::parse_vendor_rate)]
+        rates: Vec<(Vendor, harness_pacing::Rate)>,
+        /// Add this much latency before every vendor answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
 }
 
@@ -636,10 +643,18 @@ async fn execute(
             }
             Ok(if report.clean() { EXIT_OK } else { EXIT_FAILED })
         }
-        Command::Mock { port } => {
+        Command::Mock {
+            port,
+            rates,
+            latency_ms,
+        } => {
             let mock = MockServer::start_on(port)
                 .await
                 .map_err(|e| usage(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+            for (vendor, rate) in rates {
+                mock.set_rate_limit(vendor, Some(rate));
+            }
+            mock.set_latency(std::time::Duration::from_millis(latency_ms));
             writeln!(out, "mock listening on {}", mock.uri())?;
             for vendor in [
                 Vendor::BillingPlatform,
@@ -647,11 +662,19 @@ async fn execute(
                 Vendor::Elevate,
                 Vendor::Rebilly,
             ] {
-                writeln!(out, "  {:<16} {}", vendor.name(), mock.base_url(vendor))?;
+                let limit = mock
+                    .rate_limit(vendor)
+                    .map_or(String::new(), |rate| format!(" (limited to {rate})"));
+                writeln!(
+                    out,
+                    "  {:<16} {}{limit}",
+                    vendor.name(),
+                    mock.base_url(vendor)
+                )?;
             }
             writeln!(
                 out,
-                "  admin            {}/__admin/journal, /__admin/faults, /__admin/records, /__admin/reset",
+                "  admin            {}/__admin/journal, /__admin/faults, /__admin/limits, /__admin/records, /__admin/reset",
                 mock.uri()
             )?;
             out.flush()?;

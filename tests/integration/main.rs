@@ -11,6 +11,7 @@ mod faults;
 mod gzip;
 mod http_task;
 mod limits;
+mod pacing;
 mod performance;
 mod policy;
 mod portability;

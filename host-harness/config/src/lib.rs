@@ -19,12 +19,14 @@
 //! from the definition or the config file itself.
 
 use bytes::Bytes;
+use harness_pacing::{ConnectionLimits, PaceClock, Pacer, Rate, SystemClock};
 use harness_sandbox::Limits;
 use harness_sandbox::policy::{AddressRules, AllowRule, Origin, PolicyConfig};
 use harness_sandbox::pool::HttpPool;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -205,6 +207,9 @@ pub struct Connection {
     pub base_url: String,
     /// How to authenticate.
     pub auth: Auth,
+    /// `rate` and `max_in_flight`: how fast requests on it may leave (host-side, across
+    /// every task of a run or a worker).
+    pub limits: ConnectionLimits,
 }
 
 impl Connection {
@@ -425,6 +430,8 @@ fn policy_config(entry: PolicyEntry) -> Result<PolicyConfig, String> {
 struct ConnectionEntry {
     base_url: String,
     auth: AuthEntry,
+    rate: Option<String>,
+    max_in_flight: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -542,12 +549,31 @@ impl Connections {
                     "connections.{name}.base_url: must be an absolute http(s) URL"
                 )));
             }
+            let rate = match &entry.rate {
+                None => None,
+                Some(text) => Some(
+                    text.parse::<Rate>()
+                        .map_err(|e| ConfigError::Rule(format!("connections.{name}.rate: {e}")))?,
+                ),
+            };
+            let max_in_flight = match entry.max_in_flight {
+                None => None,
+                Some(max) => Some(NonZeroU32::new(max).ok_or_else(|| {
+                    ConfigError::Rule(format!(
+                        "connections.{name}.max_in_flight: must be at least 1 (leave it out for no limit)"
+                    ))
+                })?),
+            };
             by_name.insert(
                 name.clone(),
                 Connection {
                     name,
                     base_url: entry.base_url,
                     auth,
+                    limits: ConnectionLimits {
+                        rate,
+                        max_in_flight,
+                    },
                 },
             );
         }
@@ -645,6 +671,11 @@ impl Connections {
                         name,
                         base_url: mock.base_url(vendor),
                         auth,
+                        // The mock's own limit for the vendor (`harness mock --rate`).
+                        limits: ConnectionLimits {
+                            rate: mock.rate_limit(vendor),
+                            max_in_flight: None,
+                        },
                     },
                 )
             })
@@ -660,6 +691,15 @@ impl Connections {
             limits: LimitsEntry::default(),
             secrets: BTreeMap::new(),
         }
+    }
+
+    /// The same connections, `name`'s with `limits` instead of its own (`harness soak
+    /// --connection-rate`); unchanged when there is no such connection.
+    pub fn with_connection_limits(mut self, name: &str, limits: ConnectionLimits) -> Connections {
+        if let Some(connection) = self.by_name.get_mut(name) {
+            connection.limits = limits;
+        }
+        self
     }
 
     /// One connection.
@@ -691,6 +731,8 @@ pub struct Credentials {
     /// log in meanwhile.
     login_in_flight: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     logins: std::sync::atomic::AtomicUsize,
+    /// Per connection, its pacing: shared by every task that uses these credentials.
+    pacers: BTreeMap<String, Arc<Pacer>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -704,7 +746,27 @@ impl std::fmt::Debug for Credentials {
 impl Credentials {
     /// Credentials for `connections`, logging in through `http`.
     pub fn new(connections: Connections, http: Arc<HttpPool>) -> Credentials {
+        Credentials::with_clock(connections, http, Arc::new(SystemClock::new()))
+    }
+
+    /// [`Credentials::new`], pacing connections on `clock`.
+    pub fn with_clock(
+        connections: Connections,
+        http: Arc<HttpPool>,
+        clock: Arc<dyn PaceClock>,
+    ) -> Credentials {
+        let pacers = connections
+            .by_name
+            .values()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    Arc::new(Pacer::new(&c.name, c.limits, clock.clone())),
+                )
+            })
+            .collect();
         Credentials {
+            pacers,
             connections,
             http,
             cache: Mutex::new(BTreeMap::new()),
@@ -734,6 +796,12 @@ impl Credentials {
                     | Auth::ElevateLogin { .. }
             )
         })
+    }
+
+    /// The pacing of `connection`: its rate, its requests in flight and the pauses its
+    /// vendor asked for.
+    pub fn pacer(&self, connection: &str) -> Option<&Arc<Pacer>> {
+        self.pacers.get(connection)
     }
 
     /// Forget a connection's cached token (after a 401).
@@ -1037,5 +1105,9 @@ impl harness_sandbox::credentials::ConnectionCredentials for Credentials {
 
     fn invalidate(&self, connection: &str) {
         Credentials::invalidate(self, connection)
+    }
+
+    fn pacer(&self, connection: &str) -> Option<Arc<Pacer>> {
+        Credentials::pacer(self, connection).cloned()
     }
 }

@@ -1,5 +1,5 @@
-//! Admin routes under `/__admin` (never journaled): journal, faults, records, reset,
-//! credentials.
+//! Admin routes under `/__admin` (never journaled): journal, faults, limits, records,
+//! reset, credentials.
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -78,6 +78,14 @@ pub(super) fn handle(
             },
             _ => method_not_allowed("POST"),
         },
+        "/limits" => match *method {
+            Method::GET => MockResponse::json(StatusCode::OK, &shared.limits().to_json()),
+            Method::PUT => match set_limits(shared, body) {
+                Ok(()) => MockResponse::json(StatusCode::OK, &shared.limits().to_json()),
+                Err(message) => admin_error(StatusCode::BAD_REQUEST, "Bad Request", Some(&message)),
+            },
+            _ => method_not_allowed("GET, PUT"),
+        },
         "/credentials" => match *method {
             Method::GET => MockResponse::json(StatusCode::OK, &credentials_json()),
             _ => method_not_allowed("GET"),
@@ -114,6 +122,45 @@ pub(super) fn handle(
             _ => admin_error(StatusCode::NOT_FOUND, "Not Found", None),
         },
     }
+}
+
+/// The body of `PUT /__admin/limits`: `{"rates": {"zuora": "50/s", "rebilly": null},
+/// "latencyMs": 20}`. A vendor left out keeps its limit, `null` lifts it; `latencyMs`
+/// left out keeps the latency.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+struct LimitsUpdate {
+    rates: std::collections::BTreeMap<String, Option<String>>,
+    latency_ms: Option<u64>,
+}
+
+/// Applies a `PUT /__admin/limits` body, all of it or (on an error naming the field)
+/// none of it.
+fn set_limits(shared: &MockShared, body: &[u8]) -> Result<(), String> {
+    let update: LimitsUpdate =
+        serde_json::from_slice(body).map_err(|e| format!("Invalid limits: {e}"))?;
+    let mut rates = Vec::new();
+    for (vendor, rate) in update.rates {
+        let found = Vendor::parse(&vendor).ok_or_else(|| {
+            format!("rates.{vendor}: not a vendor (billingplatform, zuora, elevate, rebilly)")
+        })?;
+        let rate = match rate {
+            None => None,
+            Some(text) => Some(
+                text.parse::<harness_pacing::Rate>()
+                    .map_err(|e| format!("rates.{vendor}: {e}"))?,
+            ),
+        };
+        rates.push((found, rate));
+    }
+    let mut limits = shared.limits();
+    for (vendor, rate) in rates {
+        limits.set(vendor, rate);
+    }
+    if let Some(ms) = update.latency_ms {
+        limits.set_latency(std::time::Duration::from_millis(ms));
+    }
+    Ok(())
 }
 
 /// The optional body of `POST /__admin/reset`: `{"faultSeed": 42}` seeds the random

@@ -25,6 +25,9 @@ mod billingplatform;
 mod clock;
 mod decimal;
 mod elevate;
+mod limits;
+
+pub use self::limits::parse_vendor_rate;
 mod rebilly;
 mod request;
 mod response;
@@ -255,12 +258,19 @@ struct MockShared {
     requests_in_flight: AtomicUsize,
     /// Signalled whenever a vendor request has been handled.
     request_done: Notify,
+    /// The vendors' rate limits and the added latency.
+    limits: Mutex<limits::Limits>,
 }
 
 impl MockShared {
     /// Locks the state; a panic in another request does not make the state unusable.
     fn lock(&self) -> MutexGuard<'_, MockState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks the limits.
+    fn limits(&self) -> MutexGuard<'_, limits::Limits> {
+        self.limits.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts a vendor request as in flight until the returned guard is dropped.
@@ -314,6 +324,15 @@ impl MockServer {
 
     /// Starts the mock on `127.0.0.1:port` (0 picks a free port).
     pub async fn start_on(port: u16) -> std::io::Result<MockServer> {
+        MockServer::start_with_clock(port, Arc::new(harness_pacing::SystemClock::new())).await
+    }
+
+    /// [`MockServer::start_on`], its rate limits counted on `clock` (tests use a
+    /// [`harness_pacing::ManualClock`]).
+    pub async fn start_with_clock(
+        port: u16,
+        clock: Arc<dyn harness_pacing::PaceClock>,
+    ) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).await?;
         let address = listener.local_addr()?;
         let shared = Arc::new(MockShared {
@@ -322,6 +341,7 @@ impl MockServer {
             connections: AtomicUsize::new(0),
             requests_in_flight: AtomicUsize::new(0),
             request_done: Notify::new(),
+            limits: Mutex::new(limits::Limits::on(clock)),
         });
         let accept_task = tokio::spawn(accept_connections(listener, Arc::clone(&shared)));
         Ok(MockServer {
@@ -416,6 +436,33 @@ impl MockServer {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Enforce `rate` on `vendor`'s requests (`None`: no limit), like
+    /// `harness mock --rate VENDOR=RATE` or `PUT /__admin/limits`. The vendor lets a
+    /// window's requests through at once and then one per interval; a request over the
+    /// limit gets the vendor's own 429 (Zuora: `Retry-After` and `RateLimit-*`; Rebilly:
+    /// `X-RateLimit-Retry-After`, an epoch second; BillingPlatform and Elevate:
+    /// `Retry-After`) and is not applied. Zuora's and Rebilly's responses show the
+    /// requests left in their `RateLimit-Remaining` / `X-RateLimit-Remaining`.
+    pub fn set_rate_limit(&self, vendor: Vendor, rate: Option<harness_pacing::Rate>) {
+        self.shared.limits().set(vendor, rate);
+    }
+
+    /// The rate enforced on `vendor`, if any.
+    pub fn rate_limit(&self, vendor: Vendor) -> Option<harness_pacing::Rate> {
+        self.shared.limits().rate(vendor)
+    }
+
+    /// Add `latency` before every vendor answer (`harness mock --latency-ms`).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.limits().set_latency(latency);
+    }
+
+    /// Vendor requests refused with a 429 for their vendor's rate limit (not counting
+    /// injected faults).
+    pub fn rate_limited_responses(&self) -> u64 {
+        self.shared.limits().refused()
     }
 }
 
@@ -643,6 +690,110 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rate_limited_vendor_answers_over_the_limit_with_its_own_429_and_applies_nothing()
+    -> TestResult {
+        let clock = Arc::new(harness_pacing::ManualClock::new(1_713_187_500_000));
+        let server = MockServer::start_with_clock(0, clock.clone()).await?;
+        server.set_rate_limit(Vendor::Zuora, Some("2/s".parse()?));
+        server.set_rate_limit(Vendor::BillingPlatform, Some("1/s".parse()?));
+        assert_eq!(server.rate_limit(Vendor::Zuora), Some("2/s".parse()?));
+        let id = "8ad08ae29085a77b0190908bfdd67abb";
+        let path = format!("/zuora/v1/object/usage/{id}");
+        let auth = ("authorization", "Bearer mock-zuora-token");
+        let put = |quantity: u32| {
+            let (server, path) = (&server, path.clone());
+            async move {
+                let body = format!(r#"{{"Quantity":{quantity}}}"#);
+                send(server, "PUT", &path, &[auth], body.as_bytes()).await
+            }
+        };
+        let first = put(1).await?;
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(first.header("ratelimit-limit"), Some("2"));
+        assert_eq!(first.header("ratelimit-remaining"), Some("1"));
+        assert_eq!(first.header("ratelimit-reset"), Some("1"));
+        assert_eq!(put(2).await?.header("ratelimit-remaining"), Some("0"));
+        let over = put(3).await?;
+        assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(over.body, br#"{"message":"Too many requests"}"#);
+        assert_eq!(over.header("retry-after"), Some("1"));
+        assert_eq!(over.header("ratelimit-remaining"), Some("0"));
+        assert_eq!(over.header("ratelimit-limit"), Some("2"));
+        let stored = server.record(Vendor::Zuora, id).unwrap_or_default();
+        assert_eq!(stored["Quantity"].to_string(), "2");
+        assert_eq!(server.rate_limited_responses(), 1);
+        // Half a second later one more request is due.
+        clock.advance(std::time::Duration::from_millis(500));
+        assert_eq!(put(4).await?.status, StatusCode::OK);
+        // BillingPlatform's 429 says only Retry-After; other vendors are not limited.
+        let bp = "/billingplatform/acme/rest/2.0/USAGE_IDENTIFIER";
+        let session = ("sessionid", credentials::BILLINGPLATFORM_SESSION_ID);
+        let body = br#"{"brmObjects":{"Id":"1","Name":"x"}}"#;
+        let bp_first = send(&server, "PUT", bp, &[session], body).await?;
+        assert_ne!(bp_first.status, StatusCode::TOO_MANY_REQUESTS);
+        let bp_over = send(&server, "PUT", bp, &[session], body).await?;
+        assert_eq!(bp_over.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(bp_over.header("retry-after"), Some("1"));
+        assert_eq!(bp_over.header("ratelimit-remaining"), None);
+        // Lifted, the vendor takes everything again.
+        server.set_rate_limit(Vendor::Zuora, None);
+        assert_eq!(put(5).await?.status, StatusCode::OK);
+        assert_eq!(put(6).await?.status, StatusCode::OK);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn limits_and_latency_are_set_and_read_on_the_admin_route() -> TestResult {
+        let server = MockServer::start().await;
+        let set = send(
+            &server,
+            "PUT",
+            "/__admin/limits",
+            &[],
+            br#"{"rates":{"rebilly":"3000/10m","zuora":"50/s"},"latencyMs":5}"#,
+        )
+        .await?;
+        assert_eq!(set.status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&set.body)?,
+            json!({"rates": {"rebilly": "3000/10m", "zuora": "50/s"}, "latencyMs": 5})
+        );
+        let lifted = send(
+            &server,
+            "PUT",
+            "/__admin/limits",
+            &[],
+            br#"{"rates":{"zuora":null}}"#,
+        )
+        .await?;
+        assert_eq!(
+            serde_json::from_slice::<Value>(&lifted.body)?,
+            json!({"rates": {"rebilly": "3000/10m"}, "latencyMs": 5})
+        );
+        let bad = send(
+            &server,
+            "PUT",
+            "/__admin/limits",
+            &[],
+            br#"{"rates":{"zuora":"fast"}}"#,
+        )
+        .await?;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let message = String::from_utf8(bad.body)?;
+        assert!(
+            message.contains("rates.zuora: `fast` is not a rate"),
+            "{message}"
+        );
+        assert_eq!(server.rate_limit(Vendor::Zuora), None);
+        let read = send(&server, "GET", "/__admin/limits", &[], b"").await?;
+        assert_eq!(
+            serde_json::from_slice::<Value>(&read.body)?,
+            json!({"rates": {"rebilly": "3000/10m"}, "latencyMs": 5})
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn zuora_gzip_both_ways_and_headers() -> TestResult {
         let server = MockServer::start().await;
         let id = "8ad08ae29085a77b0190908bfdd67abb";
@@ -685,7 +836,8 @@ mod tests {
         );
         assert_eq!(update.header("zuora-track-id"), Some("t-1"));
         assert_eq!(update.header("ratelimit-limit"), Some("1000"));
-        assert_eq!(update.header("ratelimit-remaining"), Some("998"));
+        // No limit set: none enforced, and the headers show the whole nominal limit left.
+        assert_eq!(update.header("ratelimit-remaining"), Some("1000"));
         assert!(update.header("zuora-request-id").is_some());
         let stored = server.record(Vendor::Zuora, id).unwrap_or_default();
         assert_eq!(stored["Quantity"].to_string(), "12.50");

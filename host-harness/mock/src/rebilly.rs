@@ -12,11 +12,10 @@ use serde_json::{Map, Value, json};
 use super::clock;
 use super::credentials::{REBILLY_API_KEY, REBILLY_JWT, REBILLY_READONLY_API_KEY};
 use super::decimal::{self, DecimalTextError};
+use super::limits::Quota;
 use super::request::VendorRequest;
 use super::response::MockResponse;
 
-/// `X-RateLimit-Limit`.
-const RATE_LIMIT: u32 = 3000;
 /// The most characters a `subscriptionId` may have.
 const SUBSCRIPTION_ID_MAX_CHARACTERS: usize = 50;
 /// Where problem types live.
@@ -42,8 +41,6 @@ pub(super) struct RebillyState {
     usages: BTreeMap<String, Value>,
     /// Usages created so far (the next id is `usage_<this + 1>`).
     usages_created: u64,
-    /// The next `X-RateLimit-Remaining`.
-    rate_limit_remaining: u32,
 }
 
 impl RebillyState {
@@ -67,7 +64,6 @@ impl RebillyState {
             ]),
             usages: BTreeMap::new(),
             usages_created: 0,
-            rate_limit_remaining: RATE_LIMIT,
         }
     }
 
@@ -90,16 +86,11 @@ impl RebillyState {
         }))
     }
 
-    /// Adds `X-RateLimit-Limit` / `X-RateLimit-Remaining` unless the response has them.
-    pub(super) fn decorate(&mut self, response: &mut MockResponse) {
-        if !response.has_header("x-ratelimit-remaining") {
-            self.rate_limit_remaining = self.rate_limit_remaining.saturating_sub(1);
-            response.add_header_if_absent(
-                "x-ratelimit-remaining",
-                self.rate_limit_remaining.to_string(),
-            );
-        }
-        response.add_header_if_absent("x-ratelimit-limit", RATE_LIMIT.to_string());
+    /// Adds `X-RateLimit-Limit` / `X-RateLimit-Remaining` unless the response has them,
+    /// from where the request stands against the limit.
+    pub(super) fn decorate(response: &mut MockResponse, quota: &Quota) {
+        response.add_header_if_absent("x-ratelimit-limit", quota.limit.to_string());
+        response.add_header_if_absent("x-ratelimit-remaining", quota.remaining.to_string());
     }
 }
 
@@ -227,7 +218,6 @@ pub(super) fn too_many_requests(request: &VendorRequest, seconds: u64) -> MockRe
         "Rate limit exceeded",
         &request.path,
     )
-    .with_header("x-ratelimit-limit", RATE_LIMIT.to_string())
     .with_header("x-ratelimit-remaining", "0")
     .with_header(
         "x-ratelimit-retry-after",

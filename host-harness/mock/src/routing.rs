@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
+use super::limits::{self, Quota};
 use super::request::{self, VendorRequest};
 use super::response::MockResponse;
 use super::state::MockState;
@@ -82,21 +83,22 @@ pub(super) async fn serve_request(
     if gzipped && request::inflates_too_far(&raw_body) {
         return Ok(too_large());
     }
-    match fault {
-        // A delayed request is handled to the end in a task of its own: hyper drops this
-        // future when the client goes away, but a server that was slow to answer still
-        // applies the request.
-        Some(fault) if fault.delay_ms > 0 => {
-            let handled = tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
-                let answer = answer(&shared, parts, &raw_body, Some(&fault));
-                drop(in_flight);
-                answer
-            });
-            handled.await.unwrap_or(Err(ConnectionDropped))
-        }
-        fault => answer(&shared, parts, &raw_body, fault.as_ref()),
+    // The mock's latency (`--latency-ms`) and a fault's delay add up.
+    let delay = shared.limits().latency()
+        + Duration::from_millis(fault.as_ref().map_or(0, |fault| fault.delay_ms));
+    if delay.is_zero() {
+        return answer(&shared, parts, &raw_body, fault.as_ref());
     }
+    // A delayed request is handled to the end in a task of its own: hyper drops this
+    // future when the client goes away, but a server that was slow to answer still
+    // applies the request.
+    let handled = tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let answer = answer(&shared, parts, &raw_body, fault.as_ref());
+        drop(in_flight);
+        answer
+    });
+    handled.await.unwrap_or(Err(ConnectionDropped))
 }
 
 /// Reads a whole request body of at most [`request::MAX_REQUEST_BODY_BYTES`] (`None`
@@ -173,8 +175,12 @@ fn answer(
         shared.address,
     );
     let response = {
+        let quota = answers_itself(fault)
+            .then(|| vendor_of_path(&request.path))
+            .flatten()
+            .map(|vendor| shared.limits().take(vendor));
         let mut state = shared.lock();
-        respond(&mut state, &request, fault)
+        respond(&mut state, &request, fault, quota)
     };
     match fault {
         Some(fault) if fault.drop_after_apply => Err(ConnectionDropped),
@@ -183,10 +189,26 @@ fn answer(
     }
 }
 
-/// The response to a vendor request, given the fault it drew (if any).
-fn respond(state: &mut MockState, request: &VendorRequest, fault: Option<&Fault>) -> MockResponse {
+/// Whether the vendor handles the request (no fault answers in its place): only then
+/// does it count against the vendor's limit.
+fn answers_itself(fault: Option<&Fault>) -> bool {
+    fault.is_none_or(|fault| fault.rate_limited.is_none() && fault.status.is_none())
+}
+
+/// The response to a vendor request, given the fault it drew (if any) and where it
+/// stands against its vendor's limit (`quota`: `None` when a fault answers).
+fn respond(
+    state: &mut MockState,
+    request: &VendorRequest,
+    fault: Option<&Fault>,
+    quota: Option<Quota>,
+) -> MockResponse {
     let vendor = vendor_of_path(&request.path);
     let mut response = match (fault, vendor) {
+        (_, Some(vendor)) if quota.is_some_and(|quota| quota.over) => {
+            let seconds = quota.map_or(1, |quota| quota.reset_seconds);
+            too_many_requests(vendor, request, seconds)
+        }
         (
             Some(Fault {
                 rate_limited: Some(seconds),
@@ -220,9 +242,20 @@ fn respond(state: &mut MockState, request: &VendorRequest, fault: Option<&Fault>
             &serde_json::json!({ "error": "Not Found" }),
         ),
     };
+    let quota = match (quota, vendor) {
+        (Some(quota), _) => quota,
+        // A fault's answer: the vendor's headers, the window as it was.
+        (None, Some(vendor)) => Quota {
+            limit: limits::nominal_limit(vendor),
+            remaining: 0,
+            reset_seconds: 0,
+            over: false,
+        },
+        (None, None) => return response,
+    };
     match vendor {
-        Some(Vendor::Zuora) => state.zuora.decorate(request, &mut response),
-        Some(Vendor::Rebilly) => state.rebilly.decorate(&mut response),
+        Some(Vendor::Zuora) => state.zuora.decorate(request, &mut response, &quota),
+        Some(Vendor::Rebilly) => rebilly::RebillyState::decorate(&mut response, &quota),
         _ => {}
     }
     response

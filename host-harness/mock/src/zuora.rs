@@ -10,6 +10,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::credentials::{ZUORA_CLIENT_ID, ZUORA_CLIENT_SECRET, ZUORA_TOKEN};
+use super::limits::Quota;
 use super::request::VendorRequest;
 use super::response::MockResponse;
 
@@ -17,10 +18,6 @@ use super::response::MockResponse;
 const PENDING_USAGE_ID: &str = "8ad08ae29085a77b0190908bfdd67abb";
 /// The seeded usage record already processed by the rating engine (cannot be updated).
 const PROCESSED_USAGE_ID: &str = "8ad08ae29085a77b0190908bfdd6processed";
-/// `RateLimit-Limit`.
-const RATE_LIMIT: u32 = 1000;
-/// `RateLimit-Reset` in seconds, outside a rate-limit fault.
-const RATE_LIMIT_RESET_SECONDS: u32 = 60;
 /// The most characters a `Quantity` may have.
 const QUANTITY_MAX_CHARACTERS: usize = 16;
 /// The body fields a usage update may carry (plus custom fields ending `__c`).
@@ -37,8 +34,6 @@ const UPDATABLE_FIELDS: [&str; 5] = [
 pub(super) struct ZuoraState {
     /// Usage records by id; each is a JSON object.
     usages: BTreeMap<String, Map<String, Value>>,
-    /// The next `RateLimit-Remaining`.
-    rate_limit_remaining: u32,
     /// Responses sent, for unique `Zuora-Request-Id`s.
     responses_sent: u64,
 }
@@ -81,7 +76,6 @@ impl ZuoraState {
                     "Usage already rated and billed".to_owned(),
                 ),
             ]),
-            rate_limit_remaining: RATE_LIMIT,
             responses_sent: 0,
         }
     }
@@ -101,8 +95,14 @@ impl ZuoraState {
         Ok(())
     }
 
-    /// Adds Zuora's response headers that the response does not set already.
-    pub(super) fn decorate(&mut self, request: &VendorRequest, response: &mut MockResponse) {
+    /// Adds Zuora's response headers that the response does not set already; the
+    /// `RateLimit-*` ones from where the request stands against the limit.
+    pub(super) fn decorate(
+        &mut self,
+        request: &VendorRequest,
+        response: &mut MockResponse,
+        quota: &Quota,
+    ) {
         self.responses_sent += 1;
         response.add_header_if_absent(
             "zuora-request-id",
@@ -111,13 +111,9 @@ impl ZuoraState {
         if let Some(track_id) = request.header("zuora-track-id") {
             response.add_header_if_absent("zuora-track-id", track_id);
         }
-        if !response.has_header("ratelimit-remaining") {
-            self.rate_limit_remaining = self.rate_limit_remaining.saturating_sub(1);
-            response
-                .add_header_if_absent("ratelimit-remaining", self.rate_limit_remaining.to_string());
-        }
-        response.add_header_if_absent("ratelimit-limit", RATE_LIMIT.to_string());
-        response.add_header_if_absent("ratelimit-reset", RATE_LIMIT_RESET_SECONDS.to_string());
+        response.add_header_if_absent("ratelimit-limit", quota.limit.to_string());
+        response.add_header_if_absent("ratelimit-remaining", quota.remaining.to_string());
+        response.add_header_if_absent("ratelimit-reset", quota.reset_seconds.to_string());
     }
 }
 
@@ -169,7 +165,6 @@ pub(super) fn too_many_requests(seconds: u64) -> MockResponse {
         &json!({ "message": "Too many requests" }),
     )
     .with_header("retry-after", seconds.to_string())
-    .with_header("ratelimit-limit", RATE_LIMIT.to_string())
     .with_header("ratelimit-remaining", "0")
     .with_header("ratelimit-reset", seconds.to_string())
 }

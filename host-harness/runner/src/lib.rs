@@ -173,6 +173,8 @@ pub struct TaskOutcome {
     pub reached_server: bool,
     /// Whether sending this input twice has the effect of sending it once.
     pub idempotent: bool,
+    /// How its connection's pacing held its requests back.
+    pub paced: harness_sandbox::pool::Paced,
 }
 
 impl TaskOutcome {
@@ -238,6 +240,7 @@ impl TaskOutcome {
             guest_log: String::new(),
             reached_server,
             idempotent,
+            paced: Default::default(),
         }
     }
 
@@ -534,7 +537,21 @@ fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {
         },
         RunResult::Returned(Err(error)) => {
             let (output, mut failure) = describe_error(error, outcome_known);
-            if !run.denied.is_empty() {
+            if let Some(out) = &run.paced.refused {
+                // Held back by its connection for longer than a run may wait: nothing of
+                // it was sent, and the retry waits out the rest.
+                let ms = u64::try_from(out.wait.as_millis()).unwrap_or(u64::MAX);
+                failure = TaskFailure {
+                    retry_after_ms: Some(ms),
+                    ..TaskFailure::new(
+                        ErrorKind::RateLimited,
+                        format!(
+                            "not sent: {} for another {ms} ms, longer than a run waits; retry after {ms} ms.",
+                            out.reason
+                        ),
+                    )
+                };
+            } else if !run.denied.is_empty() {
                 failure.kind = ErrorKind::Denied;
                 failure.message = run.denied.join("; ");
             } else if !run.logins_refused.is_empty() {
@@ -573,6 +590,7 @@ fn classify(task: &str, idempotent: bool, run: TaskRun) -> TaskOutcome {
         guest_log,
         reached_server: run.reached_server,
         idempotent,
+        paced: run.paced,
     }
 }
 

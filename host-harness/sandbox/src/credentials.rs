@@ -4,6 +4,7 @@
 
 use crate::policy::AddressRules;
 use std::fmt;
+use std::sync::Arc;
 
 /// A connection's credentials could not be had (a login failed, a secret is missing).
 /// The message names the connection and the cause, never a secret.
@@ -32,4 +33,9 @@ pub trait ConnectionCredentials: Send + Sync + fmt::Debug {
     fn refreshable(&self, connection: &str) -> bool;
     /// Forget `connection`'s cached token (after a 401).
     fn invalidate(&self, connection: &str);
+    /// The pacing of `connection`'s requests, if it has any.
+    fn pacer(&self, connection: &str) -> Option<Arc<harness_pacing::Pacer>> {
+        let _ = connection;
+        None
+    }
 }

@@ -193,6 +193,9 @@ pub struct TaskRun {
     /// Logins of the run's connections that failed for good (wrong credentials, a
     /// missing secret, a denied address), one sentence each naming the connection.
     pub logins_refused: Vec<String>,
+    /// How its connection's pacing held its requests back (and whether one was not sent
+    /// because it would have waited too long).
+    pub paced: pool::Paced,
 }
 
 struct LoadedTask {
@@ -544,6 +547,7 @@ impl Sandbox {
         };
         drop(store);
         let logins_refused = notes.logins_refused();
+        let paced = notes.pacing();
         // Name the timeout or limit that ended an exchange: the component only saw an
         // error code.
         let notes = notes.all();
@@ -565,6 +569,7 @@ impl Sandbox {
             duration: started.elapsed(),
             reached_server: reached.load(Ordering::SeqCst),
             logins_refused,
+            paced,
         })
     }
 
@@ -734,6 +739,7 @@ impl RunState {
                     body_bytes: limits.response_body_bytes,
                     header_bytes: limits.response_header_bytes,
                 },
+                max_pace_wait: max_pace_wait(limits),
             },
             limiter: RunLimiter {
                 memory_bytes: limits.memory_bytes,
@@ -924,6 +930,18 @@ impl tokio::io::AsyncWrite for LogPipe {
     }
 }
 
+/// The longest a request of a run waits for its connection's pacing: half the run's time
+/// limit, at most 60 s. A request that would wait longer is not sent, and the run ends
+/// `rate-limited` with the wait left as its retry delay, so that the retry waits without
+/// holding an instance.
+fn max_pace_wait(limits: &Limits) -> Duration {
+    (limits.timeout / 2).min(Duration::from_secs(60))
+}
+
+/// How many times one request is sent again after its vendor's 429 within the same run,
+/// once the connection's pause is over (a 429 means the vendor applied nothing).
+const MAX_RESENDS_AFTER_429: u32 = 3;
+
 /// The outgoing-HTTP hook: requests to granted origins go out, the rest are refused
 /// with `HttpRequestDenied` and recorded.
 struct PolicyHooks {
@@ -934,6 +952,7 @@ struct PolicyHooks {
     http: Arc<HttpPool>,
     notes: Notes,
     wire: WireLimits,
+    max_pace_wait: Duration,
 }
 
 type SendFuture = Box<
@@ -977,13 +996,14 @@ impl WasiHttpHooks for PolicyHooks {
             request.headers_mut().insert(http::header::HOST, authority);
         }
         let addresses = self.policy.addresses().clone();
-        let (http, reached, in_flight, notes, wire, denied) = (
+        let (http, reached, in_flight, notes, wire, denied, max_pace_wait) = (
             self.http.clone(),
             self.reached.clone(),
             self.in_flight.clone(),
             self.notes.clone(),
             self.wire,
             self.denied.clone(),
+            self.max_pace_wait,
         );
         let connection = origin
             .as_ref()
@@ -997,11 +1017,14 @@ impl WasiHttpHooks for PolicyHooks {
                         .await
                 }
                 Some((name, credentials)) => {
+                    let pacer = credentials.pacer(&name);
                     let to = Destination {
                         http: &http,
                         wire,
                         addresses: &addresses,
                         notes: &notes,
+                        pacer: pacer.as_deref(),
+                        max_pace_wait,
                     };
                     send_authenticated(to, request, options, &name, credentials.as_ref()).await
                 }
@@ -1069,18 +1092,72 @@ async fn send_authenticated(
     // A login failure reaches the component as an error that names the connection,
     // never a secret.
     let headers = login(to, options, connection, credentials).await?;
-    let response = to
-        .http
-        .send_limited(build(headers)?, options, to.wire, to.addresses, to.notes)
-        .await?;
+    let response = send_paced(to, options, || build(headers.clone())).await?;
     if response.status() != http::StatusCode::UNAUTHORIZED || !credentials.refreshable(connection) {
         return Ok(response);
     }
     credentials.invalidate(connection);
     let headers = login(to, options, connection, credentials).await?;
-    to.http
-        .send_limited(build(headers)?, options, to.wire, to.addresses, to.notes)
-        .await
+    send_paced(to, options, || build(headers.clone())).await
+}
+
+/// Send a request once its connection's pacing lets it leave, and tell the pacing what
+/// the vendor answered. After a 429 (the vendor applied nothing) the request waits out
+/// the connection's pause and is sent again, up to [`MAX_RESENDS_AFTER_429`] times.
+/// A request its connection would hold past the run's pacing wait is not sent: the
+/// exchange fails as denied, and the run reports it rate-limited ([`Notes::paced_out`]).
+async fn send_paced(
+    to: Destination<'_>,
+    options: Option<wasmtime_wasi_http::RequestOptions>,
+    build: impl Fn() -> wasmtime_wasi_http::Result<http::Request<wasmtime_wasi_http::WasiBody>>,
+) -> wasmtime_wasi_http::Result<http::Response<wasmtime_wasi_http::WasiBody>> {
+    let Some(pacer) = to.pacer else {
+        return to
+            .http
+            .send_limited(build()?, options, to.wire, to.addresses, to.notes)
+            .await;
+    };
+    let mut resends = 0;
+    loop {
+        let admission = match pacer.admit(to.max_pace_wait).await {
+            Ok(admission) => admission,
+            Err(refused) => {
+                to.notes.paced_out(pool::PacedOut {
+                    wait: refused.wait,
+                    reason: refused.reason.to_string(),
+                });
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+        };
+        if !admission.waited.is_zero() || !admission.reasons.is_empty() {
+            to.notes.paced(
+                admission.waited,
+                admission.reasons.iter().map(ToString::to_string),
+            );
+        }
+        let response = to
+            .http
+            .send_limited(build()?, options, to.wire, to.addresses, to.notes)
+            .await?;
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+        pacer.observe(response.status().as_u16(), headers);
+        drop(admission);
+        if response.status() != http::StatusCode::TOO_MANY_REQUESTS
+            || resends == MAX_RESENDS_AFTER_429
+        {
+            return Ok(response);
+        }
+        resends += 1;
+        to.notes.paced(
+            Duration::ZERO,
+            [format!(
+                "the vendor answered 429; sent again after the connection's pause (resend {resends} of at most {MAX_RESENDS_AFTER_429})"
+            )],
+        );
+    }
 }
 
 /// The headers of `connection`, the login held to the run's address rules and to the
@@ -1127,6 +1204,10 @@ struct Destination<'a> {
     wire: WireLimits,
     addresses: &'a AddressRules,
     notes: &'a Notes,
+    /// The connection's pacing, if it has any.
+    pacer: Option<&'a harness_pacing::Pacer>,
+    /// How long a request may wait for it.
+    max_pace_wait: Duration,
 }
 
 /// Reading and writing precompiled component code. Each file is the SHA-256 digest of

@@ -228,6 +228,27 @@ struct NoteLists {
     notes: Vec<String>,
     denials: Vec<String>,
     logins_refused: Vec<String>,
+    paced: Paced,
+}
+
+/// How a run's requests were held back by their connection's pacing before they left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Paced {
+    /// The time its requests waited in all.
+    pub waited: Duration,
+    /// Why, each reason once, in order (`connection `zuora`: rate 15/s`).
+    pub reasons: Vec<String>,
+    /// A request that would have waited longer than a run may: it was not sent.
+    pub refused: Option<PacedOut>,
+}
+
+/// A request not sent because its connection would have held it too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacedOut {
+    /// How long until it could have left.
+    pub wait: Duration,
+    /// Why (`connection `zuora` paused: the vendor answered 429 with Retry-After: 600`).
+    pub reason: String,
 }
 
 impl Notes {
@@ -263,6 +284,27 @@ impl Notes {
     /// The logins refused so far.
     pub fn logins_refused(&self) -> Vec<String> {
         self.lists().logins_refused.clone()
+    }
+
+    /// Record a request held back by its connection for `waited`, for `reasons`.
+    pub fn paced(&self, waited: Duration, reasons: impl IntoIterator<Item = String>) {
+        let mut lists = self.lists();
+        lists.paced.waited += waited;
+        for reason in reasons {
+            if !lists.paced.reasons.contains(&reason) {
+                lists.paced.reasons.push(reason);
+            }
+        }
+    }
+
+    /// Record a request not sent because its connection would have held it too long.
+    pub fn paced_out(&self, out: PacedOut) {
+        self.lists().paced.refused = Some(out);
+    }
+
+    /// How the run's requests were paced.
+    pub fn pacing(&self) -> Paced {
+        self.lists().paced.clone()
     }
 }
 

@@ -239,6 +239,7 @@ impl TaskExecutor for Activities {
                 message,
                 wait_ms: None,
                 wait_reason: None,
+                paced: None,
             };
             match result {
                 // The number of the final attempt: filled in from the history by the

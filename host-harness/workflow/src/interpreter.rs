@@ -98,6 +98,7 @@ impl TaskResult {
                 message: None,
                 wait_ms: None,
                 wait_reason: None,
+                paced: None,
             }],
             output: json!({}),
             failure: None,
@@ -845,6 +846,7 @@ impl Frame {
                     )),
                     wait_ms: None,
                     wait_reason: None,
+                    paced: None,
                 });
                 self.records.push(canceled);
             }
@@ -2125,6 +2127,7 @@ fn mocked(mocks: &mut Mocks, reference: &str, def: &TaskDef) -> TaskResult {
             message: Some("mocked (--mock-outputs)".into()),
             wait_ms: None,
             wait_reason: None,
+            paced: None,
         });
         let failure = match mock.status {
             TaskStatus::Completed => None,

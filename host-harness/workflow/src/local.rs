@@ -380,10 +380,14 @@ impl WorkflowRunner {
                 message: outcome.failure.as_ref().map(|f| f.message.clone()),
                 wait_ms: None,
                 wait_reason: None,
+                paced: paced_of(&outcome.paced),
             };
+            let paced_note = attempt.paced.as_ref().map_or(String::new(), |p| {
+                format!(" (paced {} ms: {})", p.waited_ms, p.wait_reason)
+            });
             let Some(failure) = &outcome.failure else {
                 (self.progress)(&format!(
-                    "{reference} {component} attempt {number}: COMPLETED in {duration_ms} ms"
+                    "{reference} {component} attempt {number}: COMPLETED in {duration_ms} ms{paced_note}"
                 ));
                 attempts.push(attempt);
                 return TaskResult {
@@ -421,7 +425,7 @@ impl WorkflowRunner {
             match wait {
                 Some((ms, reason)) if !over_total && !over_max => {
                     (self.progress)(&format!(
-                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms; waiting {ms} ms ({reason})",
+                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms{paced_note}; waiting {ms} ms ({reason})",
                         failure.kind.as_str()
                     ));
                     attempt.wait_ms = Some(ms);
@@ -452,7 +456,7 @@ impl WorkflowRunner {
                         String::new()
                     };
                     (self.progress)(&format!(
-                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms",
+                        "{reference} {component} attempt {number}: {status} ({}) in {duration_ms} ms{paced_note}",
                         failure.kind.as_str()
                     ));
                     attempts.push(attempt);
@@ -467,6 +471,14 @@ impl WorkflowRunner {
             }
         }
     }
+}
+
+/// An attempt's pacing as its record shows it: none when its requests never waited.
+fn paced_of(paced: &harness_sandbox::pool::Paced) -> Option<crate::record::Paced> {
+    (!paced.waited.is_zero() || !paced.reasons.is_empty()).then(|| crate::record::Paced {
+        waited_ms: u64::try_from(paced.waited.as_millis()).unwrap_or(u64::MAX),
+        wait_reason: paced.reasons.join("; "),
+    })
 }
 
 /// The longest wait a run accepts from a server, whatever the definition says: 24 hours.

@@ -57,6 +57,18 @@ pub struct Attempt {
     pub wait_ms: Option<u64>,
     /// Why that wait.
     pub wait_reason: Option<String>,
+    /// How its requests were held back before they left (connection pacing) or the
+    /// attempt before it started (its task definition's limits).
+    pub paced: Option<Paced>,
+}
+
+/// A wait for pacing within an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paced {
+    /// How long, ms.
+    pub waited_ms: u64,
+    /// Why, each reason once, joined with `; `.
+    pub wait_reason: String,
 }
 
 /// How a run, or a task list within it, ended early: the workflow's status and reason.
@@ -131,7 +143,7 @@ impl WorkflowResult {
                     .attempts
                     .iter()
                     .map(|a| {
-                        json!({
+                        let mut attempt = json!({
                             "attempt": a.number,
                             "startedMs": a.started_ms,
                             "durationMs": a.duration_ms,
@@ -140,7 +152,14 @@ impl WorkflowResult {
                             "message": a.message,
                             "waitMs": a.wait_ms,
                             "waitReason": a.wait_reason,
-                        })
+                        });
+                        if let Some(paced) = &a.paced {
+                            attempt["paced"] = json!({
+                                "waitedMs": paced.waited_ms,
+                                "waitReason": paced.wait_reason,
+                            });
+                        }
+                        attempt
                     })
                     .collect();
                 let mut printed = json!({

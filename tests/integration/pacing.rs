@@ -1,0 +1,185 @@
+//! Pacing per connection: the rate spaces requests, a 429 pauses the whole connection and
+//! the refused request is sent again after the pause, a pause longer than a run waits
+//! sends nothing, and `harness.toml` names its rate and in-flight limits. The host's
+//! pacing runs on a manual clock here, so nothing sleeps.
+
+use harness_config::{Connections, Credentials};
+use harness_mock::{Fault, MockServer, Vendor};
+use harness_pacing::{ConnectionLimits, ManualClock, PaceClock};
+use harness_runner::{self as runner, ErrorKind, TaskStatus};
+use integration_tests::sandbox;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const USAGE: &str = "8ad08ae29085a77b0190908bfdd67abb";
+
+/// The embedded mock's connections, Zuora's at `limits`, paced on a manual clock.
+async fn paced(
+    mock: &MockServer,
+    limits: ConnectionLimits,
+) -> (Arc<ManualClock>, Arc<Credentials>) {
+    let clock = Arc::new(ManualClock::new(1_796_083_200_000));
+    let connections = Connections::for_mock(mock).with_connection_limits("zuora", limits);
+    let credentials = Credentials::with_clock(connections, sandbox().await.http(), clock.clone());
+    (clock, Arc::new(credentials))
+}
+
+async fn update(credentials: &Arc<Credentials>, quantity: u32) -> runner::TaskOutcome {
+    let input =
+        json!({ "connection": "zuora", "path": { "id": USAGE }, "body": { "Quantity": quantity } });
+    let prepared = runner::prepare_connected("zuora-update-usage", input, None, Some(credentials))
+        .unwrap_or_else(|outcome| panic!("{:?}", outcome.failure));
+    runner::run_task(
+        sandbox().await,
+        "zuora-update-usage",
+        &prepared.input,
+        prepared.policy,
+    )
+    .await
+    .unwrap()
+}
+
+fn puts(mock: &MockServer) -> Vec<String> {
+    mock.journal()
+        .iter()
+        .filter(|e| e.method == "PUT")
+        .map(|e| String::from_utf8_lossy(&e.decoded_body()).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connections_rate_spaces_its_requests_and_says_why_they_waited() {
+    let mock = MockServer::start().await;
+    let limits = ConnectionLimits {
+        rate: Some("2/s".parse().unwrap()),
+        max_in_flight: None,
+    };
+    let (clock, credentials) = paced(&mock, limits).await;
+    let mut left_at = Vec::new();
+    for quantity in 1..=3 {
+        let outcome = update(&credentials, quantity).await;
+        assert_eq!(
+            outcome.status,
+            TaskStatus::Completed,
+            "{:?}",
+            outcome.failure
+        );
+        left_at.push((clock.now().as_millis(), outcome.paced.waited.as_millis()));
+        if quantity > 1 {
+            assert_eq!(outcome.paced.reasons, ["connection `zuora`: rate 2/s"]);
+        } else {
+            assert!(outcome.paced.reasons.is_empty());
+        }
+    }
+    assert_eq!(left_at, [(0, 0), (500, 500), (1000, 500)]);
+    assert_eq!(
+        puts(&mock),
+        [
+            r#"{"Quantity":1}"#,
+            r#"{"Quantity":2}"#,
+            r#"{"Quantity":3}"#
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_the_connection_until_the_vendors_time_and_the_request_is_sent_again() {
+    let mock = MockServer::start().await;
+    let (clock, credentials) = paced(&mock, ConnectionLimits::default()).await;
+    mock.inject(Fault {
+        path: "/zuora/v1".into(),
+        times: 1,
+        rate_limited: Some(7),
+        ..Fault::default()
+    });
+    let outcome = update(&credentials, 4).await;
+    assert_eq!(
+        outcome.status,
+        TaskStatus::Completed,
+        "{:?}",
+        outcome.failure
+    );
+    assert_eq!(outcome.output["response"]["statusCode"], 200);
+    assert_eq!(outcome.paced.waited, Duration::from_secs(7));
+    assert_eq!(
+        outcome.paced.reasons,
+        [
+            "the vendor answered 429; sent again after the connection's pause (resend 1 of at most 3)",
+            "connection `zuora` paused: the vendor answered 429 with retry-after: 7",
+        ]
+    );
+    assert_eq!(clock.now(), Duration::from_secs(7));
+    assert_eq!(puts(&mock), [r#"{"Quantity":4}"#, r#"{"Quantity":4}"#]);
+    assert_eq!(credentials.pacer("zuora").unwrap().rate_limited(), 1);
+    // The pause is over: the next task goes at once.
+    let next = update(&credentials, 5).await;
+    assert_eq!(next.paced.waited, Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_longer_than_a_run_waits_sends_nothing_more_and_holds_every_task_of_the_connection()
+{
+    let mock = MockServer::start().await;
+    let (_clock, credentials) = paced(&mock, ConnectionLimits::default()).await;
+    mock.inject(Fault {
+        path: "/zuora/v1".into(),
+        times: 1,
+        rate_limited: Some(600),
+        ..Fault::default()
+    });
+    let outcome = update(&credentials, 6).await;
+    assert_eq!(outcome.status, TaskStatus::Failed);
+    let failure = outcome.failure.as_ref().unwrap();
+    assert_eq!(failure.kind, ErrorKind::RateLimited);
+    assert_eq!(failure.retry_after_ms, Some(600_000));
+    assert_eq!(
+        failure.message,
+        "not sent: connection `zuora` paused: the vendor answered 429 with retry-after: 600 for another 600000 ms, longer than a run waits; retry after 600000 ms."
+    );
+    assert!(!outcome.reached_server);
+    assert!(runner::may_resend(&outcome));
+    // Another task on the same connection is held too, and sends nothing.
+    let other = update(&credentials, 7).await;
+    assert_eq!(other.failure.unwrap().kind, ErrorKind::RateLimited);
+    assert_eq!(puts(&mock), [r#"{"Quantity":6}"#]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_mocks_connections_take_the_mocks_own_limits() {
+    let mock = MockServer::start().await;
+    mock.set_rate_limit(Vendor::Rebilly, Some("3000/10m".parse().unwrap()));
+    let connections = Connections::for_mock(&mock);
+    assert_eq!(
+        connections.get("rebilly").unwrap().limits.rate,
+        Some("3000/10m".parse().unwrap())
+    );
+    assert_eq!(
+        connections.get("zuora").unwrap().limits,
+        ConnectionLimits::default()
+    );
+}
+
+#[test]
+fn harness_toml_names_a_connections_rate_and_requests_in_flight() {
+    let toml = "[connections.zuora]\nbase_url = \"https://rest.zuora.com\"\nrate = \"15/s\"\nmax_in_flight = 4\nauth = { type = \"zuora-oauth\", client_id = \"abc\", client_secret_env = \"ZUORA_SECRET\" }\n";
+    let connections = Connections::parse(toml).unwrap();
+    let limits = connections.get("zuora").unwrap().limits;
+    assert_eq!(limits.rate, Some("15/s".parse().unwrap()));
+    assert_eq!(limits.max_in_flight.map(|m| m.get()), Some(4));
+    for (setting, expected) in [
+        (
+            "rate = \"15 a second\"",
+            "connections.zuora.rate: `15 a second` is not a rate: no `/`; write COUNT/PERIOD, e.g. \"15/s\" or \"3000/10m\" (units ms, s, m, h, d)",
+        ),
+        (
+            "max_in_flight = 0",
+            "connections.zuora.max_in_flight: must be at least 1 (leave it out for no limit)",
+        ),
+    ] {
+        let text = toml
+            .replace("rate = \"15/s\"\n", "")
+            .replace("max_in_flight = 4\n", &format!("{setting}\n"));
+        assert_eq!(Connections::parse(&text).unwrap_err().to_string(), expected);
+    }
+}
