@@ -569,7 +569,6 @@ async fn validate_warns_of_fields_it_does_not_apply_instead_of_ignoring_them() {
             "warning: $.tasks[0].startDelay: `startDelay` is not applied by the harness (docs/conductor.md)\n\
              warning: $.rateLimitConfig: `rateLimitConfig` is not applied by the harness (docs/conductor.md)\n\
              warning: $.failureWorkflow: `notify_billing` is not among the definitions (--definitions DIR): when this workflow fails, starting it fails, and the output's `conductor.failure_workflow` says so\n\
-             warning: $.taskDefinitions[0].rateLimitPerFrequency: `rateLimitPerFrequency` is not applied by the harness (docs/conductor.md)\n\
              {path}: valid\n"
         )
     );

@@ -234,7 +234,7 @@ async fn response_headers_over_the_limit_fail_as_transport_naming_the_limit() {
     assert_eq!(printed["error"]["kind"], "transport");
     assert_eq!(
         printed["error"]["message"],
-        "HTTP transport error: ErrorCode::HttpResponseHeaderSectionSize(Some(3227)): the response headers (3227 bytes) exceed the limit of 2048 bytes (response_header_bytes)."
+        "HTTP transport error: ErrorCode::HttpResponseHeaderSectionSize(Some(3224)): the response headers (3224 bytes) exceed the limit of 2048 bytes (response_header_bytes)."
     );
 }
 

@@ -1,5 +1,5 @@
-//! Pacing per connection: the rate spaces requests, a 429 pauses the whole connection and
-//! the refused request is sent again after the pause, a pause longer than a run waits
+//! Pacing per connection: the rate spaces requests, a 429 pauses the whole connection
+//! (every task on it waits the vendor's time), a pause longer than a run waits
 //! sends nothing, and `harness.toml` names its rate and in-flight limits. The host's
 //! pacing runs on a manual clock here, so nothing sleeps.
 
@@ -84,7 +84,7 @@ async fn a_connections_rate_spaces_its_requests_and_says_why_they_waited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_429_pauses_the_connection_until_the_vendors_time_and_the_request_is_sent_again() {
+async fn a_429_pauses_the_whole_connection_until_the_vendors_time() {
     let mock = MockServer::start().await;
     let (clock, credentials) = paced(&mock, ConnectionLimits::default()).await;
     mock.inject(Fault {
@@ -93,42 +93,47 @@ async fn a_429_pauses_the_connection_until_the_vendors_time_and_the_request_is_s
         rate_limited: Some(7),
         ..Fault::default()
     });
-    let outcome = update(&credentials, 4).await;
+    // The task that got the 429 sees it (its engine retries it as its rules say) ...
+    let limited = update(&credentials, 4).await;
+    let failure = limited.failure.as_ref().unwrap();
+    assert_eq!(failure.kind, ErrorKind::RateLimited);
+    assert_eq!(failure.retry_after_ms, Some(7000));
+    assert!(limited.paced.reasons.is_empty());
+    assert_eq!(credentials.pacer("zuora").unwrap().rate_limited(), 1);
+    // ... and the next task on the connection waits the vendor's 7 s before it is sent.
+    let outcome = update(&credentials, 5).await;
     assert_eq!(
         outcome.status,
         TaskStatus::Completed,
         "{:?}",
         outcome.failure
     );
-    assert_eq!(outcome.output["response"]["statusCode"], 200);
     assert_eq!(outcome.paced.waited, Duration::from_secs(7));
     assert_eq!(
         outcome.paced.reasons,
-        [
-            "the vendor answered 429; sent again after the connection's pause (resend 1 of at most 3)",
-            "connection `zuora` paused: the vendor answered 429 with retry-after: 7",
-        ]
+        ["connection `zuora` paused: the vendor answered 429 with retry-after: 7"]
     );
     assert_eq!(clock.now(), Duration::from_secs(7));
-    assert_eq!(puts(&mock), [r#"{"Quantity":4}"#, r#"{"Quantity":4}"#]);
-    assert_eq!(credentials.pacer("zuora").unwrap().rate_limited(), 1);
+    assert_eq!(puts(&mock), [r#"{"Quantity":4}"#, r#"{"Quantity":5}"#]);
     // The pause is over: the next task goes at once.
-    let next = update(&credentials, 5).await;
+    let next = update(&credentials, 6).await;
     assert_eq!(next.paced.waited, Duration::ZERO);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_longer_than_a_run_waits_sends_nothing_more_and_holds_every_task_of_the_connection()
-{
+async fn a_pause_longer_than_a_run_waits_sends_nothing_and_ends_the_attempt_rate_limited() {
     let mock = MockServer::start().await;
-    let (_clock, credentials) = paced(&mock, ConnectionLimits::default()).await;
+    let (clock, credentials) = paced(&mock, ConnectionLimits::default()).await;
     mock.inject(Fault {
         path: "/zuora/v1".into(),
         times: 1,
         rate_limited: Some(600),
         ..Fault::default()
     });
-    let outcome = update(&credentials, 6).await;
+    let limited = update(&credentials, 6).await;
+    assert_eq!(limited.failure.unwrap().retry_after_ms, Some(600_000));
+    // Another task on the same connection is held too, and sends nothing.
+    let outcome = update(&credentials, 7).await;
     assert_eq!(outcome.status, TaskStatus::Failed);
     let failure = outcome.failure.as_ref().unwrap();
     assert_eq!(failure.kind, ErrorKind::RateLimited);
@@ -139,9 +144,7 @@ async fn a_pause_longer_than_a_run_waits_sends_nothing_more_and_holds_every_task
     );
     assert!(!outcome.reached_server);
     assert!(runner::may_resend(&outcome));
-    // Another task on the same connection is held too, and sends nothing.
-    let other = update(&credentials, 7).await;
-    assert_eq!(other.failure.unwrap().kind, ErrorKind::RateLimited);
+    assert_eq!(clock.now(), Duration::ZERO);
     assert_eq!(puts(&mock), [r#"{"Quantity":6}"#]);
 }
 
@@ -182,4 +185,62 @@ fn harness_toml_names_a_connections_rate_and_requests_in_flight() {
             .replace("max_in_flight = 4\n", &format!("{setting}\n"));
         assert_eq!(Connections::parse(&text).unwrap_err().to_string(), expected);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_definitions_rate_limit_per_frequency_holds_the_next_start_as_conductor_does() {
+    let h = crate::workflows::harness().await;
+    let tasks: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(crate::workflows::zuora_task)
+        .collect();
+    let def: harness_workflow::definition::WorkflowDef = serde_json::from_value(json!({
+        "name": "paced",
+        "tasks": tasks,
+        "taskDefinitions": [{
+            "name": "zuora-update-usage",
+            "rateLimitPerFrequency": 2,
+            "rateLimitFrequencyInSeconds": 10,
+        }],
+    }))
+    .unwrap();
+    let result = h.runner.run(&def, json!({})).await;
+    let printed = result.to_json();
+    assert_eq!(printed["status"], "COMPLETED", "{printed:#}");
+    let started: Vec<_> = printed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["ref"].clone(),
+                t["attempts"][0]["startedMs"].clone(),
+                t["attempts"][0]["paced"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        started,
+        [
+            (json!("a"), json!(0), serde_json::Value::Null),
+            (json!("b"), json!(0), serde_json::Value::Null),
+            (
+                json!("c"),
+                json!(10_000),
+                json!({
+                    "waitedMs": 10_000,
+                    "waitReason": "task definition `zuora-update-usage`: rateLimitPerFrequency 2 per 10 s",
+                })
+            ),
+        ]
+    );
+    let lines = h.lines.lock().unwrap().clone();
+    assert!(
+        lines[2].starts_with("c zuora-update-usage attempt 1: COMPLETED in ")
+            && lines[2].ends_with(
+                " ms (paced 10000 ms: task definition `zuora-update-usage`: rateLimitPerFrequency 2 per 10 s)"
+            ),
+        "{lines:?}"
+    );
+    assert_eq!(h.mock.journal().len(), 3);
 }

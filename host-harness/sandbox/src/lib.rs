@@ -938,10 +938,6 @@ fn max_pace_wait(limits: &Limits) -> Duration {
     (limits.timeout / 2).min(Duration::from_secs(60))
 }
 
-/// How many times one request is sent again after its vendor's 429 within the same run,
-/// once the connection's pause is over (a 429 means the vendor applied nothing).
-const MAX_RESENDS_AFTER_429: u32 = 3;
-
 /// The outgoing-HTTP hook: requests to granted origins go out, the rest are refused
 /// with `HttpRequestDenied` and recorded.
 struct PolicyHooks {
@@ -1102,10 +1098,10 @@ async fn send_authenticated(
 }
 
 /// Send a request once its connection's pacing lets it leave, and tell the pacing what
-/// the vendor answered. After a 429 (the vendor applied nothing) the request waits out
-/// the connection's pause and is sent again, up to [`MAX_RESENDS_AFTER_429`] times.
-/// A request its connection would hold past the run's pacing wait is not sent: the
-/// exchange fails as denied, and the run reports it rate-limited ([`Notes::paced_out`]).
+/// the vendor answered (a 429 pauses every request of the connection; the task that got
+/// it sees it and is retried by its engine's rules). A request its connection would hold
+/// past the run's pacing wait is not sent: the exchange fails as denied, and the run
+/// reports it rate-limited ([`Notes::paced_out`]).
 async fn send_paced(
     to: Destination<'_>,
     options: Option<wasmtime_wasi_http::RequestOptions>,
@@ -1117,47 +1113,33 @@ async fn send_paced(
             .send_limited(build()?, options, to.wire, to.addresses, to.notes)
             .await;
     };
-    let mut resends = 0;
-    loop {
-        let admission = match pacer.admit(to.max_pace_wait).await {
-            Ok(admission) => admission,
-            Err(refused) => {
-                to.notes.paced_out(pool::PacedOut {
-                    wait: refused.wait,
-                    reason: refused.reason.to_string(),
-                });
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            }
-        };
-        if !admission.waited.is_zero() || !admission.reasons.is_empty() {
-            to.notes.paced(
-                admission.waited,
-                admission.reasons.iter().map(ToString::to_string),
-            );
+    let admission = match pacer.admit(to.max_pace_wait).await {
+        Ok(admission) => admission,
+        Err(refused) => {
+            to.notes.paced_out(pool::PacedOut {
+                wait: refused.wait,
+                reason: refused.reason.to_string(),
+            });
+            return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
         }
-        let response = to
-            .http
-            .send_limited(build()?, options, to.wire, to.addresses, to.notes)
-            .await?;
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
-        pacer.observe(response.status().as_u16(), headers);
-        drop(admission);
-        if response.status() != http::StatusCode::TOO_MANY_REQUESTS
-            || resends == MAX_RESENDS_AFTER_429
-        {
-            return Ok(response);
-        }
-        resends += 1;
+    };
+    if !admission.waited.is_zero() || !admission.reasons.is_empty() {
         to.notes.paced(
-            Duration::ZERO,
-            [format!(
-                "the vendor answered 429; sent again after the connection's pause (resend {resends} of at most {MAX_RESENDS_AFTER_429})"
-            )],
+            admission.waited,
+            admission.reasons.iter().map(ToString::to_string),
         );
     }
+    let response = to
+        .http
+        .send_limited(build()?, options, to.wire, to.addresses, to.notes)
+        .await?;
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+    pacer.observe(response.status().as_u16(), headers);
+    drop(admission);
+    Ok(response)
 }
 
 /// The headers of `connection`, the login held to the run's address rules and to the

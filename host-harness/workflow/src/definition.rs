@@ -432,6 +432,13 @@ pub struct TaskDef {
     pub timeout_policy: TaskTimeoutPolicy,
     /// Defaults for input keys the task leaves out or that resolve to null.
     pub input_template: Map<String, Value>,
+    /// At most this many of the task's attempts start within any
+    /// `rateLimitFrequencyInSeconds` (0: no limit), across the run.
+    pub rate_limit_per_frequency: u32,
+    /// The window of `rateLimitPerFrequency`, seconds (Conductor's default 1).
+    pub rate_limit_frequency_in_seconds: u64,
+    /// At most this many of the task's attempts in progress at once (0: no limit).
+    pub concurrent_exec_limit: u32,
     /// Every other field, as written.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -465,6 +472,9 @@ impl Default for TaskDef {
             response_timeout_seconds: 3600,
             timeout_policy: TaskTimeoutPolicy::TimeOutWf,
             input_template: Map::new(),
+            rate_limit_per_frequency: 0,
+            rate_limit_frequency_in_seconds: 1,
+            concurrent_exec_limit: 0,
             other: Map::new(),
         }
     }

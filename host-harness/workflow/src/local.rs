@@ -6,9 +6,11 @@ use crate::definition::{self, TaskDef, WorkflowDef};
 use crate::expression;
 use crate::interpreter::{self, ReadyTask, RunOptions, TaskExecutor, TaskResult};
 use crate::record::{Attempt, WorkflowResult};
+use harness_pacing::{TaskDefLimiter, TaskDefLimits};
 use harness_runner::{self as runner, ErrorKind, TaskOutcome, TaskStatus};
 use harness_sandbox::Sandbox;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,6 +127,32 @@ pub struct WorkflowRunner {
     progress: Progress,
     credentials: Option<Arc<harness_config::Credentials>>,
     policy: harness_sandbox::policy::PolicyConfig,
+    /// Per task definition with limits, its limiter, shared by the run's tasks.
+    task_limits: Arc<std::sync::Mutex<HashMap<String, Arc<TaskDefLimiter>>>>,
+}
+
+/// The run's [`Clock`] as the pacing clock, so that Conductor's task-definition limits
+/// wait on the runner's time (tests never sleep).
+struct PacingClock(Arc<dyn Clock>);
+
+impl std::fmt::Debug for PacingClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PacingClock")
+    }
+}
+
+impl harness_pacing::PaceClock for PacingClock {
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.now_ms())
+    }
+
+    fn unix_ms(&self) -> u64 {
+        self.0.epoch_ms()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.0.sleep(duration)
+    }
 }
 
 impl WorkflowRunner {
@@ -142,7 +170,33 @@ impl WorkflowRunner {
             progress,
             credentials: None,
             policy: harness_sandbox::policy::PolicyConfig::default(),
+            task_limits: Arc::default(),
         }
+    }
+
+    /// The limiter of a task definition with `rateLimitPerFrequency` or
+    /// `concurrentExecLimit`, shared by every task of the run that uses it.
+    fn task_limiter(&self, def: &definition::TaskDef) -> Option<Arc<TaskDefLimiter>> {
+        let limits = TaskDefLimits {
+            rate_limit_per_frequency: def.rate_limit_per_frequency,
+            rate_limit_frequency_in_seconds: def.rate_limit_frequency_in_seconds,
+            concurrent_exec_limit: def.concurrent_exec_limit,
+        };
+        if !limits.is_limited() {
+            return None;
+        }
+        let mut all = self
+            .task_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let limiter = all.entry(def.name.clone()).or_insert_with(|| {
+            Arc::new(TaskDefLimiter::new(
+                &def.name,
+                limits,
+                Arc::new(PacingClock(self.clock.clone())),
+            ))
+        });
+        Some(limiter.clone())
     }
 
     /// Grant tasks what `policy` grants (`[policy]` of `harness.toml`). Inside a
@@ -342,7 +396,14 @@ impl WorkflowRunner {
         let first_started = clock.now_ms();
         let mut attempts = Vec::new();
         let mut number = 1;
+        let limiter = self.task_limiter(&def);
         loop {
+            // Conductor keeps a task SCHEDULED while its definition's limits hold it: the
+            // attempt starts (and its timeouts count) once it is let through.
+            let admission = match &limiter {
+                Some(limiter) => Some(limiter.admit().await),
+                None => None,
+            };
             let started = clock.now_ms();
             let wall = Instant::now();
             let (sandbox, policy) = (&self.sandbox, prepared.policy.clone());
@@ -380,8 +441,9 @@ impl WorkflowRunner {
                 message: outcome.failure.as_ref().map(|f| f.message.clone()),
                 wait_ms: None,
                 wait_reason: None,
-                paced: paced_of(&outcome.paced),
+                paced: paced_of(admission.as_ref(), &outcome.paced),
             };
+            drop(admission);
             let paced_note = attempt.paced.as_ref().map_or(String::new(), |p| {
                 format!(" (paced {} ms: {})", p.waited_ms, p.wait_reason)
             });
@@ -473,11 +535,22 @@ impl WorkflowRunner {
     }
 }
 
-/// An attempt's pacing as its record shows it: none when its requests never waited.
-fn paced_of(paced: &harness_sandbox::pool::Paced) -> Option<crate::record::Paced> {
-    (!paced.waited.is_zero() || !paced.reasons.is_empty()).then(|| crate::record::Paced {
-        waited_ms: u64::try_from(paced.waited.as_millis()).unwrap_or(u64::MAX),
-        wait_reason: paced.reasons.join("; "),
+/// An attempt's pacing as its record shows it (its task definition's limits before it
+/// started, its connection's while it ran): none when it never waited.
+fn paced_of(
+    before: Option<&harness_pacing::Admission>,
+    paced: &harness_sandbox::pool::Paced,
+) -> Option<crate::record::Paced> {
+    let mut waited = paced.waited;
+    let mut reasons: Vec<String> = Vec::new();
+    if let Some(before) = before {
+        waited += before.waited;
+        reasons.extend(before.reasons.iter().map(ToString::to_string));
+    }
+    reasons.extend(paced.reasons.iter().cloned());
+    (!waited.is_zero() || !reasons.is_empty()).then(|| crate::record::Paced {
+        waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+        wait_reason: reasons.join("; "),
     })
 }
 
