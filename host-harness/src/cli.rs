@@ -139,25 +139,44 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Drive many workflows against the in-process mock with injected faults, then
-    /// account for every task in the mock's records (exit 1 if any is missing or
-    /// duplicated).
+    /// Drive many workflows against the in-process mock, then account for every task in
+    /// the mock's records (exit 1 if any is missing or duplicated). `--scenario faults`
+    /// (the default) injects random faults; `--scenario paced` sends one vendor's tasks
+    /// against its enforced rate limit (exit 1 also when a task failed).
     Soak {
-        /// How many tasks (one workflow each, dealt to the four vendor tasks in turn).
-        #[arg(long, default_value_t = 10_000)]
-        tasks: usize,
-        /// The fraction of task requests that get an injected fault (0 to 1).
-        #[arg(long, default_value_t = 0.05)]
-        fault_rate: f64,
+        /// `faults` or `paced`.
+        #[arg(long, value_enum, default_value_t = SoakScenario::Faults)]
+        scenario: SoakScenario,
+        /// How many tasks, one workflow each (default 10,000 for faults, dealt to the
+        /// four vendor tasks in turn; 1,000 for paced).
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// faults: the fraction of task requests that get an injected fault, 0 to 1
+        /// (default 0.05).
+        #[arg(long)]
+        fault_rate: Option<f64>,
+        /// faults: seed of the mock's random fault sequence (default 42).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// paced: the vendor every task calls (billingplatform, zuora, elevate, rebilly).
+        #[arg(long, value_parser = parse_vendor)]
+        vendor: Option<Vendor>,
+        /// paced: the rate the mock enforces, in the vendor's style: requests per second
+        /// (`15`) or a rate (`3000/10m`).
+        #[arg(long, value_parser = harness_loadtest::paced::parse_rate)]
+        vendor_rate: Option<harness_pacing::Rate>,
+        /// paced: the rate the connection is paced at (default: the vendor's).
+        #[arg(long, value_parser = harness_loadtest::paced::parse_rate)]
+        connection_rate: Option<harness_pacing::Rate>,
+        /// paced: latency the mock adds to every answer, in milliseconds.
+        #[arg(long)]
+        latency_ms: Option<u64>,
         /// The most workflows in flight at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Seed of the mock's random fault sequence.
-        #[arg(long, default_value_t = harness_loadtest::soak::DEFAULT_SEED)]
-        seed: u64,
     },
     /// Serve the vendor mock until interrupted.
     Mock {
@@ -172,6 +191,22 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
+}
+
+/// What `harness soak` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SoakScenario {
+    /// Random faults on every vendor's endpoint.
+    Faults,
+    /// One vendor's tasks against its enforced rate limit.
+    Paced,
+}
+
+/// `--vendor NAME`.
+fn parse_vendor(text: &str) -> std::result::Result<Vendor, String> {
+    Vendor::parse(text).ok_or_else(|| {
+        format!("`{text}` is not a vendor (billingplatform, zuora, elevate, rebilly)")
+    })
 }
 
 /// `--tasks DIR`, on the commands that run or describe tasks.
@@ -620,28 +655,82 @@ async fn execute(
             Ok(EXIT_OK)
         }
         Command::Soak {
+            scenario,
             tasks,
             fault_rate,
+            seed,
+            vendor,
+            vendor_rate,
+            connection_rate,
+            latency_ms,
             concurrency,
             json,
-            seed,
         } => {
             if config.is_some() {
                 return Err(usage("soak runs on the embedded mock only; drop --config"));
             }
-            let soak = harness_loadtest::soak::SoakOptions {
-                tasks,
-                fault_rate,
-                concurrency,
-                seed,
+            let write_json = |report: &serde_json::Value| -> Result<()> {
+                if let Some(file) = &json {
+                    std::fs::write(file, serde_json::to_string_pretty(report)?)
+                        .map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
+                }
+                Ok(())
             };
-            soak.check().map_err(|e| usage(e.to_string()))?;
-            let report = harness_loadtest::soak::run(soak, options, out).await?;
-            if let Some(file) = json {
-                std::fs::write(&file, serde_json::to_string_pretty(&report.to_json())?)
-                    .map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
+            match scenario {
+                SoakScenario::Faults => {
+                    let paced_only = [
+                        ("--vendor", vendor.is_some()),
+                        ("--vendor-rate", vendor_rate.is_some()),
+                        ("--connection-rate", connection_rate.is_some()),
+                        ("--latency-ms", latency_ms.is_some()),
+                    ];
+                    if let Some((flag, _)) = paced_only.iter().find(|(_, given)| *given) {
+                        return Err(usage(format!(
+                            "{flag} is for --scenario paced (the fault soak deals tasks to every vendor, unlimited)"
+                        )));
+                    }
+                    let soak = harness_loadtest::soak::SoakOptions {
+                        tasks: tasks.unwrap_or(10_000),
+                        fault_rate: fault_rate.unwrap_or(0.05),
+                        concurrency,
+                        seed: seed.unwrap_or(harness_loadtest::soak::DEFAULT_SEED),
+                    };
+                    soak.check().map_err(|e| usage(e.to_string()))?;
+                    let report = harness_loadtest::soak::run(soak, options, out).await?;
+                    write_json(&report.to_json())?;
+                    Ok(if report.clean() { EXIT_OK } else { EXIT_FAILED })
+                }
+                SoakScenario::Paced => {
+                    if let Some(flag) = [
+                        ("--fault-rate", fault_rate.is_some()),
+                        ("--seed", seed.is_some()),
+                    ]
+                    .iter()
+                    .find_map(|(flag, given)| given.then_some(flag))
+                    {
+                        return Err(usage(format!(
+                            "{flag} is for --scenario faults (the paced soak injects no faults)"
+                        )));
+                    }
+                    let (Some(vendor), Some(vendor_rate)) = (vendor, vendor_rate) else {
+                        return Err(usage(
+                            "--scenario paced needs --vendor V and --vendor-rate R, e.g. --vendor zuora --vendor-rate 15",
+                        ));
+                    };
+                    let paced = harness_loadtest::paced::PacedOptions {
+                        vendor,
+                        tasks: tasks.unwrap_or(harness_loadtest::paced::DEFAULT_TASKS),
+                        vendor_rate,
+                        connection_rate,
+                        latency_ms: latency_ms.unwrap_or(0),
+                        concurrency,
+                    };
+                    paced.check().map_err(|e| usage(e.to_string()))?;
+                    let report = harness_loadtest::paced::run(paced, options, out).await?;
+                    write_json(&report.to_json())?;
+                    Ok(if report.ok() { EXIT_OK } else { EXIT_FAILED })
+                }
             }
-            Ok(if report.clean() { EXIT_OK } else { EXIT_FAILED })
         }
         Command::Mock {
             port,

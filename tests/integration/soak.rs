@@ -151,20 +151,122 @@ async fn faults_are_really_injected_and_retried() {
     assert_eq!(count(report, "missing"), 0, "{report:#}");
 }
 
+/// Paced at the vendor's own rate, Rebilly's non-idempotent usages meet no 429, every
+/// one is created exactly once, and the run takes at least the spacing the rate asks
+/// for (N - 1 intervals).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_paced_at_the_vendors_rate_meets_no_429_and_loses_nothing() {
+    let ran = soak(
+        "paced-at-rate",
+        &[
+            "--scenario",
+            "paced",
+            "--vendor",
+            "rebilly",
+            "--tasks",
+            "40",
+            "--vendor-rate",
+            "20",
+        ],
+    )
+    .await;
+    let report = &ran.report;
+    assert_eq!(
+        ran.code, EXIT_OK,
+        "{}\n{}\n{report:#}",
+        ran.stdout, ran.stderr
+    );
+    assert_eq!(report["scenario"], "paced");
+    assert_eq!(report["vendor"], "rebilly");
+    assert_eq!(report["vendor_rate"], "20/s");
+    assert_eq!(report["connection_rate"], "20/s");
+    assert_eq!(count(report, "tasks"), 40);
+    assert_eq!(count(report, "completed"), 40, "{report:#}");
+    assert_eq!(count(report, "failed"), 0, "{report:#}");
+    assert_eq!(count(report, "requests"), 40, "{report:#}");
+    assert_eq!(count(report, "rate_limited_responses"), 0, "{report:#}");
+    assert_eq!(count(report, "rate_limited_seen"), 0, "{report:#}");
+    assert_eq!(count(report, "duplicates"), 0, "{report:#}");
+    assert_eq!(count(report, "missing"), 0, "{report:#}");
+    assert_eq!(count(report, "bound_ms"), 2000);
+    assert!(count(report, "elapsed_ms") >= 1950, "{report:#}");
+    assert!(report["rss_peak_mb"].as_f64().unwrap() > 0.0);
+    assert!(
+        ran.stdout
+            .contains("every task completed and accounted for: none missing, none duplicated"),
+        "{}",
+        ran.stdout
+    );
+}
+
+/// Paced ten times faster than BillingPlatform allows, the connection meets the
+/// vendor's 429s (which it gives no remaining count before), pauses and slows down;
+/// no task fails and none is applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_paced_too_fast_is_pushed_back_and_no_task_fails() {
+    let ran = soak(
+        "paced-too-fast",
+        &[
+            "--scenario",
+            "paced",
+            "--vendor",
+            "billingplatform",
+            "--tasks",
+            "60",
+            "--vendor-rate",
+            "20",
+            "--connection-rate",
+            "200/s",
+        ],
+    )
+    .await;
+    let report = &ran.report;
+    assert_eq!(
+        ran.code, EXIT_OK,
+        "{}\n{}\n{report:#}",
+        ran.stdout, ran.stderr
+    );
+    assert_eq!(report["connection_rate"], "200/s");
+    assert_eq!(count(report, "completed"), 60, "{report:#}");
+    assert_eq!(count(report, "failed"), 0, "{report:#}");
+    // The mock's bucket holds 20: the requests after them, sent 5 ms apart, are refused.
+    let refused = count(report, "rate_limited_responses");
+    assert!(refused >= 1, "{report:#}");
+    assert_eq!(count(report, "rate_limited_seen"), refused, "{report:#}");
+    assert_eq!(count(report, "requests"), 60 + refused, "{report:#}");
+    assert_eq!(count(report, "retries"), refused, "{report:#}");
+    assert_eq!(count(report, "duplicates"), 0, "{report:#}");
+    assert_eq!(count(report, "missing"), 0, "{report:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_refuses_bad_options() {
     for args in [
-        ["soak", "--fault-rate", "1.5"],
-        ["soak", "--concurrency", "0"],
+        &["soak", "--fault-rate", "1.5"][..],
+        &["soak", "--concurrency", "0"],
+        &["soak", "--vendor", "zuora"],
+        &["soak", "--scenario", "paced", "--vendor", "zuora"],
+        &["soak", "--scenario", "paced", "--fault-rate", "0.1"],
+        &[
+            "soak",
+            "--scenario",
+            "paced",
+            "--vendor",
+            "zuora",
+            "--vendor-rate",
+            "20",
+            "--tasks",
+            "0",
+        ],
     ] {
         let argv = std::iter::once("harness")
-            .chain(args)
+            .chain(args.iter().copied())
             .map(String::from)
             .collect();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = cli::run(argv, &mut out, &mut err).await;
         assert_eq!(code, EXIT_USAGE, "{args:?}");
         let err = String::from_utf8(err).unwrap();
-        assert!(err.starts_with("harness: --"), "{err}");
+        assert!(err.starts_with("harness: --"), "{args:?}: {err}");
     }
 }

@@ -1,8 +1,10 @@
 //! Load tests of the harness itself: `harness bench` (a task's cost against a native
-//! pooled HTTP baseline, in one process) and `harness soak` (many workflows against the
-//! in-process mock with injected faults, every task accounted in the mock's records).
+//! pooled HTTP baseline, in one process), `harness soak` (many workflows against the
+//! in-process mock with injected faults, every task accounted in the mock's records) and
+//! `harness soak --scenario paced` (one vendor's tasks against its enforced rate limit).
 
 pub mod bench;
+pub mod paced;
 pub mod soak;
 
 /// Why a benchmark or soak could not run to its report (a failed check, the sandbox,

@@ -146,9 +146,30 @@ const VENDORS: [Vendor; 4] = [
     Vendor::BillingPlatform,
 ];
 
-/// The vendor task `i` calls.
+/// Which vendor each task calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Deal {
+    /// Task `i` calls vendor `i % 4` of [`VENDORS`].
+    #[default]
+    RoundRobin,
+    /// Every task calls this vendor.
+    Only(Vendor),
+}
+
+impl Deal {
+    /// The vendor task `i` calls.
+    pub(crate) fn vendor(self, i: usize) -> Vendor {
+        match self {
+            Deal::RoundRobin => VENDORS[i % VENDORS.len()],
+            Deal::Only(vendor) => vendor,
+        }
+    }
+}
+
+/// The vendor task `i` calls in the fault soak.
+#[cfg(test)]
 fn vendor_of(i: usize) -> Vendor {
-    VENDORS[i % VENDORS.len()]
+    Deal::RoundRobin.vendor(i)
 }
 
 /// The task name for `vendor`.
@@ -195,8 +216,8 @@ fn inventory_id(i: usize) -> usize {
 }
 
 /// The workflow input of task `i`.
-fn workflow_input(i: usize) -> Value {
-    let vendor = vendor_of(i);
+pub(crate) fn workflow_input(deal: Deal, i: usize) -> Value {
+    let vendor = deal.vendor(i);
     let key = key(i);
     let mut input = json!({ "vendor": vendor.name(), "key": key.clone() });
     let extra = match vendor {
@@ -213,7 +234,11 @@ fn workflow_input(i: usize) -> Value {
 
 /// Stores the records tasks `range` work on: a copy of Elevate inventory 1 per Elevate
 /// task and of BillingPlatform usage identifier 1001 per BillingPlatform task.
-fn store_records(mock: &MockServer, range: std::ops::Range<usize>) -> Result<()> {
+pub(crate) fn store_records(
+    mock: &MockServer,
+    deal: Deal,
+    range: std::ops::Range<usize>,
+) -> Result<()> {
     let inventory = mock
         .record(Vendor::Elevate, ELEVATE_TEMPLATE_ID)
         .context("the seeded Elevate inventory")?;
@@ -221,7 +246,7 @@ fn store_records(mock: &MockServer, range: std::ops::Range<usize>) -> Result<()>
         .record(Vendor::BillingPlatform, BILLINGPLATFORM_TEMPLATE_ID)
         .context("the seeded BillingPlatform usage identifier")?;
     for i in range {
-        match vendor_of(i) {
+        match deal.vendor(i) {
             Vendor::Elevate => mock.put_record(
                 Vendor::Elevate,
                 &inventory_id(i).to_string(),
@@ -434,13 +459,13 @@ impl Clock for FastClock {
 
 /// What one task's workflow run came to.
 #[derive(Debug, Clone, PartialEq)]
-struct Ran {
+pub(crate) struct Ran {
     /// The task completed.
-    completed: bool,
+    pub(crate) completed: bool,
     /// Why not: the kind of its last attempt (`no-attempt` when it never ran).
     kind: Option<&'static str>,
     /// The failure message, when it failed.
-    message: Option<String>,
+    pub(crate) message: Option<String>,
     /// Attempts made.
     attempts: usize,
     /// The attempts that failed: kind and cause (the first sentence of the message).
@@ -485,10 +510,11 @@ fn summarize(result: &WorkflowResult) -> Ran {
 
 /// Runs tasks `range` with at most `concurrency` workflows in flight; slot `j` holds
 /// task `range.start + j`'s result, `None` when it never came back.
-async fn drive(
+pub(crate) async fn drive(
     runner: &WorkflowRunner,
     definition: &Arc<WorkflowDef>,
     mock: &Arc<MockServer>,
+    deal: Deal,
     range: std::ops::Range<usize>,
     concurrency: usize,
 ) -> Vec<Option<Ran>> {
@@ -513,7 +539,7 @@ async fn drive(
                 if i % JOURNAL_CLEAR_EVERY == 0 {
                     mock.clear_journal();
                 }
-                let result = runner.run(&definition, workflow_input(i)).await;
+                let result = runner.run(&definition, workflow_input(deal, i)).await;
                 let ran = summarize(&result);
                 let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
                 slots[i - range.start] = Some(ran);
@@ -528,7 +554,9 @@ async fn drive(
 
 /// How many times each task's effect is stored in the mock, and effects no task owns.
 #[derive(Debug, Default, PartialEq)]
-struct Effects {
+pub(crate) struct Effects {
+    /// How tasks were dealt to vendors.
+    deal: Deal,
     /// By task index.
     counts: Vec<u32>,
     /// Soak-keyed effects that belong to no task of this run (or to another vendor's).
@@ -538,15 +566,18 @@ struct Effects {
 impl Effects {
     fn add(&mut self, task: Option<usize>, vendor: Vendor) {
         match task {
-            Some(i) if i < self.counts.len() && vendor_of(i) == vendor => self.counts[i] += 1,
+            Some(i) if i < self.counts.len() && self.deal.vendor(i) == vendor => {
+                self.counts[i] += 1
+            }
             _ => self.stray += 1,
         }
     }
 }
 
 /// Reads every soak effect from the mock's stored records.
-fn read_effects(mock: &MockServer, tasks: usize) -> Effects {
+pub(crate) fn read_effects(mock: &MockServer, deal: Deal, tasks: usize) -> Effects {
     let mut effects = Effects {
+        deal,
         counts: vec![0; tasks],
         stray: 0,
     };
@@ -559,7 +590,7 @@ fn read_effects(mock: &MockServer, tasks: usize) -> Effects {
         effects.add(task, Vendor::Rebilly);
     }
     // Elevate: the product references added to each task's inventory.
-    for i in (0..tasks).filter(|i| vendor_of(*i) == Vendor::Elevate) {
+    for i in (0..tasks).filter(|i| deal.vendor(*i) == Vendor::Elevate) {
         let Some(inventory) = mock.record(Vendor::Elevate, &inventory_id(i).to_string()) else {
             continue;
         };
@@ -576,7 +607,7 @@ fn read_effects(mock: &MockServer, tasks: usize) -> Effects {
         }
     }
     // BillingPlatform: each task's usage identifier renamed.
-    for i in (0..tasks).filter(|i| vendor_of(*i) == Vendor::BillingPlatform) {
+    for i in (0..tasks).filter(|i| deal.vendor(*i) == Vendor::BillingPlatform) {
         let renamed = mock
             .record(Vendor::BillingPlatform, &key(i))
             .is_some_and(|record| {
@@ -731,7 +762,7 @@ impl SoakReport {
 }
 
 /// Counts the results against the effects.
-fn account(results: &[Option<Ran>], effects: &Effects) -> SoakReport {
+pub(crate) fn account(results: &[Option<Ran>], effects: &Effects) -> SoakReport {
     let mut report = SoakReport {
         tasks: results.len(),
         stray_effects: effects.stray,
@@ -743,7 +774,7 @@ fn account(results: &[Option<Ran>], effects: &Effects) -> SoakReport {
         }
     };
     for (i, ran) in results.iter().enumerate() {
-        let vendor = vendor_of(i);
+        let vendor = effects.deal.vendor(i);
         let task = task_of(vendor);
         let figures = report.by_vendor.entry(vendor.name().into()).or_default();
         figures.tasks += 1;
@@ -824,10 +855,10 @@ fn account(results: &[Option<Ran>], effects: &Effects) -> SoakReport {
 
 /// Highest resident memory seen by a sampler.
 #[derive(Default)]
-struct Peak(AtomicU64);
+pub(crate) struct Peak(AtomicU64);
 
 impl Peak {
-    fn sample(&self) {
+    pub(crate) fn sample(&self) {
         let now = resident_mb();
         let _ = self
             .0
@@ -835,24 +866,26 @@ impl Peak {
                 (now > f64::from_bits(bits)).then(|| now.to_bits())
             });
     }
-    fn get(&self) -> f64 {
+    pub(crate) fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Ordering::SeqCst))
     }
 }
 
-/// Run the soak: print a table to `out` and return the figures. `sandbox` sets limits
-/// and the code cache; its instance pool is sized for `options.concurrency`.
-pub async fn run(
-    options: SoakOptions,
-    sandbox: SandboxOptions,
-    out: &mut (dyn Write + Send),
-) -> Result<SoakReport> {
-    options
-        .check()
-        .map_err(|e| LoadtestError::Failed(e.to_string()))?;
+/// The soak's mock, sandbox and workflow.
+pub(crate) struct Setup {
+    /// The in-process mock.
+    pub(crate) mock: Arc<MockServer>,
+    /// The shipped tasks, pooled for the concurrency.
+    pub(crate) sandbox: Arc<Sandbox>,
+    /// [`definition`], validated.
+    pub(crate) definition: Arc<WorkflowDef>,
+}
+
+/// Start the mock and the sandbox (its instance pool sized for `concurrency`) and check
+/// the soak workflow.
+pub(crate) async fn setup(concurrency: usize, sandbox: SandboxOptions) -> Result<Setup> {
     let mock = Arc::new(MockServer::start().await);
-    mock.set_fault_seed(options.seed);
-    let slots = u32::try_from(options.concurrency).unwrap_or(u32::MAX);
+    let slots = u32::try_from(concurrency).unwrap_or(u32::MAX);
     let sandbox = Arc::new(
         Sandbox::builtin_with(SandboxOptions {
             max_in_flight: slots.saturating_add(16),
@@ -892,15 +925,24 @@ pub async fn run(
     );
     let definition: Arc<WorkflowDef> =
         Arc::new(serde_json::from_value(value).context("the soak workflow")?);
+    Ok(Setup {
+        mock,
+        sandbox,
+        definition,
+    })
+}
+
+/// A runner of the soak workflow against `mock`, on a clock that shortens retry waits.
+pub(crate) fn runner(
+    mock: &Arc<MockServer>,
+    sandbox: &Arc<Sandbox>,
+    credentials: Arc<Credentials>,
+) -> WorkflowRunner {
     let base_url_for: harness_workflow::BaseUrlFor = {
         let mock = mock.clone();
         Arc::new(move |task: &str| Vendor::for_task(task).map(|vendor| mock.base_url(vendor)))
     };
-    let credentials = Arc::new(Credentials::new(
-        Connections::for_mock(&mock),
-        sandbox.http(),
-    ));
-    let runner = WorkflowRunner::new(
+    WorkflowRunner::new(
         sandbox.clone(),
         Arc::new(FastClock {
             started: Instant::now(),
@@ -908,13 +950,44 @@ pub async fn run(
         base_url_for,
         Arc::new(|_: &str| {}),
     )
-    .with_credentials(credentials);
+    .with_credentials(credentials)
+}
+
+/// Run the soak: print a table to `out` and return the figures. `sandbox` sets limits
+/// and the code cache; its instance pool is sized for `options.concurrency`.
+pub async fn run(
+    options: SoakOptions,
+    sandbox: SandboxOptions,
+    out: &mut (dyn Write + Send),
+) -> Result<SoakReport> {
+    options
+        .check()
+        .map_err(|e| LoadtestError::Failed(e.to_string()))?;
+    let Setup {
+        mock,
+        sandbox,
+        definition,
+    } = setup(options.concurrency, sandbox).await?;
+    mock.set_fault_seed(options.seed);
+    let credentials = Arc::new(Credentials::new(
+        Connections::for_mock(&mock),
+        sandbox.http(),
+    ));
+    let runner = runner(&mock, &sandbox, credentials);
 
     // Warm up (instances, connections, logins) without faults, then start afresh. A
     // warm-up task may time out on a loaded machine; none completing means a broken setup.
     let warm_up = options.concurrency.clamp(VENDORS.len(), 256);
-    store_records(&mock, 0..warm_up)?;
-    let warmed = drive(&runner, &definition, &mock, 0..warm_up, options.concurrency).await;
+    store_records(&mock, Deal::RoundRobin, 0..warm_up)?;
+    let warmed = drive(
+        &runner,
+        &definition,
+        &mock,
+        Deal::RoundRobin,
+        0..warm_up,
+        options.concurrency,
+    )
+    .await;
     ensure!(
         warmed.iter().flatten().any(|ran| ran.completed),
         "none of the {warm_up} warm-up tasks completed (without faults): {:?}",
@@ -922,7 +995,7 @@ pub async fn run(
     );
     mock.wait_until_idle().await;
     mock.reset();
-    store_records(&mock, 0..options.tasks)?;
+    store_records(&mock, Deal::RoundRobin, 0..options.tasks)?;
     for (method, path) in endpoints(&mock) {
         for fault in faults_for(method, &path, options.fault_rate) {
             mock.inject(fault);
@@ -946,6 +1019,7 @@ pub async fn run(
         &runner,
         &definition,
         &mock,
+        Deal::RoundRobin,
         0..options.tasks,
         options.concurrency,
     )
@@ -957,7 +1031,7 @@ pub async fn run(
     sampler.abort();
     let rss_end = resident_mb();
 
-    let effects = read_effects(&mock, options.tasks);
+    let effects = read_effects(&mock, Deal::RoundRobin, options.tasks);
     let mut report = account(&results, &effects);
     report.injected_faults = mock.faults_injected();
     report.rss_start_mb = round(rss_start);
@@ -1184,6 +1258,7 @@ mod tests {
             ran(true, 3),
         ];
         let effects = Effects {
+            deal: Deal::RoundRobin,
             counts: vec![1, 0, 0, 1, 2, 0, 1, 1],
             stray: 1,
         };
@@ -1212,6 +1287,7 @@ mod tests {
         let clean = account(
             &results[..1],
             &Effects {
+                deal: Deal::RoundRobin,
                 counts: vec![1],
                 stray: 0,
             },
@@ -1235,7 +1311,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn effects_are_read_back_from_the_mock_with_duplicates_and_strays() {
         let mock = MockServer::start().await;
-        store_records(&mock, 0..8).unwrap();
+        store_records(&mock, Deal::RoundRobin, 0..8).unwrap();
         let pool = harness_sandbox::pool::HttpPool::default();
         let send = |method: &str, path: String, headers: Vec<(&str, &str)>, body: Value| {
             let mut request = http::Request::builder()
@@ -1305,7 +1381,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let effects = read_effects(&mock, 8);
+        let effects = read_effects(&mock, Deal::RoundRobin, 8);
         assert_eq!(effects.counts, vec![2, 2, 1, 1, 1, 0, 0, 0]);
         // Task 8's usage (not in the run), task 1's reference on task 5's inventory,
         // Zuora's wrong value.
@@ -1316,14 +1392,14 @@ mod tests {
     fn every_task_input_fits_the_definition() {
         let definition: WorkflowDef = serde_json::from_value(definition()).unwrap();
         for i in 0..4 {
-            let input = workflow_input(i);
+            let input = workflow_input(Deal::RoundRobin, i);
             for (name, _) in input.as_object().unwrap() {
                 assert!(definition.input_parameters.contains(name), "{name}");
             }
             assert_eq!(input["vendor"], vendor_of(i).name());
         }
         assert_eq!(
-            workflow_input(2)["zuoraFields"],
+            workflow_input(Deal::RoundRobin, 2)["zuoraFields"],
             json!({ "Soak0000002__c": "soak-0000002" })
         );
     }

@@ -20,6 +20,10 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
 /// quota of 0 with no reset time: 1 second, the shortest window vendors use.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
+/// How long a connection keeps the rate a 429 taught it (see [`Pacer::observe`]) before
+/// it goes back to its configured rate: 60 seconds.
+pub const SLOWED_FOR: Duration = Duration::from_secs(60);
+
 /// A connection's configured limits (`[connections.X]` `rate`, `max_in_flight`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -44,6 +48,13 @@ pub enum WaitReason {
         /// `connection `zuora``.
         limiter: String,
         /// The rate.
+        rate: Rate,
+    },
+    /// A 429 slowed the connection to the rate the vendor had accepted.
+    Slowed {
+        /// `connection `zuora``.
+        limiter: String,
+        /// The rate it was slowed to.
         rate: Rate,
     },
     /// The vendor's answer paused the connection.
@@ -74,6 +85,9 @@ impl fmt::Display for WaitReason {
                 )
             }
             WaitReason::Rate { limiter, rate } => write!(f, "{limiter}: rate {rate}"),
+            WaitReason::Slowed { limiter, rate } => {
+                write!(f, "{limiter}: slowed to {rate} after the vendor's 429")
+            }
             WaitReason::Paused { limiter, why } => write!(f, "{limiter} paused: {why}"),
             WaitReason::Frequency {
                 limiter,
@@ -143,6 +157,12 @@ struct Adaptive {
     /// Requests the vendor has left for us until `budget_until`, as far as its last
     /// answer said, less the requests that were out when it came.
     budget: Option<(u64, Duration, String)>,
+    /// The rate the last 429 taught, until when.
+    slowed: Option<(Bucket, Duration)>,
+    /// Answers other than 429 since `since` (the end of the last pause, or the start).
+    accepted: u64,
+    /// Where the count of accepted answers starts.
+    since: Duration,
 }
 
 /// One decision for a request about to leave.
@@ -187,10 +207,13 @@ impl Pacer {
             slots: limits
                 .max_in_flight
                 .map(|max| Arc::new(Semaphore::new(max.get() as usize))),
-            clock,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            adaptive: Mutex::new(Adaptive::default()),
+            adaptive: Mutex::new(Adaptive {
+                since: clock.now(),
+                ..Adaptive::default()
+            }),
             rate_limited: AtomicU64::new(0),
+            clock,
         }
     }
 
@@ -286,6 +309,22 @@ impl Pacer {
                 };
             }
         }
+        if let Some((_, until)) = &adaptive.slowed
+            && now >= *until
+        {
+            adaptive.slowed = None;
+        }
+        if let Some((bucket, _)) = &adaptive.slowed
+            && let Take::Empty { wait } = bucket.take()
+        {
+            return Decision::Wait {
+                until: now + wait,
+                reason: WaitReason::Slowed {
+                    limiter: self.label.clone(),
+                    rate: bucket.rate(),
+                },
+            };
+        }
         if let Some(bucket) = &self.rate
             && let Take::Empty { wait } = bucket.take()
         {
@@ -308,6 +347,12 @@ impl Pacer {
     /// else `RateLimit-Reset`, else [`DEFAULT_PAUSE`]); a remaining quota holds requests
     /// back once it is used up, until the window resets. Call it while the request's
     /// [`Admission`] is still held.
+    ///
+    /// A 429 also teaches the connection a rate, for vendors that give no remaining
+    /// quota to slow down by: the answers it accepted since the last pause ended, over
+    /// the time from then to the end of this pause. For [`SLOWED_FOR`] the connection
+    /// sends no faster than that (evenly spaced), so that after the pause it does not
+    /// run into the vendor's limit again at once.
     pub fn observe<'a>(&self, status: u16, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
         let signals = Signals::read(headers, self.clock.unix_ms());
         let now = self.clock.now();
@@ -327,11 +372,34 @@ impl Pacer {
                 ),
             };
             let until = now + wait.min(MAX_PAUSE);
+            // A 429 to a request sent before the pause it belongs to teaches nothing new.
+            if now >= adaptive.since {
+                let accepted = u32::try_from(adaptive.accepted)
+                    .ok()
+                    .and_then(NonZeroU32::new);
+                let over = until.saturating_sub(adaptive.since);
+                if let Some(count) = accepted
+                    && !over.is_zero()
+                {
+                    let rate = Rate::new(count, over);
+                    let configured_slower = self
+                        .limits
+                        .rate
+                        .is_some_and(|configured| configured.interval() >= rate.interval());
+                    if !configured_slower {
+                        let bucket = Bucket::new(rate, NonZeroU32::MIN, self.clock.clone());
+                        adaptive.slowed = Some((bucket, until + SLOWED_FOR));
+                    }
+                }
+                adaptive.accepted = 0;
+                adaptive.since = until;
+            }
             if adaptive.paused.as_ref().is_none_or(|(old, _)| *old < until) {
                 adaptive.paused = Some((until, why));
             }
             return;
         }
+        adaptive.accepted = adaptive.accepted.saturating_add(1);
         if let Some((left, header)) = signals.remaining {
             // The requests still out may or may not have been counted in `left`: count
             // them as spent.
@@ -427,6 +495,48 @@ mod tests {
         assert_eq!(
             admission.reasons[0].to_string(),
             "connection `zuora` paused: the vendor answered 429 with X-RateLimit-Retry-After: 1713187505"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_slows_the_connection_to_the_rate_the_vendor_accepted_for_a_minute() {
+        let (clock, pacer) = pacer(Some("100/s"), 0);
+        for _ in 0..3 {
+            let admission = pacer.admit(LONG).await.unwrap();
+            pacer.observe(200, []);
+            drop(admission);
+        }
+        // 3 accepted in the 20 ms since the start, then a 429 asking for 980 ms more:
+        // the vendor took 3 requests per second.
+        let refused = pacer.admit(LONG).await.unwrap();
+        assert_eq!(clock.now(), Duration::from_millis(30));
+        pacer.observe(429, [("Retry-After", "1")]);
+        drop(refused);
+        let mut left_at = Vec::new();
+        let mut reasons = Vec::new();
+        for _ in 0..4 {
+            let admission = pacer.admit(LONG).await.unwrap();
+            left_at.push(clock.now().as_millis());
+            pacer.observe(200, []);
+            reasons.extend(admission.reasons.iter().map(ToString::to_string));
+        }
+        assert_eq!(left_at, [1030, 1373, 1716, 2059]);
+        assert_eq!(
+            reasons,
+            [
+                "connection `zuora` paused: the vendor answered 429 with Retry-After: 1",
+                "connection `zuora`: slowed to 3/1030ms after the vendor's 429",
+                "connection `zuora`: slowed to 3/1030ms after the vendor's 429",
+                "connection `zuora`: slowed to 3/1030ms after the vendor's 429",
+            ]
+        );
+        // A minute after the pause, the configured rate again.
+        clock.advance(SLOWED_FOR);
+        let first = pacer.admit(LONG).await.unwrap();
+        let second = pacer.admit(LONG).await.unwrap();
+        assert_eq!(
+            (first.waited, second.waited),
+            (Duration::ZERO, Duration::from_millis(10))
         );
     }
 
