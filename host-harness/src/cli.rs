@@ -848,8 +848,17 @@ async fn run_worker(
             _ = term.recv() => {}
         }
     };
+    let paced: String = harness_temporal::paced_queues(&target.task_queue, &env)
+        .iter()
+        .map(|p| {
+            format!(
+                " and {} (connection {}, at most {} across workers)",
+                p.queue, p.connection, p.rate
+            )
+        })
+        .collect();
     let ready_line = format!(
-        "worker polling task queue {} in namespace {} on Temporal {}{}",
+        "worker polling task queue {}{paced} in namespace {} on Temporal {}{}",
         target.task_queue,
         target.namespace,
         target.address,

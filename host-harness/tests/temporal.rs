@@ -1513,3 +1513,112 @@ async fn the_batch_example_runs_on_temporal_as_locally() {
         .to_string();
     assert_replays(&server, &workflow_id).await;
 }
+
+/// Two workers, one connection paced at 4/s: the connection's tasks go to its own task
+/// queue (`paced.billingplatform`), whose dispatch rate the server holds at 4/s across
+/// both workers. Each worker's own pacer alone would let them send 8/s together (and
+/// BillingPlatform gives no remaining count to slow them down by); the mock, enforcing
+/// BillingPlatform's limit at 10 per 2 s, refuses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_together_keep_a_paced_connection_within_its_rate() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("paced");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let paced = text.replace(
+        "password_env = \"T_BP_PASSWORD\" }\n",
+        "password_env = \"T_BP_PASSWORD\" }\nrate = \"4/s\"\n",
+    );
+    assert_ne!(paced, text);
+    std::fs::write(&config, paced).unwrap();
+    let first = WorkerProcess::start(&server, "paced", &config, dir.join("worker-1.log"));
+    let second = WorkerProcess::start(&server, "paced", &config, dir.join("worker-2.log"));
+    assert!(
+        first
+            .log_text()
+            .contains("worker polling task queue paced and paced.billingplatform (connection billingplatform, at most 4/s across workers)"),
+        "{}",
+        first.log_text()
+    );
+
+    const UPDATES: usize = 48;
+    let updates: Vec<Value> = (0..UPDATES)
+        .map(|i| {
+            json!({
+                "connection": "billingplatform",
+                "body": { "brmObjects": { "Id": "1001", "UsageIdentifier": format!("paced-{i}") } }
+            })
+        })
+        .collect();
+    let definition = dir.join("paced.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "paced-updates",
+            "tasks": [
+                {
+                    "name": "each_update",
+                    "taskReferenceName": "each_update",
+                    "type": "FORK_JOIN_DYNAMIC",
+                    "inputParameters": {
+                        "forkTaskName": "billingplatform-update-usage-identifier",
+                        "forkTaskInputs": "${workflow.input.updates}"
+                    }
+                },
+                { "name": "join", "taskReferenceName": "join", "type": "JOIN" }
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("paced.input.json");
+    std::fs::write(&input, json!({ "updates": updates }).to_string()).unwrap();
+    mock.set_rate_limit(Vendor::BillingPlatform, Some("10/2s".parse().unwrap()));
+    let started = Instant::now();
+    let (code, result, workflow_id) =
+        run_on_temporal(&server, "paced", &config, &definition, Some(&input)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["status"], "COMPLETED", "{result:#}");
+    let puts = calls(&mock)
+        .iter()
+        .filter(|c| c.starts_with("PUT ") && c.ends_with("/rest/2.0/USAGE_IDENTIFIER"))
+        .count();
+    assert_eq!(puts, UPDATES, "{:?}", calls(&mock));
+    assert_eq!(
+        mock.rate_limited_responses(),
+        0,
+        "the mock refused requests"
+    );
+    let (a, b) = (first.attempts_run(), second.attempts_run());
+    assert_eq!(
+        a + b,
+        UPDATES,
+        "{}\n{}",
+        first.log_text(),
+        second.log_text()
+    );
+    assert!(a > 0 && b > 0, "both workers ran activities: {a} and {b}");
+    // Together the two workers sent no faster than 4/s (a burst of up to 8 allowed): at
+    // their own pacers' 4/s each, the 48 would have taken 6 s.
+    eprintln!("{UPDATES} updates on two workers took {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(9),
+        "{UPDATES} requests at 4/s took only {elapsed:?}"
+    );
+    // Every BillingPlatform task was scheduled on the connection's queue.
+    let queues: Vec<String> = server
+        .history(&workflow_id)
+        .iter()
+        .filter_map(|event| {
+            event["activityTaskScheduledEventAttributes"]["taskQueue"]["name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(queues, vec!["paced.billingplatform".to_string(); UPDATES]);
+    assert_replays(&server, &workflow_id).await;
+}

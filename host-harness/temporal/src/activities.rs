@@ -47,15 +47,27 @@ pub struct ActivityEnv {
     pub progress: Progress,
 }
 
-/// The activities: one per component task.
+/// The activities: one per component task, and [`CONNECTION_QUEUES_ACTIVITY`].
 pub struct TaskActivities {
     env: Arc<ActivityEnv>,
+    queues: Arc<ConnectionQueues>,
 }
 
+/// The task queue of each paced connection (one with a `rate`): connection name to
+/// queue name.
+pub type ConnectionQueues = std::collections::BTreeMap<String, String>;
+
+/// The local activity the `run-definition` workflow asks, once when it starts, which
+/// connections have a task queue of their own on the worker (see [`ConnectionQueues`]).
+/// Its answer is recorded in the history, so a replay routes every task the same way
+/// whichever worker replays it.
+pub const CONNECTION_QUEUES_ACTIVITY: &str = "harness-connection-queues";
+
 impl TaskActivities {
-    /// The activities running on `env`.
-    pub fn new(env: Arc<ActivityEnv>) -> Self {
-        TaskActivities { env }
+    /// The activities running on `env`, answering [`CONNECTION_QUEUES_ACTIVITY`] with
+    /// `queues`.
+    pub fn new(env: Arc<ActivityEnv>, queues: Arc<ConnectionQueues>) -> Self {
+        TaskActivities { env, queues }
     }
 
     async fn execute(
@@ -141,6 +153,18 @@ impl TaskActivities {
         input: Value,
     ) -> Result<Value, ActivityError> {
         self.execute(ctx, "javascript", input).await
+    }
+
+    /// The worker's paced connections and their task queues, as a JSON object
+    /// (`{"zuora": "usage-billing.zuora"}`): a local activity of the `run-definition`
+    /// workflow, not a task.
+    #[activity(name = "harness-connection-queues")]
+    pub async fn connection_queues(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        _input: Value,
+    ) -> Result<Value, ActivityError> {
+        Ok(serde_json::to_value(&*self.queues).unwrap_or_default())
     }
 
     /// A user's own task component (`--tasks DIR` on the worker): the input is
@@ -243,9 +267,22 @@ async fn execute(
     for line in outcome.guest_log.lines() {
         (env.progress)(&format!("[{task}] {line}"));
     }
+    // The connection's pacing, as a local run's progress line shows it.
+    let paced = &outcome.paced;
+    let paced_note = if paced.waited.is_zero() && paced.reasons.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (paced {} ms: {})",
+            paced.waited.as_millis(),
+            paced.reasons.join("; ")
+        )
+    };
     match &outcome.failure {
         None => {
-            (env.progress)(&format!("{label}: COMPLETED in {duration_ms} ms"));
+            (env.progress)(&format!(
+                "{label}: COMPLETED in {duration_ms} ms{paced_note}"
+            ));
             Ok(outcome.output)
         }
         Some(failure) => {
@@ -257,7 +294,7 @@ async fn execute(
                 (false, None) => "; retry per the retry policy".to_string(),
             };
             (env.progress)(&format!(
-                "{label}: {} ({}) in {duration_ms} ms{then}",
+                "{label}: {} ({}) in {duration_ms} ms{paced_note}{then}",
                 outcome.status.as_str(),
                 failure.kind.as_str()
             ));

@@ -134,8 +134,52 @@ pub async fn connect(target: &Target) -> Result<Client, TemporalError> {
     })
 }
 
+/// The task queue of connection `connection` when the main queue is `task_queue`.
+pub fn connection_queue(task_queue: &str, connection: &str) -> String {
+    format!("{task_queue}.{connection}")
+}
+
+/// The paced connections of `env` (those with a `rate`): each one's task queue and its
+/// rate in activities per second.
+pub fn paced_queues(task_queue: &str, env: &activities::ActivityEnv) -> Vec<PacedQueue> {
+    let Some(credentials) = &env.credentials else {
+        return Vec::new();
+    };
+    let connections = credentials.connections();
+    connections
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let rate = connections.get(name)?.limits.rate?;
+            Some(PacedQueue {
+                connection: name.to_string(),
+                queue: connection_queue(task_queue, name),
+                rate,
+            })
+        })
+        .collect()
+}
+
+/// A paced connection's own task queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacedQueue {
+    /// The connection.
+    pub connection: String,
+    /// Its task queue (`usage-billing.zuora`).
+    pub queue: String,
+    /// Its `rate`: the queue's dispatch rate, set server-side.
+    pub rate: harness_pacing::Rate,
+}
+
 /// Run a worker on `target` until `shutdown` resolves: every task as an activity, and
 /// the `run-definition` workflow. `ready` is called once the worker is created.
+///
+/// Each paced connection (one with a `rate` in `harness.toml`) gets a task queue of its
+/// own, `QUEUE.CONNECTION`, which this worker polls too, asking the server to dispatch
+/// at most the connection's rate of activities per second from it
+/// (`max_task_queue_activities_per_second`): the server applies that across every
+/// worker polling the queue, so several workers together stay within the rate. The
+/// `run-definition` workflow sends a task on a paced connection to that queue.
 ///
 /// The SDK's worker future is not `Send` (workflows run on a local task set), so it runs
 /// on a blocking thread of the current runtime, keeping this future `Send`.
@@ -163,36 +207,62 @@ async fn run_worker_here(
         .map_err(|e| TemporalError::Setup(format!("Temporal runtime: {e}")))?;
     let client = connect(target).await?;
     let slots = |n: usize| FixedSizeSlotSupplier::new(n);
-    let tuner = TunerHolder::builder()
-        .workflow_task_slot_supplier(slots(100))
-        .activity_task_slot_supplier(slots(ACTIVITY_SLOTS as usize))
-        .local_activity_task_slot_supplier(slots(ACTIVITY_SLOTS as usize))
-        .nexus_task_slot_supplier(slots(10))
-        .build();
+    let tuner = || {
+        TunerHolder::builder()
+            .workflow_task_slot_supplier(slots(100))
+            .activity_task_slot_supplier(slots(ACTIVITY_SLOTS as usize))
+            .local_activity_task_slot_supplier(slots(ACTIVITY_SLOTS as usize))
+            .nexus_task_slot_supplier(slots(10))
+            .build()
+    };
+    let paced = paced_queues(&target.task_queue, &env);
+    let queues: Arc<activities::ConnectionQueues> = Arc::new(
+        paced
+            .iter()
+            .map(|p| (p.connection.clone(), p.queue.clone()))
+            .collect(),
+    );
     let options = WorkerOptions::new(target.task_queue.clone())
-        .tuner(tuner)
-        .register_activities(activities::TaskActivities::new(env))
+        .tuner(tuner())
+        .register_activities(activities::TaskActivities::new(env.clone(), queues.clone()))
         .register_workflow::<workflow::RunDefinition>()
         .map_err(|e| {
             TemporalError::Setup(format!("registering the {WORKFLOW_TYPE} workflow: {e}"))
         })?
         .build();
-    let mut worker = Worker::new(&runtime, client, options)
-        .map_err(|e| TemporalError::Setup(format!("Temporal worker: {e}")))?;
-    let stop = worker.shutdown_handle();
+    let mut workers = vec![
+        Worker::new(&runtime, client.clone(), options)
+            .map_err(|e| TemporalError::Setup(format!("Temporal worker: {e}")))?,
+    ];
+    for queue in &paced {
+        let options = WorkerOptions::new(queue.queue.clone())
+            .tuner(tuner())
+            .register_activities(activities::TaskActivities::new(env.clone(), queues.clone()))
+            .max_task_queue_activities_per_second(queue.rate.per_second())
+            .build();
+        workers.push(Worker::new(&runtime, client.clone(), options).map_err(|e| {
+            TemporalError::Setup(format!(
+                "Temporal worker for task queue {} (connection {}): {e}",
+                queue.queue, queue.connection
+            ))
+        })?);
+    }
+    let stops: Vec<_> = workers.iter().map(Worker::shutdown_handle).collect();
     ready();
-    let running = worker.run();
+    let running = futures::future::try_join_all(workers.iter_mut().map(Worker::run));
     tokio::pin!(running);
     let stopping = async {
         shutdown.await;
-        stop();
+        for stop in &stops {
+            stop();
+        }
     };
     tokio::pin!(stopping);
     let mut stop_sent = false;
     loop {
         tokio::select! {
             result = &mut running => {
-                return result.map_err(|e| TemporalError::Worker(e.to_string()));
+                return result.map(drop).map_err(|e| TemporalError::Worker(e.to_string()));
             }
             () = &mut stopping, if !stop_sent => stop_sent = true,
         }

@@ -120,9 +120,33 @@ impl RunDefinition {
                     "the definition does not parse: {e}"
                 ))
             })?;
+        // Which connections have a task queue of their own (paced across workers): asked
+        // once, of the worker running this workflow, and recorded in the history. Runs
+        // started before the question existed go on without it.
+        let queues = if ctx.patched(CONNECTION_QUEUES_PATCH) {
+            let options = temporalio_sdk::LocalActivityOptions::builder()
+                .start_to_close_timeout(Duration::from_secs(10))
+                .build();
+            let answer = ctx
+                .execute_local_activity(
+                    TaskActivity(crate::activities::CONNECTION_QUEUES_ACTIVITY.to_string()),
+                    Value::Null,
+                    options,
+                )
+                .await
+                .map_err(|e| {
+                    temporalio_sdk::ApplicationFailure::non_retryable(anyhow::anyhow!(
+                        "asking the worker for its connection task queues: {e}"
+                    ))
+                })?;
+            serde_json::from_value(answer).unwrap_or_default()
+        } else {
+            crate::activities::ConnectionQueues::new()
+        };
         let activities = Activities {
             ctx: ctx.clone(),
             started: ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH),
+            queues,
         };
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
@@ -147,10 +171,15 @@ impl ActivityDefinition for TaskActivity {
     }
 }
 
+/// The patch that marks runs which ask for the connection task queues.
+const CONNECTION_QUEUES_PATCH: &str = "connection-queues";
+
 /// The interpreter's executor in the workflow: each component task is an activity.
 struct Activities {
     ctx: WorkflowContext<RunDefinition>,
     started: SystemTime,
+    /// Paced connections' task queues: a task on one of them is scheduled there.
+    queues: crate::activities::ConnectionQueues,
 }
 
 impl Activities {
@@ -192,6 +221,12 @@ impl TaskExecutor for Activities {
 
     fn execute(&self, task: ReadyTask) -> Self::Run {
         let (ctx, started) = (self.ctx.clone(), self.started);
+        let queue = task
+            .input
+            .get("connection")
+            .and_then(Value::as_str)
+            .and_then(|connection| self.queues.get(connection))
+            .cloned();
         let started_ms = self.now_ms();
         if let Some(wait) = task.wait {
             // A WAIT is a durable Temporal timer.
@@ -222,12 +257,10 @@ impl TaskExecutor for Activities {
                         json!({ "task": component, "input": input }),
                     )
                 };
+            let mut options = activity_options(&def, &reference);
+            options.task_queue = queue;
             let result = ctx
-                .execute_activity(
-                    TaskActivity(activity),
-                    input,
-                    activity_options(&def, &reference),
-                )
+                .execute_activity(TaskActivity(activity), input, options)
                 .await;
             let duration_ms = now_ms(&ctx, started).saturating_sub(started_ms);
             let attempt = |number, status, kind, message| Attempt {
