@@ -538,6 +538,7 @@ async fn execute(
                     (&mocks, &definitions),
                     err,
                 )?;
+                warn_task_limits_on_temporal(&value, err);
                 let input = match input {
                     Some(file) => read_json(&file)?,
                     None => serde_json::json!({}),
@@ -997,6 +998,33 @@ fn with_task_definitions(
     merged.extend(extra);
     object.insert("taskDefinitions".into(), serde_json::Value::Array(merged));
     Ok(definition)
+}
+
+/// Warn, for a run on Temporal, about task definitions whose Conductor limits
+/// (`rateLimitPerFrequency`, `concurrentExecLimit`) only local runs apply.
+fn warn_task_limits_on_temporal(definition: &serde_json::Value, err: &mut (dyn Write + Send)) {
+    let defs = definition["taskDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    for (i, def) in defs.enumerate() {
+        let set: Vec<&str> = ["rateLimitPerFrequency", "concurrentExecLimit"]
+            .into_iter()
+            .filter(|field| def[*field].as_u64().is_some_and(|n| n > 0))
+            .collect();
+        if set.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            err,
+            "warning: $.taskDefinitions[{i}] ({}): {} not applied on Temporal, only in local runs; pace the connection with `rate` / `max_in_flight` in harness.toml, which holds across workers (docs/pacing.md)",
+            printable(def["name"].as_str().unwrap_or_default()),
+            match set.as_slice() {
+                [one] => format!("{one} is"),
+                _ => format!("{} are", set.join(" and ")),
+            }
+        );
+    }
 }
 
 /// A usage error listing every problem of a definition that is not valid; its warnings

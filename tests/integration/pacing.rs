@@ -244,3 +244,58 @@ async fn a_task_definitions_rate_limit_per_frequency_holds_the_next_start_as_con
     );
     assert_eq!(h.mock.journal().len(), 3);
 }
+
+/// Submitted to Temporal, a definition whose task definitions set Conductor's limits is
+/// warned about: the workflow there does not apply them. (The cluster here is not
+/// reachable: the warning comes before the submission fails.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_definition_limits_are_warned_about_when_submitted_to_temporal() {
+    let dir = std::env::temp_dir().join(format!("harness-taskdef-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("limited.json");
+    let definition = json!({
+        "name": "limited",
+        "tasks": [crate::workflows::zuora_task("a")],
+        "taskDefinitions": [
+            { "name": "zuora-update-usage", "rateLimitPerFrequency": 2, "concurrentExecLimit": 1 },
+            { "name": "zuora-update-usage-copy", "retryCount": 1 }
+        ]
+    });
+    std::fs::write(&file, definition.to_string()).unwrap();
+    let argv = [
+        "harness",
+        "run",
+        file.to_str().unwrap(),
+        "--temporal-address",
+        "127.0.0.1:1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = host_harness::cli::run(argv, &mut out, &mut err).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(code, host_harness::cli::EXIT_USAGE, "{err}");
+    let mut lines = err.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "warning: $.taskDefinitions[1].name: no task of this definition is named `zuora-update-usage-copy`: it applies to none"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "warning: $.taskDefinitions[0] (zuora-update-usage): rateLimitPerFrequency and concurrentExecLimit are not applied on Temporal, only in local runs; pace the connection with `rate` / `max_in_flight` in harness.toml, which holds across workers (docs/pacing.md)"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("harness: cannot connect to Temporal at 127.0.0.1:1")),
+        "{err}"
+    );
+    assert_eq!(lines.next(), None, "{err}");
+}
