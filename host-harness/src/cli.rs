@@ -1001,7 +1001,8 @@ fn with_task_definitions(
 }
 
 /// Warn, for a run on Temporal, about task definitions whose Conductor limits
-/// (`rateLimitPerFrequency`, `concurrentExecLimit`) only local runs apply.
+/// (`rateLimitPerFrequency`, `concurrentExecLimit`) the workflow holds within the run
+/// only (a Conductor server holds them across all its workflows).
 fn warn_task_limits_on_temporal(definition: &serde_json::Value, err: &mut (dyn Write + Send)) {
     let defs = definition["taskDefinitions"]
         .as_array()
@@ -1017,11 +1018,11 @@ fn warn_task_limits_on_temporal(definition: &serde_json::Value, err: &mut (dyn W
         }
         let _ = writeln!(
             err,
-            "warning: $.taskDefinitions[{i}] ({}): {} not applied on Temporal, only in local runs; pace the connection with `rate` / `max_in_flight` in harness.toml, which holds across workers (docs/pacing.md)",
+            "warning: $.taskDefinitions[{i}] ({}): on Temporal {} within this run only, not across runs as on a Conductor server; to pace across runs and workers, set `rate` / `max_in_flight` on the connection in harness.toml (docs/pacing.md)",
             printable(def["name"].as_str().unwrap_or_default()),
             match set.as_slice() {
-                [one] => format!("{one} is"),
-                _ => format!("{} are", set.join(" and ")),
+                [one] => format!("{one} holds"),
+                _ => format!("{} hold", set.join(" and ")),
             }
         );
     }

@@ -1622,3 +1622,88 @@ async fn two_workers_together_keep_a_paced_connection_within_its_rate() {
     assert_eq!(queues, vec!["paced.billingplatform".to_string(); UPDATES]);
     assert_replays(&server, &workflow_id).await;
 }
+
+/// Conductor's `rateLimitPerFrequency` holds a run's third task on Temporal as in a local
+/// run: two of the three tasks start at once, the third when the 3 s window has room
+/// (a durable timer), and its attempt's `paced` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_definitions_rate_limit_per_frequency_holds_a_task_on_temporal() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("taskdef-rate");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "taskdef-rate", &config, dir.join("worker.log"));
+    let update = |reference: &str| {
+        json!([{
+            "name": "zuora-update-usage",
+            "taskReferenceName": reference,
+            "inputParameters": {
+                "connection": "zuora",
+                "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+                "body": { "Quantity": 3 }
+            }
+        }])
+    };
+    let definition = dir.join("limited.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "limited",
+            "tasks": [
+                {
+                    "name": "all",
+                    "taskReferenceName": "all",
+                    "type": "FORK_JOIN",
+                    "forkTasks": [update("a"), update("b"), update("c")]
+                },
+                { "name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a", "b", "c"] }
+            ],
+            "taskDefinitions": [{
+                "name": "zuora-update-usage",
+                "rateLimitPerFrequency": 2,
+                "rateLimitFrequencyInSeconds": 3
+            }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (code, result, workflow_id) =
+        run_on_temporal(&server, "taskdef-rate", &config, &definition, None).await;
+    assert_eq!(code, 0, "{result:#}");
+    let attempt = |reference: &str| {
+        result["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["ref"] == reference)
+            .unwrap_or_else(|| panic!("no task {reference}: {result:#}"))["attempts"][0]
+            .clone()
+    };
+    let held: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|r| attempt(r)["paced"].clone())
+        .filter(|p| !p.is_null())
+        .collect();
+    assert_eq!(held.len(), 1, "{result:#}");
+    assert_eq!(
+        held[0]["waitReason"],
+        "task definition `zuora-update-usage`: rateLimitPerFrequency 2 per 3 s"
+    );
+    assert!(held[0]["waitedMs"].as_u64().unwrap() >= 3000, "{result:#}");
+    let mut starts: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|r| attempt(r)["startedMs"].as_u64().unwrap())
+        .collect();
+    starts.sort_unstable();
+    assert!(starts[2] >= starts[0] + 3000, "{starts:?}");
+    assert_eq!(
+        count(
+            &calls(&mock),
+            "PUT /zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb"
+        ),
+        3
+    );
+    assert_replays(&server, &workflow_id).await;
+}

@@ -246,7 +246,7 @@ async fn a_task_definitions_rate_limit_per_frequency_holds_the_next_start_as_con
 }
 
 /// Submitted to Temporal, a definition whose task definitions set Conductor's limits is
-/// warned about: the workflow there does not apply them. (The cluster here is not
+/// warned about: the workflow there holds them within the run only. (The cluster here is not
 /// reachable: the warning comes before the submission fails.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_definition_limits_are_warned_about_when_submitted_to_temporal() {
@@ -287,7 +287,7 @@ async fn task_definition_limits_are_warned_about_when_submitted_to_temporal() {
     assert_eq!(
         lines.next(),
         Some(
-            "warning: $.taskDefinitions[0] (zuora-update-usage): rateLimitPerFrequency and concurrentExecLimit are not applied on Temporal, only in local runs; pace the connection with `rate` / `max_in_flight` in harness.toml, which holds across workers (docs/pacing.md)"
+            "warning: $.taskDefinitions[0] (zuora-update-usage): on Temporal rateLimitPerFrequency and concurrentExecLimit hold within this run only, not across runs as on a Conductor server; to pace across runs and workers, set `rate` / `max_in_flight` on the connection in harness.toml (docs/pacing.md)"
         ),
         "{err}"
     );

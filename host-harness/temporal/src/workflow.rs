@@ -147,6 +147,7 @@ impl RunDefinition {
             ctx: ctx.clone(),
             started: ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH),
             queues,
+            limiters: Default::default(),
         };
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
@@ -180,6 +181,110 @@ struct Activities {
     started: SystemTime,
     /// Paced connections' task queues: a task on one of them is scheduled there.
     queues: crate::activities::ConnectionQueues,
+    /// The task definitions' Conductor limits, by task definition name.
+    limiters: std::cell::RefCell<HashMap<String, std::rc::Rc<RunLimiter>>>,
+}
+
+/// A task definition's `rateLimitPerFrequency` / `rateLimitFrequencyInSeconds` and
+/// `concurrentExecLimit` within one run on Temporal, on workflow time (timers), so that a
+/// replay holds the same tasks the same way. Applied before the activity is scheduled;
+/// its retries, which Temporal runs, are not held again.
+struct RunLimiter {
+    name: String,
+    limits: harness_pacing::TaskDefLimits,
+    /// Start times within the window, ms of workflow time.
+    starts: std::cell::RefCell<std::collections::VecDeque<u64>>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl RunLimiter {
+    fn new(def: &TaskDef) -> Option<RunLimiter> {
+        let limits = harness_pacing::TaskDefLimits {
+            rate_limit_per_frequency: def.rate_limit_per_frequency,
+            rate_limit_frequency_in_seconds: def.rate_limit_frequency_in_seconds,
+            concurrent_exec_limit: def.concurrent_exec_limit,
+        };
+        limits.is_limited().then(|| RunLimiter {
+            name: def.name.clone(),
+            limits,
+            starts: Default::default(),
+            slots: (limits.concurrent_exec_limit > 0).then(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    limits.concurrent_exec_limit as usize,
+                ))
+            }),
+        })
+    }
+
+    /// Wait until the task may start: a slot (held until it ends), then room in the
+    /// window. Returns the slot and what the wait was, if any.
+    async fn admit(
+        &self,
+        ctx: &WorkflowContext<RunDefinition>,
+        started: SystemTime,
+    ) -> (
+        Option<tokio::sync::OwnedSemaphorePermit>,
+        Option<harness_workflow::Paced>,
+    ) {
+        use harness_pacing::WaitReason;
+        let label = format!("task definition `{}`", self.name);
+        let first = now_ms(ctx, started);
+        let mut reasons: Vec<String> = Vec::new();
+        let slot = match &self.slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    let reason = WaitReason::InFlight {
+                        limiter: label.clone(),
+                        max: self.limits.concurrent_exec_limit,
+                    };
+                    reasons.push(reason.to_string());
+                    // The semaphore is never closed.
+                    slots.clone().acquire_owned().await.ok()
+                }
+            },
+        };
+        let (count, seconds) = (
+            self.limits.rate_limit_per_frequency,
+            self.limits.rate_limit_frequency_in_seconds,
+        );
+        if count > 0 && seconds > 0 {
+            let window = seconds.saturating_mul(1000);
+            loop {
+                let now = now_ms(ctx, started);
+                let wait = {
+                    let mut starts = self.starts.borrow_mut();
+                    while starts.front().is_some_and(|t| t + window <= now) {
+                        starts.pop_front();
+                    }
+                    if starts.len() < count as usize {
+                        starts.push_back(now);
+                        None
+                    } else {
+                        starts.front().map(|oldest| oldest + window - now)
+                    }
+                };
+                let Some(wait) = wait else { break };
+                let reason = WaitReason::Frequency {
+                    limiter: label.clone(),
+                    count,
+                    seconds,
+                }
+                .to_string();
+                if !reasons.contains(&reason) {
+                    reasons.push(reason);
+                }
+                let _ = ctx.timer(Duration::from_millis(wait)).await;
+            }
+        }
+        let waited_ms = now_ms(ctx, started).saturating_sub(first);
+        let paced = (waited_ms > 0 || !reasons.is_empty()).then(|| harness_workflow::Paced {
+            waited_ms,
+            wait_reason: reasons.join("; "),
+        });
+        (slot, paced)
+    }
 }
 
 impl Activities {
@@ -221,6 +326,17 @@ impl TaskExecutor for Activities {
 
     fn execute(&self, task: ReadyTask) -> Self::Run {
         let (ctx, started) = (self.ctx.clone(), self.started);
+        let limiter = {
+            let mut limiters = self.limiters.borrow_mut();
+            match limiters.get(&task.def.name) {
+                Some(limiter) => Some(limiter.clone()),
+                None => RunLimiter::new(&task.def).map(|limiter| {
+                    let limiter = std::rc::Rc::new(limiter);
+                    limiters.insert(task.def.name.clone(), limiter.clone());
+                    limiter
+                }),
+            }
+        };
         let queue = task
             .input
             .get("connection")
@@ -257,11 +373,19 @@ impl TaskExecutor for Activities {
                         json!({ "task": component, "input": input }),
                     )
                 };
+            // Conductor keeps a task SCHEDULED while its definition's limits hold it: the
+            // activity is scheduled (and its timeouts count) once it is let through.
+            let (slot, paced) = match &limiter {
+                Some(limiter) => limiter.admit(&ctx, started).await,
+                None => (None, None),
+            };
+            let started_ms = now_ms(&ctx, started);
             let mut options = activity_options(&def, &reference);
             options.task_queue = queue;
             let result = ctx
                 .execute_activity(TaskActivity(activity), input, options)
                 .await;
+            drop(slot);
             let duration_ms = now_ms(&ctx, started).saturating_sub(started_ms);
             let attempt = |number, status, kind, message| Attempt {
                 number,
@@ -272,7 +396,7 @@ impl TaskExecutor for Activities {
                 message,
                 wait_ms: None,
                 wait_reason: None,
-                paced: None,
+                paced: paced.clone(),
             };
             match result {
                 // The number of the final attempt: filled in from the history by the

@@ -20,4 +20,4 @@ pub use local::{
     prepare_in_workflow,
 };
 pub use mocks::Mocks;
-pub use record::{Attempt, Ending, TaskRecord, WorkflowResult, WorkflowStatus};
+pub use record::{Attempt, Ending, Paced, TaskRecord, WorkflowResult, WorkflowStatus};
