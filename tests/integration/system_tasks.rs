@@ -484,6 +484,118 @@ async fn a_dynamic_fork_runs_one_branch_per_item_and_its_join_collects_them() {
     assert_eq!(status("join"), None);
 }
 
+/// Conductor's legacy FORK_JOIN_DYNAMIC form: `dynamicForkJoinTasksParam` names an input
+/// holding `{"dynamicTasks": [{taskName, referenceName, input}, …]}`
+/// (`ForkJoinDynamicTaskMapper.getDynamicForkJoinTasksAndInput`); each is forked under
+/// its reference with its input, and the JOIN after it joins on them. Without the
+/// value, the fork fails with Conductor's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_dynamic_fork_join_tasks_param_forks_each_listed_task() {
+    let h = harness().await;
+    let usage = |quantity: f64| {
+        json!({ "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+                "body": { "subscriptionId": "sub_mock_001", "quantity": quantity } })
+    };
+    let value = json!({
+        "name": "legacy_dynamic_fork",
+        "tasks": [
+            { "name": "report_each", "taskReferenceName": "report_each", "type": "FORK_JOIN_DYNAMIC",
+              "dynamicForkJoinTasksParam": "dynamicTasks",
+              "inputParameters": { "dynamicTasks": "${workflow.input.forks}" } },
+            { "name": "join", "taskReferenceName": "join", "type": "JOIN" },
+        ],
+        "outputParameters": { "second": "${join.output.usage_b.response.body.quantity}" },
+    });
+    let definition = def(value.clone());
+    let forks = json!({ "dynamicTasks": [
+        { "taskName": "rebilly-create-usage", "referenceName": "usage_a", "input": usage(1.5) },
+        { "taskName": "rebilly-create-usage", "referenceName": "usage_b", "type": "SIMPLE", "input": usage(2.5) },
+    ] });
+    let result = h
+        .runner
+        .run_with(&definition, json!({ "forks": forks }), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(result.output, json!({ "second": 2.5 }));
+    let printed = result.to_json();
+    let by_ref = |reference: &str| {
+        printed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["ref"] == reference)
+            .unwrap_or_else(|| panic!("no task {reference}: {printed}"))
+            .clone()
+    };
+    assert_eq!(
+        by_ref("report_each")["input"]["forkedTasks"],
+        json!(["usage_a", "usage_b"])
+    );
+    assert_eq!(by_ref("usage_a")["taskType"], "rebilly-create-usage");
+    assert_eq!(
+        by_ref("join")["input"],
+        json!({ "joinOn": ["usage_a", "usage_b"] })
+    );
+    let mut bodies: Vec<String> = h
+        .mock
+        .journal()
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                (r.method.as_str(), r.path.as_str()),
+                ("POST", "/rebilly/organizations/org_mock/usages")
+            );
+            String::from_utf8(r.body.clone()).unwrap()
+        })
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![
+            r#"{"subscriptionId":"sub_mock_001","quantity":1.5}"#,
+            r#"{"subscriptionId":"sub_mock_001","quantity":2.5}"#
+        ]
+    );
+
+    // No value under the named input: nothing is forked or sent.
+    h.mock.clear_journal();
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "FAILED");
+    let reason = result.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(
+            "Dynamic tasks could not be created. The value of dynamicTasks from task's input {dynamicTasks=null} has no dynamic tasks to be scheduled"
+        ),
+        "{reason}"
+    );
+    assert!(h.mock.journal().is_empty());
+
+    // Valid as written (no warning about the field); both forms at once are refused in
+    // Conductor's words.
+    let report = validate_alone(&value, &Default::default());
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let both = json!({
+        "name": "both_forms",
+        "tasks": [
+            { "name": "report_each", "taskReferenceName": "report_each", "type": "FORK_JOIN_DYNAMIC",
+              "dynamicForkJoinTasksParam": "dynamicTasks", "dynamicForkTasksParam": "tasks",
+              "inputParameters": { "dynamicTasks": "${workflow.input.forks}" } },
+            { "name": "join", "taskReferenceName": "join", "type": "JOIN" },
+        ],
+    });
+    assert_eq!(
+        validate_alone(&both, &Default::default()).problems,
+        vec![harness_workflow::validate::Problem {
+            path: "$.tasks[0]".into(),
+            message: "dynamicForkJoinTasksParam or combination of dynamicForkTasksInputParamName and dynamicForkTasksParam cam be used for taskType: FORK_JOIN_DYNAMIC taskName: report_each".into(),
+        }]
+    );
+}
+
 /// The batch sync of `examples/workflows/period-usage-batch.json`, as the README runs
 /// it: 500 records, each reported to Rebilly and its Zuora usage corrected by its own
 /// sub-workflow (FORK_JOIN_DYNAMIC + forkTaskWorkflow); every record is created exactly

@@ -120,6 +120,10 @@ pub struct WorkflowTask {
     /// FORK_JOIN_DYNAMIC: the input key holding each forked task's input, by reference.
     #[serde(default)]
     pub dynamic_fork_tasks_input_param_name: Option<String>,
+    /// FORK_JOIN_DYNAMIC, Conductor's legacy form: the input key holding
+    /// `{"dynamicTasks": [{"taskName", "referenceName", "type", "input"}, …]}`.
+    #[serde(default)]
+    pub dynamic_fork_join_tasks_param: Option<String>,
     /// DYNAMIC: the input key holding the name of the task to run.
     #[serde(default)]
     pub dynamic_task_name_param: Option<String>,

@@ -1847,7 +1847,10 @@ fn parse_until(text: &str) -> Option<u64> {
 ///   (an object, else `{"input": item}`) with `__index`; its reference `_NAME_i` (after
 ///   the first dynamic fork of the run, `_FORKREF_NAME_i`); optional when the fork is;
 /// - otherwise `dynamicForkTasksParam` names the list of tasks and
-///   `dynamicForkTasksInputParamName` the map of their inputs by reference.
+///   `dynamicForkTasksInputParamName` the map of their inputs by reference;
+/// - otherwise (the legacy form, `getDynamicForkJoinTasksAndInput`)
+///   `dynamicForkJoinTasksParam` names `{"dynamicTasks": [...]}`, each with `taskName`,
+///   `referenceName`, `type` (default SIMPLE) and its `input`.
 fn dynamic_fork_tasks(
     task: &WorkflowTask,
     input: &Value,
@@ -1896,6 +1899,11 @@ fn dynamic_fork_tasks(
             })
             .collect();
     }
+    if task.dynamic_fork_tasks_param.is_none()
+        && let Some(param) = &task.dynamic_fork_join_tasks_param
+    {
+        return legacy_dynamic_fork_tasks(param, input);
+    }
     let tasks_param = task.dynamic_fork_tasks_param.clone().unwrap_or_default();
     let listed = input.get(&tasks_param).cloned().unwrap_or(Value::Null);
     let invalid = || {
@@ -1924,6 +1932,60 @@ fn dynamic_fork_tasks(
         }
     }
     Ok(tasks)
+}
+
+/// One task of Conductor's legacy `DynamicForkJoinTaskList`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DynamicForkJoinTask {
+    task_name: Option<String>,
+    reference_name: Option<String>,
+    #[serde(default)]
+    input: Map<String, Value>,
+    #[serde(rename = "type", default = "simple")]
+    kind: String,
+}
+
+fn simple() -> String {
+    "SIMPLE".into()
+}
+
+/// The legacy form's tasks: `input[param]` is `{"dynamicTasks": [...]}`, as Conductor's
+/// `DynamicForkJoinTaskList` reads it; each becomes a task named `taskName`, referenced
+/// `referenceName`, of `type`, with `input` as its input.
+fn legacy_dynamic_fork_tasks(param: &str, input: &Value) -> Result<Vec<WorkflowTask>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct DynamicForkJoinTaskList {
+        #[serde(default)]
+        dynamic_tasks: Vec<DynamicForkJoinTask>,
+    }
+    let value = input.get(param).cloned().unwrap_or(Value::Null);
+    if value.is_null() {
+        return Err(format!(
+            "Dynamic tasks could not be created. The value of {param} from task's input {} has no dynamic tasks to be scheduled",
+            expression::java_string(input, false)
+        ));
+    }
+    let list: DynamicForkJoinTaskList = serde_json::from_value(value.clone()).map_err(|_| {
+        format!(
+            "Input '{param}' is invalid. Cannot deserialize a DynamicForkJoinTaskList from '{}'",
+            expression::java_string(&value, false)
+        )
+    })?;
+    list.dynamic_tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, task)| {
+            let generated = json!({
+                "name": task.task_name,
+                "taskReferenceName": task.reference_name,
+                "type": task.kind,
+                "inputParameters": task.input,
+            });
+            serde_json::from_value(generated).map_err(|e| format!("{param}.dynamicTasks[{i}]: {e}"))
+        })
+        .collect()
 }
 
 /// Start a SUB_WORKFLOW's workflow, as Conductor's `SubWorkflowTaskMapper` and

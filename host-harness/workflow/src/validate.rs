@@ -358,10 +358,24 @@ impl Checker<'_> {
                     };
                     let listed = named(&task.dynamic_fork_tasks_param)
                         && named(&task.dynamic_fork_tasks_input_param_name);
-                    if !(simple || listed) {
+                    let legacy = task.dynamic_fork_join_tasks_param.is_some();
+                    if !simple
+                        && legacy
+                        && (task.dynamic_fork_tasks_param.is_some()
+                            || task.dynamic_fork_tasks_input_param_name.is_some())
+                    {
+                        // WorkflowTaskTypeConstraint.isDynamicForkJoinValid, word for word.
+                        self.problem(
+                            at.clone(),
+                            format!(
+                                "dynamicForkJoinTasksParam or combination of dynamicForkTasksInputParamName and dynamicForkTasksParam cam be used for taskType: FORK_JOIN_DYNAMIC taskName: {}",
+                                task.name
+                            ),
+                        );
+                    } else if !(simple || listed || legacy) {
                         self.problem(
                             format!("{at}.inputParameters"),
-                            "a FORK_JOIN_DYNAMIC needs forkTaskInputs (with forkTaskName, forkTaskType or forkTaskWorkflow), or dynamicForkTasksParam and dynamicForkTasksInputParamName naming two of its inputParameters".into(),
+                            "a FORK_JOIN_DYNAMIC needs forkTaskInputs (with forkTaskName, forkTaskType or forkTaskWorkflow), or dynamicForkTasksParam and dynamicForkTasksInputParamName naming two of its inputParameters, or (the legacy form) dynamicForkJoinTasksParam".into(),
                         );
                     }
                 }
