@@ -596,6 +596,95 @@ async fn the_legacy_dynamic_fork_join_tasks_param_forks_each_listed_task() {
     );
 }
 
+/// A dynamic fork inside a DO_WHILE, as Conductor names its tasks: every task scheduled
+/// in iteration N gets `__N` (`DeciderService.filterNextLoopOverTasks`), the forked ones
+/// too; from the second iteration on the run already holds a dynamic fork, so the
+/// mapper names them `_FORKREF_NAME_i`; the JOIN joins on the iteration's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_fork_in_a_loop_names_its_tasks_per_iteration_as_conductor_does() {
+    let h = harness().await;
+    let value = json!({
+        "name": "paged_batch",
+        "tasks": [{
+            "name": "pages", "taskReferenceName": "pages", "type": "DO_WHILE",
+            "loopCondition": "$.pages['iteration'] < 2",
+            "loopOver": [
+                { "name": "report_each", "taskReferenceName": "report_each", "type": "FORK_JOIN_DYNAMIC",
+                  "inputParameters": {
+                      "forkTaskName": "rebilly-create-usage",
+                      "forkTaskInputs": "${workflow.input.records}"
+                  } },
+                { "name": "join", "taskReferenceName": "join", "type": "JOIN" },
+            ],
+        }],
+    });
+    let records = json!([
+        { "headers": { "REB-APIKEY": "sk_sandbox_mock" }, "body": { "subscriptionId": "sub_mock_001", "quantity": 1 } },
+        { "headers": { "REB-APIKEY": "sk_sandbox_mock" }, "body": { "subscriptionId": "sub_mock_001", "quantity": 2 } },
+    ]);
+    let result = h
+        .runner
+        .run_with(
+            &def(value),
+            json!({ "records": records }),
+            RunOptions::fresh(),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    let by_ref = |reference: &str| {
+        printed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["ref"] == reference)
+            .unwrap_or_else(|| panic!("no task {reference}: {printed:#}"))
+            .clone()
+    };
+    // (The record lists a fork after its branches, Conductor before them.)
+    let mut references: Vec<String> = printed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ref"].as_str().unwrap().to_string())
+        .collect();
+    references.sort();
+    assert_eq!(
+        references,
+        [
+            "_rebilly-create-usage_0__1",
+            "_rebilly-create-usage_1__1",
+            "_report_each_rebilly-create-usage_0__2",
+            "_report_each_rebilly-create-usage_1__2",
+            "join__1",
+            "join__2",
+            "pages",
+            "report_each__1",
+            "report_each__2",
+        ],
+        "{printed:#}"
+    );
+    assert_eq!(
+        by_ref("report_each__2")["input"]["forkedTasks"],
+        json!([
+            "_report_each_rebilly-create-usage_0__2",
+            "_report_each_rebilly-create-usage_1__2"
+        ])
+    );
+    assert_eq!(
+        by_ref("join__1")["input"]["joinOn"],
+        json!(["_rebilly-create-usage_0__1", "_rebilly-create-usage_1__1"])
+    );
+    // Each iteration's outputs, by the references as defined.
+    assert_eq!(
+        by_ref("pages")["output"]["2"]["join"]["_report_each_rebilly-create-usage_1__2"]["response"]
+            ["body"]["quantity"],
+        2,
+        "{printed:#}"
+    );
+    assert_eq!(h.mock.journal().len(), 4);
+}
+
 /// The batch sync of `examples/workflows/period-usage-batch.json`, as the README runs
 /// it: 500 records, each reported to Rebilly and its Zuora usage corrected by its own
 /// sub-workflow (FORK_JOIN_DYNAMIC + forkTaskWorkflow); every record is created exactly

@@ -1027,7 +1027,22 @@ impl Frame {
                         if !followed_by_join {
                             return Err("Dynamic join definition is not followed by a join task.  Check the workflow definition.".into());
                         }
-                        dynamic_fork_tasks(task, &input, nested).map(|tasks| (input, tasks))
+                        // In iteration N of a loop the mapper sees the task as defined
+                        // (its reference without `__N`); every task it makes is then
+                        // scheduled as `ref__N`, as `DeciderService.filterNextLoopOverTasks`
+                        // renames them.
+                        let Some(n) = self.iteration else {
+                            return dynamic_fork_tasks(task, &input, nested)
+                                .map(|tasks| (input, tasks));
+                        };
+                        let mut defined = task.clone();
+                        if let Some(base) = loop_base(&task.task_reference_name, n) {
+                            defined.task_reference_name = base.to_string();
+                        }
+                        dynamic_fork_tasks(&defined, &input, nested).map(|tasks| {
+                            let tasks = tasks.iter().map(|t| t.in_iteration(n)).collect();
+                            (input, tasks)
+                        })
                     });
                 match forked {
                     Ok((input, tasks)) => {
@@ -1037,7 +1052,11 @@ impl Frame {
                             .collect();
                         let branches = tasks
                             .into_iter()
-                            .map(|t| Frame::new(vec![t], self.context.clone()))
+                            .map(|t| {
+                                let mut frame = Frame::new(vec![t], self.context.clone());
+                                frame.iteration = self.iteration;
+                                frame
+                            })
                             .collect();
                         self.state = State::Forked {
                             branches,
