@@ -641,7 +641,8 @@ async fn a_dynamic_fork_in_a_loop_names_its_tasks_per_iteration_as_conductor_doe
             .unwrap_or_else(|| panic!("no task {reference}: {printed:#}"))
             .clone()
     };
-    // (The record lists a fork after its branches, Conductor before them.)
+    // Sorted: the DO_WHILE's own record comes after its iterations here, where Conductor
+    // lists it first.
     let mut references: Vec<String> = printed["tasks"]
         .as_array()
         .unwrap()

@@ -763,9 +763,10 @@ impl Frame {
         }
     }
 
-    /// A fork's branches are done: their records in branch order, their context entries
-    /// (the first branch's wins), the first branch failure stops the list; else the
-    /// FORK_JOIN's own record.
+    /// A fork's branches are done: the FORK_JOIN's own record first (Conductor completes
+    /// it when it schedules the branches, so it lists before them, even when one fails),
+    /// then their records in branch order and their context entries (the first branch's
+    /// wins); the first branch failure stops the list.
     fn join_branches(&mut self, branches: Vec<Frame>) {
         let (task_id, dynamic) = match &mut self.state {
             State::Forked {
@@ -773,20 +774,6 @@ impl Frame {
             } => (task_id.clone(), dynamic.take()),
             _ => (String::new(), None),
         };
-        let mut ending = None;
-        for branch in branches {
-            self.records.extend(branch.records);
-            for (key, value) in branch.context {
-                self.context.entry(key).or_insert(value);
-            }
-            if let State::Done(Some(branch_ending)) = branch.state {
-                ending = ending.or(Some(branch_ending));
-            }
-        }
-        if let Some(ending) = ending {
-            self.state = State::Done(Some(ending));
-            return;
-        }
         let task = &self.tasks[self.next - 1];
         // Conductor records a dynamic fork as a FORK task with `forkedTasks` in its
         // input; the JOIN after it joins on them.
@@ -815,6 +802,19 @@ impl Frame {
             ),
         };
         self.push(fork, None, false);
+        let mut ending = None;
+        for branch in branches {
+            self.records.extend(branch.records);
+            for (key, value) in branch.context {
+                self.context.entry(key).or_insert(value);
+            }
+            if let State::Done(Some(branch_ending)) = branch.state {
+                ending = ending.or(Some(branch_ending));
+            }
+        }
+        if let Some(ending) = ending {
+            self.state = State::Done(Some(ending));
+        }
     }
 
     /// Record every task still running as `CANCELED` (the run ended without it).
