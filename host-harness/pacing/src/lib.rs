@@ -25,4 +25,4 @@ pub use clock::{ManualClock, PaceClock, SystemClock};
 pub use pacer::{Admission, ConnectionLimits, Pacer, Refused, WaitReason};
 pub use rate::{Rate, RateError};
 pub use signals::Signals;
-pub use taskdef::{TaskDefLimiter, TaskDefLimits};
+pub use taskdef::{StartWindow, TaskDefLimiter, TaskDefLimits};

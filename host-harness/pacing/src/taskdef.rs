@@ -30,6 +30,44 @@ impl TaskDefLimits {
     }
 }
 
+/// Conductor's `rateLimitPerFrequency` window: at most `count` starts within any
+/// `window` (a sliding window, as `RedisRateLimitingDAO.exceedsRateLimitPerFrequency`
+/// counts). Times are whatever clock the caller keeps (the pacing clock, or workflow
+/// time on Temporal).
+#[derive(Debug, Clone)]
+pub struct StartWindow {
+    count: usize,
+    window: Duration,
+    starts: VecDeque<Duration>,
+}
+
+impl StartWindow {
+    /// At most `count` starts per `window`.
+    pub fn new(count: u32, window: Duration) -> StartWindow {
+        StartWindow {
+            count: count as usize,
+            window,
+            starts: VecDeque::new(),
+        }
+    }
+
+    /// Record a start at `now` if the window has room for it, else say how long until it
+    /// has.
+    pub fn try_start(&mut self, now: Duration) -> Result<(), Duration> {
+        while self.starts.front().is_some_and(|t| *t + self.window <= now) {
+            self.starts.pop_front();
+        }
+        if self.starts.len() < self.count {
+            self.starts.push_back(now);
+            return Ok(());
+        }
+        Err(self
+            .starts
+            .front()
+            .map_or(Duration::ZERO, |oldest| *oldest + self.window - now))
+    }
+}
+
 /// The limits of one task definition, across every task of a run that uses it, as
 /// Conductor applies them: a task waits (stays `SCHEDULED`) until fewer than
 /// `concurrentExecLimit` are in progress, and until fewer than `rateLimitPerFrequency`
@@ -39,7 +77,7 @@ pub struct TaskDefLimiter {
     label: String,
     limits: TaskDefLimits,
     clock: Arc<dyn PaceClock>,
-    starts: Mutex<VecDeque<Duration>>,
+    starts: Mutex<StartWindow>,
     slots: Option<Arc<Semaphore>>,
 }
 
@@ -59,7 +97,10 @@ impl TaskDefLimiter {
             label: format!("task definition `{name}`"),
             limits,
             clock,
-            starts: Mutex::new(VecDeque::new()),
+            starts: Mutex::new(StartWindow::new(
+                limits.rate_limit_per_frequency,
+                Duration::from_secs(limits.rate_limit_frequency_in_seconds),
+            )),
             slots: (limits.concurrent_exec_limit > 0)
                 .then(|| Arc::new(Semaphore::new(limits.concurrent_exec_limit as usize))),
         }
@@ -87,22 +128,14 @@ impl TaskDefLimiter {
             self.limits.rate_limit_frequency_in_seconds,
         );
         if count > 0 && seconds > 0 {
-            let window = Duration::from_secs(seconds);
             loop {
                 let now = self.clock.now();
-                let wait = {
-                    let mut starts = self.starts.lock().unwrap_or_else(PoisonError::into_inner);
-                    while starts.front().is_some_and(|t| *t + window <= now) {
-                        starts.pop_front();
-                    }
-                    if starts.len() < count as usize {
-                        starts.push_back(now);
-                        None
-                    } else {
-                        starts.front().map(|oldest| *oldest + window - now)
-                    }
-                };
-                let Some(wait) = wait else { break };
+                let tried = self
+                    .starts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .try_start(now);
+                let Err(wait) = tried else { break };
                 let reason = WaitReason::Frequency {
                     limiter: self.label.clone(),
                     count,

@@ -192,8 +192,8 @@ struct Activities {
 struct RunLimiter {
     name: String,
     limits: harness_pacing::TaskDefLimits,
-    /// Start times within the window, ms of workflow time.
-    starts: std::cell::RefCell<std::collections::VecDeque<u64>>,
+    /// Starts within the window, on workflow time.
+    starts: std::cell::RefCell<harness_pacing::StartWindow>,
     slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -207,7 +207,10 @@ impl RunLimiter {
         limits.is_limited().then(|| RunLimiter {
             name: def.name.clone(),
             limits,
-            starts: Default::default(),
+            starts: std::cell::RefCell::new(harness_pacing::StartWindow::new(
+                limits.rate_limit_per_frequency,
+                Duration::from_secs(limits.rate_limit_frequency_in_seconds),
+            )),
             slots: (limits.concurrent_exec_limit > 0).then(|| {
                 Arc::new(tokio::sync::Semaphore::new(
                     limits.concurrent_exec_limit as usize,
@@ -250,22 +253,10 @@ impl RunLimiter {
             self.limits.rate_limit_frequency_in_seconds,
         );
         if count > 0 && seconds > 0 {
-            let window = seconds.saturating_mul(1000);
             loop {
-                let now = now_ms(ctx, started);
-                let wait = {
-                    let mut starts = self.starts.borrow_mut();
-                    while starts.front().is_some_and(|t| t + window <= now) {
-                        starts.pop_front();
-                    }
-                    if starts.len() < count as usize {
-                        starts.push_back(now);
-                        None
-                    } else {
-                        starts.front().map(|oldest| oldest + window - now)
-                    }
-                };
-                let Some(wait) = wait else { break };
+                let now = Duration::from_millis(now_ms(ctx, started));
+                let tried = self.starts.borrow_mut().try_start(now);
+                let Err(wait) = tried else { break };
                 let reason = WaitReason::Frequency {
                     limiter: label.clone(),
                     count,
@@ -275,7 +266,7 @@ impl RunLimiter {
                 if !reasons.contains(&reason) {
                     reasons.push(reason);
                 }
-                let _ = ctx.timer(Duration::from_millis(wait)).await;
+                let _ = ctx.timer(wait).await;
             }
         }
         let waited_ms = now_ms(ctx, started).saturating_sub(first);
