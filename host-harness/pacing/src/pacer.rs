@@ -24,6 +24,13 @@ pub const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 /// it goes back to its configured rate: 60 seconds.
 pub const SLOWED_FOR: Duration = Duration::from_secs(60);
 
+/// How far back a 429 looks at the answers the vendor accepted: 10 seconds.
+pub const LEARN_WINDOW: Duration = Duration::from_secs(10);
+
+/// A 429 never slows a connection below 1 request a second (unless its configured rate
+/// is slower): a 429 after a quiet spell must not crawl the next batch.
+const SLOWEST_TAUGHT: Duration = Duration::from_secs(1);
+
 /// A connection's configured limits (`[connections.X]` `rate`, `max_in_flight`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -159,8 +166,9 @@ struct Adaptive {
     budget: Option<(u64, Duration, String)>,
     /// The rate the last 429 taught, until when.
     slowed: Option<(Bucket, Duration)>,
-    /// Answers other than 429 since `since` (the end of the last pause, or the start).
-    accepted: u64,
+    /// When the answers other than 429 since `since` (the end of the last pause, or the
+    /// start) came, the last [`LEARN_WINDOW`] of them.
+    accepted: std::collections::VecDeque<Duration>,
     /// Where the count of accepted answers starts.
     since: Duration,
 }
@@ -349,8 +357,9 @@ impl Pacer {
     /// [`Admission`] is still held.
     ///
     /// A 429 also teaches the connection a rate, for vendors that give no remaining
-    /// quota to slow down by: the answers it accepted since the last pause ended, over
-    /// the time from then to the end of this pause. For [`SLOWED_FOR`] the connection
+    /// quota to slow down by: the answers it accepted since the last pause ended (the
+    /// last [`LEARN_WINDOW`] of them), over the time from the first of them to the end of
+    /// this pause, never slower than 1 request a second. For [`SLOWED_FOR`] the connection
     /// sends no faster than that (evenly spaced), so that after the pause it does not
     /// run into the vendor's limit again at once.
     pub fn observe<'a>(&self, status: u16, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
@@ -374,14 +383,21 @@ impl Pacer {
             let until = now + wait.min(MAX_PAUSE);
             // A 429 to a request sent before the pause it belongs to teaches nothing new.
             if now >= adaptive.since {
-                let accepted = u32::try_from(adaptive.accepted)
+                prune(&mut adaptive.accepted, now);
+                let accepted = u32::try_from(adaptive.accepted.len())
                     .ok()
                     .and_then(NonZeroU32::new);
-                let over = until.saturating_sub(adaptive.since);
+                let first = adaptive.accepted.front().copied().unwrap_or(now);
+                let over = until.saturating_sub(first.max(adaptive.since));
                 if let Some(count) = accepted
                     && !over.is_zero()
                 {
-                    let rate = Rate::new(count, over);
+                    let taught = Rate::new(count, over);
+                    let rate = if taught.interval() > SLOWEST_TAUGHT {
+                        Rate::new(NonZeroU32::MIN, SLOWEST_TAUGHT)
+                    } else {
+                        taught
+                    };
                     let configured_slower = self
                         .limits
                         .rate
@@ -391,7 +407,7 @@ impl Pacer {
                         adaptive.slowed = Some((bucket, until + SLOWED_FOR));
                     }
                 }
-                adaptive.accepted = 0;
+                adaptive.accepted.clear();
                 adaptive.since = until;
             }
             if adaptive.paused.as_ref().is_none_or(|(old, _)| *old < until) {
@@ -399,7 +415,8 @@ impl Pacer {
             }
             return;
         }
-        adaptive.accepted = adaptive.accepted.saturating_add(1);
+        adaptive.accepted.push_back(now);
+        prune(&mut adaptive.accepted, now);
         if let Some((left, header)) = signals.remaining {
             // The requests still out may or may not have been counted in `left`: count
             // them as spent.
@@ -420,6 +437,16 @@ impl Pacer {
             let reset = reset.clamp(Duration::from_millis(1), MAX_PAUSE);
             adaptive.budget = Some((left.saturating_sub(others), now + reset, why));
         }
+    }
+}
+
+/// Forget the accepted answers older than [`LEARN_WINDOW`] before `now`.
+fn prune(accepted: &mut std::collections::VecDeque<Duration>, now: Duration) {
+    while accepted
+        .front()
+        .is_some_and(|t| now.saturating_sub(*t) > LEARN_WINDOW)
+    {
+        accepted.pop_front();
     }
 }
 
@@ -538,6 +565,36 @@ mod tests {
             (first.waited, second.waited),
             (Duration::ZERO, Duration::from_millis(10))
         );
+    }
+
+    #[tokio::test]
+    async fn a_429_after_a_quiet_spell_learns_from_the_recent_answers_only() {
+        let (clock, pacer) = pacer(None, 0);
+        pacer.observe(200, []);
+        clock.advance(Duration::from_secs(3600));
+        // An hour later, 10 answers 10 ms apart, then a 429 asking for 1 s: the vendor
+        // took 10 in the 1.1 s from the first of them to the end of the pause.
+        for _ in 0..10 {
+            pacer.observe(200, []);
+            clock.advance(Duration::from_millis(10));
+        }
+        pacer.observe(429, [("Retry-After", "1")]);
+        let first = pacer.admit(LONG).await.unwrap();
+        let second = pacer.admit(LONG).await.unwrap();
+        assert_eq!(
+            second.reasons.last().map(ToString::to_string).as_deref(),
+            Some("connection `zuora`: slowed to 10/1100ms after the vendor's 429")
+        );
+        assert_eq!(second.waited, Duration::from_millis(110));
+        drop((first, second));
+        // A 429 that saw one answer in its window slows to 1 a second, no slower.
+        clock.advance(SLOWED_FOR + Duration::from_secs(20));
+        pacer.observe(200, []);
+        clock.advance(Duration::from_secs(5));
+        pacer.observe(429, [("Retry-After", "1")]);
+        pacer.admit(LONG).await.unwrap();
+        let next = pacer.admit(LONG).await.unwrap();
+        assert_eq!(next.waited, Duration::from_secs(1));
     }
 
     #[tokio::test]
