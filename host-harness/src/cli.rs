@@ -52,6 +52,10 @@ enum Command {
         /// Without it and without a `baseUrl`, an embedded mock is started and used.
         #[arg(long)]
         base_url: Option<String>,
+        /// Print the request the task would send (credentials redacted, body exact) and
+        /// send nothing.
+        #[arg(long)]
+        plan: bool,
         #[command(flatten)]
         user_tasks: UserTasks,
     },
@@ -351,6 +355,7 @@ pub async fn run(
         // One command runs one task at a time: a small instance pool.
         max_in_flight: 16,
         tasks_dir: cli.command.tasks_dir(),
+        ..SandboxOptions::default()
     };
     match execute(cli.command, options, config, out, err).await {
         Ok(code) => code,
@@ -409,12 +414,14 @@ async fn execute(
             task,
             input,
             base_url,
+            plan,
             ..
         } => {
             run_task(
                 &task,
                 &input,
                 base_url.as_deref(),
+                plan,
                 options,
                 config,
                 out,
@@ -877,10 +884,12 @@ async fn run_worker(
     Ok(EXIT_OK)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_task(
     task: &str,
     input: &str,
     base_url: Option<&str>,
+    plan: bool,
     options: SandboxOptions,
     config: Option<harness_config::Connections>,
     out: &mut (dyn Write + Send),
@@ -925,12 +934,38 @@ async fn run_task(
     };
     let credentials = connections
         .map(|c| std::sync::Arc::new(harness_config::Credentials::new(c, sandbox.http())));
-    let outcome = match runner::prepare_connected(
+    let prepared = runner::prepare_connected(
         task,
         value,
         base_url.or(mock_base.as_deref()),
         credentials.as_ref(),
-    ) {
+    );
+    if plan {
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(outcome) => {
+                report(out, &outcome.to_json())?;
+                return Ok(EXIT_FAILED);
+            }
+        };
+        return match runner::plan_task(&sandbox, task, &prepared)
+            .await
+            .map_err(unknown_task)?
+        {
+            Some(Ok(plan)) => {
+                report(out, &plan)?;
+                Ok(EXIT_OK)
+            }
+            Some(Err(outcome)) => {
+                report(out, &outcome.to_json())?;
+                Ok(EXIT_FAILED)
+            }
+            None => Err(usage(format!(
+                "task `{task}` cannot plan its request apart from sending it: its component does not export usage-billing:tasks/exchange (run it without --plan)"
+            ))),
+        };
+    }
+    let outcome = match prepared {
         Ok(prepared) => runner::run_task(&sandbox, task, &prepared.input, prepared.policy)
             .await
             .map_err(unknown_task)?,

@@ -296,3 +296,63 @@ async fn a_result_that_cannot_be_written_after_the_post_went_out_is_exit_3_not_2
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_plan_prints_the_request_and_sends_nothing() {
+    // Nothing listens on port 1: a plan that sent anything would fail.
+    let ran = harness(&[
+        "task",
+        "rebilly-create-usage",
+        "--input",
+        &example("rebilly-create-usage"),
+        "--base-url",
+        "http://127.0.0.1:1",
+        "--plan",
+    ])
+    .await;
+    assert_eq!(ran.code, EXIT_OK, "{}", ran.stderr);
+    let printed: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let body =
+        r#"{"subscriptionId":"sub_mock_001","quantity":0.001,"usageTime":"2026-11-21T12:00:00Z"}"#;
+    assert_eq!(
+        printed,
+        json!({
+            "task": "rebilly-create-usage",
+            "status": "PLANNED",
+            "sent": false,
+            "request": {
+                "method": "POST",
+                "url": "http://127.0.0.1:1/usages",
+                "headers": [
+                    ["Content-Type", "application/json"],
+                    ["REB-APIKEY", "[redacted]"],
+                    ["Content-Length", body.len().to_string()],
+                ],
+                "body": body,
+                "bodyBytes": body.len(),
+                "connectionTimeOut": 3000,
+                "readTimeOut": 10000,
+            },
+            "credentials": null,
+            "refusal": null,
+            "warnings": [],
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_plan_of_a_task_that_cannot_plan_is_a_usage_error() {
+    let ran = harness(&[
+        "task",
+        "javascript",
+        "--input",
+        &example("javascript"),
+        "--plan",
+    ])
+    .await;
+    assert_eq!(ran.code, EXIT_USAGE);
+    assert_eq!(
+        ran.stderr,
+        "harness: task `javascript` cannot plan its request apart from sending it: its component does not export usage-billing:tasks/exchange (run it without --plan)\n"
+    );
+}

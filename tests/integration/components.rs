@@ -25,7 +25,7 @@ const TYPED: [(&str, &str); 5] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_component_is_valid_and_exports_task_and_its_typed_interface() {
+async fn every_component_is_valid_and_exports_task_exchange_and_its_typed_interface() {
     let sandbox = sandbox().await;
     // Every shipped component but the jq transform and the JavaScript evaluator (system
     // tasks, no endpoint) has a typed interface beside `task`.
@@ -43,9 +43,15 @@ async fn every_component_is_valid_and_exports_task_and_its_typed_interface() {
             .exports(sandbox.engine())
             .map(|(name, _)| name.to_string())
             .collect();
+        // An endpoint task also exports `exchange` (plan and read apart from sending),
+        // and the host sends its requests.
         let mut expected = vec!["usage-billing:tasks/task@0.1.0".to_string()];
+        if typed.is_some() {
+            expected.push("usage-billing:tasks/exchange@0.1.0".to_string());
+        }
         expected.extend(typed.map(String::from));
         assert_eq!(exports, expected, "{task}");
+        assert_eq!(sandbox.sends_from_host(task), typed.is_some(), "{task}");
         let imports: Vec<String> = ty
             .imports(sandbox.engine())
             .map(|(name, _)| name.to_string())

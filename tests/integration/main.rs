@@ -9,6 +9,7 @@ mod connections;
 mod elevate;
 mod faults;
 mod gzip;
+mod host_sends;
 mod http_task;
 mod limits;
 mod pacing;

@@ -455,6 +455,160 @@ fn run_setup(
     ))
 }
 
+/// Header names whose values are credentials: a plan shows them as `[redacted]`.
+const CREDENTIAL_HEADERS: [&str; 7] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "sessionid",
+    "reb-apikey",
+    "x-api-key",
+    "apikey",
+];
+
+/// What a task would send for an input, planned in the sandbox with nothing sent: the
+/// plan JSON ([`plan_json`]), or the outcome of a task that would not send (its input
+/// is invalid, or the sandbox stopped it). `Ok(None)`: the task cannot plan apart from
+/// sending (a user's task that does not export `exchange`).
+pub async fn plan_task(
+    sandbox: &Sandbox,
+    task: &str,
+    prepared: &PreparedInput,
+) -> Result<Option<Result<Value, TaskOutcome>>, SandboxError> {
+    let (idempotent, policy) = run_setup(sandbox, task, &prepared.input, prepared.policy.clone())?;
+    let Some(planned) = sandbox.plan(task, &prepared.input).await? else {
+        return Ok(None);
+    };
+    Ok(Some(match planned {
+        Ok(planned) => {
+            let mut plan = plan_json(task, &planned, &policy);
+            redact_value(&mut plan, &prepared.secrets);
+            Ok(plan)
+        }
+        Err(result) => {
+            let run = TaskRun {
+                result,
+                denied: Vec::new(),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                duration: std::time::Duration::ZERO,
+                reached_server: false,
+                logins_refused: Vec::new(),
+                paced: Default::default(),
+            };
+            let mut outcome = classify(task, idempotent, run);
+            outcome.redact(&prepared.secrets);
+            Err(outcome)
+        }
+    }))
+}
+
+/// A planned request as JSON: `task`, `status` `PLANNED`, `sent: false`, the `request`
+/// (`method`, `url`, `headers` as `[name, value]` pairs in send order with credential
+/// values `[redacted]`, `body` as text, or `bodyBase64` when it is not UTF-8, `bodyBytes`,
+/// `connectionTimeOut`, `readTimeOut`), `credentials` (the connection whose credentials
+/// the host adds when it sends, or null), `refusal` (why the sandbox policy would refuse
+/// the request, or null) and `warnings`.
+pub fn plan_json(
+    task: &str,
+    planned: &harness_sandbox::PlannedRequest,
+    policy: &SendPolicy,
+) -> Value {
+    let url = format!(
+        "{}://{}{}",
+        planned.scheme, planned.authority, planned.path_with_query
+    );
+    let headers: Vec<Value> = planned
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                "[redacted]".to_string()
+            } else {
+                String::from_utf8_lossy(value).into_owned()
+            };
+            json!([name, shown])
+        })
+        .collect();
+    let mut request = Map::new();
+    request.insert("method".into(), planned.method.clone().into());
+    request.insert("url".into(), url.clone().into());
+    request.insert("headers".into(), Value::Array(headers));
+    match std::str::from_utf8(&planned.body) {
+        _ if planned.body.is_empty() => {
+            request.insert("body".into(), Value::Null);
+        }
+        Ok(text) => {
+            request.insert("body".into(), text.into());
+        }
+        Err(_) => {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&planned.body);
+            request.insert("bodyBase64".into(), encoded.into());
+        }
+    }
+    request.insert("bodyBytes".into(), planned.body.len().into());
+    request.insert(
+        "connectionTimeOut".into(),
+        planned.options.connect_timeout_ms.into(),
+    );
+    request.insert("readTimeOut".into(), planned.options.read_timeout_ms.into());
+    let origin = Origin::of_url(&format!("{}://{}", planned.scheme, planned.authority));
+    let connection = origin
+        .as_ref()
+        .and_then(|o| policy.connection_for(o))
+        .map(|(name, _)| name.to_string());
+    let refusal = match &origin {
+        Some(origin) => policy.refusal(origin, &planned.method),
+        None => Some(format!(
+            "the sandbox would deny a request to {url}: not an absolute http(s) URL"
+        )),
+    };
+    let warnings: Vec<Value> = planned
+        .warnings
+        .iter()
+        .map(|w| json!({ "field": w.field, "message": w.message }))
+        .collect();
+    json!({
+        "task": task,
+        "status": "PLANNED",
+        "sent": false,
+        "request": request,
+        "credentials": connection.map(|name| json!({
+            "connection": name,
+            "note": "the host adds this connection's credentials when it sends, replacing any the input set; they are not shown",
+        })),
+        "refusal": refusal,
+        "warnings": warnings,
+    })
+}
+
+/// Replace every occurrence of each of `secrets` in the strings of `value` with `***`.
+fn redact_value(value: &mut Value, secrets: &[String]) {
+    let secrets: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect();
+    fn walk(value: &mut Value, secrets: &[&str]) {
+        match value {
+            Value::String(text) => {
+                for secret in secrets {
+                    if text.contains(secret) {
+                        *text = text.replace(secret, "***");
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, secrets)),
+            Value::Object(map) => map.values_mut().for_each(|v| walk(v, secrets)),
+            _ => {}
+        }
+    }
+    if !secrets.is_empty() {
+        walk(value, &secrets);
+    }
+}
+
 /// Whether a failed attempt may be sent again: the failure is one a retry can help
 /// (`rate-limited`, `server-error`, `transport`), and sending again cannot apply the call
 /// twice: the task is idempotent, or the server refused it with a 429, or no request

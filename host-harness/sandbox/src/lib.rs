@@ -35,10 +35,25 @@ mod bindings {
     });
 }
 
+mod exchange_bindings {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        world: "exchange-runner",
+        path: "../../wit",
+        exports: { default: async },
+        with: {
+            "usage-billing:tasks/types": super::bindings::usage_billing::tasks::types,
+        },
+    });
+}
+
+mod exchange;
+
 use bindings::TaskRunnerPre;
 pub use bindings::usage_billing::tasks::types::{
-    FieldError, HttpResponse, RetryResponse, TaskError, TaskInfo,
+    FieldError, HttpResponse, PlannedRequest, RequestOptions, RetryResponse, TaskError, TaskInfo,
 };
+use exchange_bindings::ExchangeRunnerPre;
 
 pub use harness_artifacts::BUILTIN_COMPONENTS;
 
@@ -139,6 +154,11 @@ pub struct SandboxOptions {
     /// exports the `task` interface is loaded beside the shipped tasks, under the name
     /// its `info` gives.
     pub tasks_dir: Option<PathBuf>,
+    /// Whether the host sends the requests of tasks that export `exchange` (plan in the
+    /// sandbox, send from the host, read in the sandbox: the default), or they send
+    /// through `wasi:http` from inside the guest as any other task does (`false`: for
+    /// comparing the two paths).
+    pub host_sends: bool,
 }
 
 impl Default for SandboxOptions {
@@ -148,6 +168,7 @@ impl Default for SandboxOptions {
             cache_dir: None,
             max_in_flight: 1024,
             tasks_dir: None,
+            host_sends: true,
         }
     }
 }
@@ -198,8 +219,12 @@ pub struct TaskRun {
     pub paced: pool::Paced,
 }
 
+#[derive(Clone)]
 struct LoadedTask {
     pre: TaskRunnerPre<RunState>,
+    /// Set when the component exports `exchange` (plans and reads apart from sending):
+    /// its runs then send from the host ([`Sandbox::run`]).
+    exchange: Option<ExchangeRunnerPre<RunState>>,
     info: TaskInfo,
     component: Component,
 }
@@ -215,7 +240,9 @@ pub struct Sandbox {
     http: Arc<HttpPool>,
     /// Free slots in the instance pool (`None` without one): a run beyond the pool's size
     /// waits for a slot instead of failing to instantiate.
-    slots: Option<tokio::sync::Semaphore>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// [`SandboxOptions::host_sends`].
+    host_sends: bool,
 }
 
 impl Sandbox {
@@ -276,7 +303,8 @@ impl Sandbox {
             cache_hits: AtomicUsize::new(0),
             http: Arc::new(HttpPool::default()),
             slots: (options.max_in_flight > 0)
-                .then(|| tokio::sync::Semaphore::new(options.max_in_flight as usize)),
+                .then(|| Arc::new(tokio::sync::Semaphore::new(options.max_in_flight as usize))),
+            host_sends: options.host_sends,
         })
     }
 
@@ -409,12 +437,9 @@ impl Sandbox {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| load_error(format!("{e:#}")))?;
+        let exchange = ExchangeRunnerPre::new(instance_pre.clone()).ok();
         let pre = TaskRunnerPre::new(instance_pre).map_err(|e| load_error(format!("{e:#}")))?;
-        let mut store = self.store(RunState::new(
-            &self.limits,
-            SendPolicy::deny_all(),
-            self.http.clone(),
-        ));
+        let mut store = self.store(RunState::idle(&self.limits, self.http.clone()));
         let runner = pre
             .instantiate_async(&mut store)
             .await
@@ -429,6 +454,7 @@ impl Sandbox {
             name,
             LoadedTask {
                 pre,
+                exchange,
                 info,
                 component,
             },
@@ -499,38 +525,26 @@ impl Sandbox {
             .get(task)
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
         let started = Instant::now();
-        let state = RunState::new(&self.limits, policy, self.http.clone());
-        let (stdout, stderr, denied, reached, in_flight, notes) = (
-            state.stdout.clone(),
-            state.stderr.clone(),
-            state.hooks.denied.clone(),
-            state.hooks.reached.clone(),
-            state.hooks.in_flight.clone(),
-            state.hooks.notes.clone(),
+        let hooks = PolicyHooks::new(&self.limits, policy, self.http.clone());
+        let stdout = LogPipe::new(self.limits.log_bytes);
+        let stderr = LogPipe::new(self.limits.log_bytes);
+        let (denied, reached, in_flight, notes) = (
+            hooks.denied.clone(),
+            hooks.reached.clone(),
+            hooks.in_flight.clone(),
+            hooks.notes.clone(),
         );
-        let mut store = self.store(state);
+        let logs = (stdout.clone(), stderr.clone());
         let call = async {
-            let runner = loaded.pre.instantiate_async(&mut store).await?;
-            runner
-                .usage_billing_tasks_task()
-                .call_run(&mut store, input)
-                .await
+            match loaded.exchange.as_ref().filter(|_| self.host_sends) {
+                Some(exchange) => self.run_exchange(exchange, input, hooks, logs).await,
+                None => self.run_guest(&loaded.pre, input, hooks, logs).await,
+            }
         };
         let timeout = self.limits.timeout_for(task);
         let timed = tokio::time::timeout(timeout, call).await;
         let result = match timed {
-            Ok(Ok(Ok(output))) if output.len() > self.limits.output_bytes => {
-                RunResult::Stopped(format!(
-                    "stopped: the task output of {} bytes exceeds the limit of {} bytes (output_bytes)",
-                    output.len(),
-                    self.limits.output_bytes
-                ))
-            }
-            Ok(Ok(returned)) => RunResult::Returned(returned),
-            Ok(Err(trap)) => {
-                let hit = store.data().limiter.hit.clone();
-                RunResult::Stopped(stopped_message(&trap, hit.as_deref(), &self.limits))
-            }
+            Ok(result) => result,
             // Cut off while a request was out: the server may have acted on it, so this is
             // a transport failure with an unknown outcome, not a sandbox stop.
             Err(_) if in_flight.load(Ordering::SeqCst) > 0 => {
@@ -545,7 +559,6 @@ impl Sandbox {
                 timeout.as_millis()
             )),
         };
-        drop(store);
         let logins_refused = notes.logins_refused();
         let paced = notes.pacing();
         // Name the timeout or limit that ended an exchange: the component only saw an
@@ -573,6 +586,160 @@ impl Sandbox {
         })
     }
 
+    /// A run of a task that sends through `wasi:http` itself: one instance calls `run`.
+    async fn run_guest(
+        &self,
+        pre: &TaskRunnerPre<RunState>,
+        input: &str,
+        hooks: PolicyHooks,
+        (stdout, stderr): (LogPipe, LogPipe),
+    ) -> RunResult {
+        let mut store = self.store(RunState::new(&self.limits, hooks, stdout, stderr));
+        let returned = async {
+            let runner = pre.instantiate_async(&mut store).await?;
+            runner
+                .usage_billing_tasks_task()
+                .call_run(&mut store, input)
+                .await
+        }
+        .await;
+        self.returned(returned, &store)
+    }
+
+    /// A run of a task that exports `exchange`: it plans in one instance, which is gone
+    /// before the host sends the planned request (a task waiting on its vendor holds no
+    /// instance), and reads the answer in a fresh one.
+    async fn run_exchange(
+        &self,
+        pre: &ExchangeRunnerPre<RunState>,
+        input: &str,
+        hooks: PolicyHooks,
+        (stdout, stderr): (LogPipe, LogPipe),
+    ) -> RunResult {
+        let quiet = || PolicyHooks::deny_all(&self.limits, self.http.clone());
+        let planned = {
+            let mut store = self.store(RunState::new(
+                &self.limits,
+                quiet(),
+                stdout.clone(),
+                stderr.clone(),
+            ));
+            let planned = async {
+                let runner = pre.instantiate_async(&mut store).await?;
+                runner
+                    .usage_billing_tasks_exchange()
+                    .call_plan(&mut store, input)
+                    .await
+            }
+            .await;
+            match planned {
+                Ok(Ok(planned)) => planned,
+                Ok(Err(error)) => return RunResult::Returned(Err(error)),
+                Err(trap) => return self.returned(Err(trap), &store),
+            }
+        };
+        let response = match exchange::send(&hooks, &planned).await {
+            Ok(response) => response,
+            Err(error) => return RunResult::Returned(Err(error)),
+        };
+        let mut store = self.store(RunState::new(&self.limits, quiet(), stdout, stderr));
+        let returned = async {
+            let runner = pre.instantiate_async(&mut store).await?;
+            runner
+                .usage_billing_tasks_exchange()
+                .call_read(&mut store, &planned, &response)
+                .await
+        }
+        .await;
+        self.returned(returned, &store)
+    }
+
+    /// What a call into a task came to: its output (held to `output_bytes`) or error,
+    /// or why the sandbox stopped it.
+    fn returned(
+        &self,
+        returned: wasmtime::Result<Result<String, TaskError>>,
+        store: &Store<RunState>,
+    ) -> RunResult {
+        match returned {
+            Ok(Ok(output)) if output.len() > self.limits.output_bytes => {
+                RunResult::Stopped(format!(
+                    "stopped: the task output of {} bytes exceeds the limit of {} bytes (output_bytes)",
+                    output.len(),
+                    self.limits.output_bytes
+                ))
+            }
+            Ok(returned) => RunResult::Returned(returned),
+            Err(trap) => RunResult::Stopped(stopped_message(
+                &trap,
+                store.data().limiter.hit.as_deref(),
+                &self.limits,
+            )),
+        }
+    }
+
+    /// Plan a task's request on a JSON input, in a fresh store, and send nothing: the
+    /// request as the task would send it, or why it would not (its input error, or the
+    /// sandbox's stop). `Ok(None)`: the task cannot plan apart from sending (it does not
+    /// export `exchange`, as a user's own task may not).
+    pub async fn plan(
+        &self,
+        task: &str,
+        input: &str,
+    ) -> Result<Option<Result<PlannedRequest, RunResult>>, SandboxError> {
+        let loaded = self
+            .tasks
+            .get(task)
+            .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
+        let Some(pre) = &loaded.exchange else {
+            return Ok(None);
+        };
+        let _slot = self.slot().await;
+        let mut store = self.store(RunState::idle(&self.limits, self.http.clone()));
+        let call = async {
+            let runner = pre.instantiate_async(&mut store).await?;
+            runner
+                .usage_billing_tasks_exchange()
+                .call_plan(&mut store, input)
+                .await
+        };
+        let timeout = self.limits.timeout_for(task);
+        let timed = tokio::time::timeout(timeout, call).await;
+        let planned = match timed {
+            Ok(Ok(Ok(planned))) => Ok(planned),
+            Ok(Ok(Err(error))) => Err(RunResult::Returned(Err(error))),
+            Ok(Err(trap)) => Err(self.returned(Err(trap), &store)),
+            Err(_) => Err(RunResult::Stopped(format!(
+                "stopped: the run exceeded its time limit of {} ms",
+                timeout.as_millis()
+            ))),
+        };
+        Ok(Some(planned))
+    }
+
+    /// The same compiled tasks, engine and HTTP client, with requests sent from the host
+    /// or not ([`SandboxOptions::host_sends`]), sharing the instance pool: for comparing
+    /// the two paths in one process.
+    pub fn with_host_sends(&self, host_sends: bool) -> Sandbox {
+        Sandbox {
+            engine: self.engine.clone(),
+            linker: self.linker.clone(),
+            tasks: self.tasks.clone(),
+            limits: self.limits.clone(),
+            cache_dir: self.cache_dir.clone(),
+            cache_hits: AtomicUsize::new(0),
+            http: self.http.clone(),
+            slots: self.slots.clone(),
+            host_sends,
+        }
+    }
+
+    /// Whether a task plans and reads apart from sending (it exports `exchange`): its
+    /// runs then send from the host.
+    pub fn sends_from_host(&self, task: &str) -> bool {
+        self.host_sends && self.tasks.get(task).is_some_and(|t| t.exchange.is_some())
+    }
+
     /// Instantiate a task in a fresh store without calling it (what every run pays
     /// before the guest starts); for benchmarks.
     pub async fn instantiate_only(&self, task: &str) -> Result<(), SandboxError> {
@@ -581,11 +748,7 @@ impl Sandbox {
             .get(task)
             .ok_or_else(|| SandboxError::UnknownTask(task.to_string()))?;
         let _slot = self.slot().await;
-        let mut store = self.store(RunState::new(
-            &self.limits,
-            SendPolicy::deny_all(),
-            self.http.clone(),
-        ));
+        let mut store = self.store(RunState::idle(&self.limits, self.http.clone()));
         loaded
             .pre
             .instantiate_async(&mut store)
@@ -708,18 +871,24 @@ struct RunState {
     table: ResourceTable,
     hooks: PolicyHooks,
     limiter: RunLimiter,
-    stdout: LogPipe,
-    stderr: LogPipe,
 }
 
 impl RunState {
-    fn new(limits: &Limits, policy: SendPolicy, http: Arc<HttpPool>) -> RunState {
-        let stdout = LogPipe::new(limits.log_bytes);
-        let stderr = LogPipe::new(limits.log_bytes);
+    /// The state of a store that may send nothing and whose logs nobody reads.
+    fn idle(limits: &Limits, http: Arc<HttpPool>) -> RunState {
+        RunState::new(
+            limits,
+            PolicyHooks::deny_all(limits, http),
+            LogPipe::new(limits.log_bytes),
+            LogPipe::new(limits.log_bytes),
+        )
+    }
+
+    fn new(limits: &Limits, hooks: PolicyHooks, stdout: LogPipe, stderr: LogPipe) -> RunState {
         // No preopened directories, no environment, no arguments, no stdin, no sockets.
         let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(stdout)
+            .stderr(stderr)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -728,26 +897,12 @@ impl RunState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: PolicyHooks {
-                policy,
-                denied: Arc::new(Mutex::new(Vec::new())),
-                reached: Arc::new(AtomicBool::new(false)),
-                in_flight: Arc::new(AtomicUsize::new(0)),
-                http,
-                notes: Notes::default(),
-                wire: WireLimits {
-                    body_bytes: limits.response_body_bytes,
-                    header_bytes: limits.response_header_bytes,
-                },
-                max_pace_wait: max_pace_wait(limits),
-            },
+            hooks,
             limiter: RunLimiter {
                 memory_bytes: limits.memory_bytes,
                 table_elements: limits.table_elements,
                 hit: None,
             },
-            stdout,
-            stderr,
         }
     }
 }
@@ -967,6 +1122,54 @@ impl WasiHttpHooks for PolicyHooks {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _response_errors: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        let response = self.dispatch(request, options);
+        Box::new(async move {
+            let response = Box::into_pin(response).await?;
+            Ok((
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// A request on its way out: the response once it has come, or why none did.
+type DispatchFuture = Box<
+    dyn Future<Output = wasmtime_wasi_http::Result<http::Response<wasmtime_wasi_http::WasiBody>>>
+        + Send,
+>;
+
+impl PolicyHooks {
+    /// The hooks of a run that may send nothing (planning, reading, `info`).
+    fn deny_all(limits: &Limits, http: Arc<HttpPool>) -> PolicyHooks {
+        PolicyHooks::new(limits, SendPolicy::deny_all(), http)
+    }
+
+    fn new(limits: &Limits, policy: SendPolicy, http: Arc<HttpPool>) -> PolicyHooks {
+        PolicyHooks {
+            policy,
+            denied: Arc::new(Mutex::new(Vec::new())),
+            reached: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            http,
+            notes: Notes::default(),
+            wire: WireLimits {
+                body_bytes: limits.response_body_bytes,
+                header_bytes: limits.response_header_bytes,
+            },
+            max_pace_wait: max_pace_wait(limits),
+        }
+    }
+
+    /// Send one request of the run: refused unless its origin is granted, with the
+    /// connection's credentials and pacing when it has them, held to the run's address
+    /// rules and wire limits. Whether it may have reached a server, and what the policy
+    /// refused, are recorded for the run.
+    fn dispatch(
+        &self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+    ) -> DispatchFuture {
         let origin = Origin::of_uri(request.uri());
         let refusal = match &origin {
             Some(origin) => self.policy.refusal(origin, request.method().as_str()),
@@ -1041,11 +1244,7 @@ impl WasiHttpHooks for PolicyHooks {
                 reached.store(true, Ordering::SeqCst);
             }
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            let response = result?;
-            Ok((
-                response,
-                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
-            ))
+            result
         })
     }
 }

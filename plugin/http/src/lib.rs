@@ -15,11 +15,14 @@ mod bindings {
     task_guest::bind_world!("http");
 }
 
+use bindings::exports::usage_billing::tasks::exchange::Guest as Exchange;
 use bindings::exports::usage_billing::tasks::http_task::{Guest as HttpTask, HttpRequest};
 use bindings::exports::usage_billing::tasks::task::Guest as Task;
 use serde_json::{Map, Value};
 use task_guest::rules::{self, Problems};
-use task_guest::{FieldError, HttpResponse, Method, OutgoingRequest, TaskError, TaskInfo};
+use task_guest::{
+    FieldError, HttpResponse, Method, OutgoingRequest, PlannedRequest, TaskError, TaskInfo,
+};
 
 /// The fields of Conductor's `HttpTask.Input` (`http-task/.../HttpTask.java`). Conductor
 /// reads the input with `FAIL_ON_UNKNOWN_PROPERTIES` off, so any other key is ignored
@@ -263,6 +266,23 @@ impl Task for Component {
         let input = task_guest::parse_input(&input)?;
         execute(&input)
             .map(|(response, warnings)| task_guest::output_with_warnings(&response, &warnings))
+    }
+}
+
+impl Exchange for Component {
+    fn plan(input: String) -> Result<PlannedRequest, TaskError> {
+        let input = task_guest::parse_input(&input)?;
+        let (request, warnings) = build_request(&input)?;
+        Ok(request.planned(warnings))
+    }
+
+    // Any answer is the task's to report: no vendor rules on success bodies.
+    fn read(request: PlannedRequest, response: HttpResponse) -> Result<String, TaskError> {
+        let response = task_guest::classify(task_guest::received(response)?)?;
+        Ok(task_guest::output_with_warnings(
+            &response,
+            &request.warnings,
+        ))
     }
 }
 

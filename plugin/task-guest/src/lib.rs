@@ -19,16 +19,18 @@ pub mod bindings {
 }
 
 mod envelope;
+mod exchange;
 mod response;
 pub mod rules;
 mod send;
 
 pub use bindings::usage_billing::tasks::types::{
-    FieldError, HttpResponse, RequestOptions, RetryResponse, TaskError, TaskInfo,
+    FieldError, HttpResponse, PlannedRequest, RequestOptions, RetryResponse, TaskError, TaskInfo,
 };
 pub use envelope::{
     Endpoint, HeaderRule, Method, PathParam, QueryKind, QueryParam, always_success, as_classified,
 };
+pub use exchange::{plan, read, received};
 pub use response::{
     body_json, classify, output_json, rate_limit_wait_ms, reason_phrase, retry_after_ms,
 };
@@ -56,7 +58,11 @@ pub fn execute(endpoint: &Endpoint, input: Value) -> Result<HttpResponse, TaskEr
 
 /// Send a planned request and classify the answer as the endpoint's vendor documents it.
 fn exchange(endpoint: &Endpoint, request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
-    let response = send(request)?;
+    answer(endpoint, send(request)?)
+}
+
+/// Classify a received answer as the endpoint's vendor documents it.
+fn answer(endpoint: &Endpoint, response: HttpResponse) -> Result<HttpResponse, TaskError> {
     let response = classify(response).map_err(endpoint.check_failure)?;
     if let Some(unreadable) = unreadable_success(&response) {
         return Err(unreadable);
@@ -192,8 +198,9 @@ macro_rules! bind_world {
     };
 }
 
-/// Implement the generated `task` interface for `$component` with an [`Endpoint`]:
-/// `info` describes it and `run` validates, sends and classifies. Use it inside the crate
+/// Implement the generated `task` and `exchange` interfaces for `$component` with an
+/// [`Endpoint`]: `info` describes it, `run` validates, sends and classifies, and
+/// `exchange` does the same in two halves for a host that sends the request itself. Use it inside the crate
 /// where [`bind_world!`] generated the `bindings` module.
 #[macro_export]
 macro_rules! endpoint_task {
@@ -205,6 +212,19 @@ macro_rules! endpoint_task {
 
             fn run(input: String) -> Result<String, task_guest::TaskError> {
                 task_guest::run(&$endpoint, &input)
+            }
+        }
+
+        impl bindings::exports::usage_billing::tasks::exchange::Guest for $component {
+            fn plan(input: String) -> Result<task_guest::PlannedRequest, task_guest::TaskError> {
+                task_guest::plan(&$endpoint, &input)
+            }
+
+            fn read(
+                request: task_guest::PlannedRequest,
+                response: task_guest::HttpResponse,
+            ) -> Result<String, task_guest::TaskError> {
+                task_guest::read(&$endpoint, &request, response)
             }
         }
     };

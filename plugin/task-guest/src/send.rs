@@ -35,15 +35,7 @@ pub struct OutgoingRequest {
 /// Send the request and read the whole response (gzip decoded). Failures without an
 /// HTTP response come back as `transport`, or `denied` when the host's policy refused it.
 pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
-    let mut list: Vec<(String, Vec<u8>)> = request.headers.clone();
-    if !request.body.is_empty() {
-        // A known length rather than chunked transfer encoding: some billing APIs and
-        // their gateways refuse chunked request bodies.
-        list.push((
-            "Content-Length".into(),
-            request.body.len().to_string().into_bytes(),
-        ));
-    }
+    let list = request.wire_headers();
     let headers = Fields::from_list(&list).map_err(|e| {
         invalid_input(
             "headers",
@@ -167,16 +159,9 @@ pub fn send(request: &OutgoingRequest) -> Result<HttpResponse, TaskError> {
         }
     }
     drop(IncomingBody::finish(incoming));
-
-    let gzipped = headers
-        .iter()
-        .any(|(n, v)| n == "content-encoding" && v.trim().eq_ignore_ascii_case("gzip"));
-    if gzipped && !body.is_empty() {
-        body = gunzip(&body)?;
-    }
-    Ok(HttpResponse {
+    crate::exchange::received(HttpResponse {
         status_code: status,
-        reason_phrase: crate::response::reason_phrase(status).into(),
+        reason_phrase: String::new(),
         headers,
         body,
     })
@@ -189,7 +174,7 @@ fn invalid_input(field: &str, message: String) -> TaskError {
     }])
 }
 
-fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, TaskError> {
+pub(crate) fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, TaskError> {
     use std::io::Read;
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
