@@ -118,6 +118,11 @@ enum Command {
         /// definition is submitted as a `run-definition` workflow, run by `harness worker`s.
         #[arg(long)]
         temporal_address: Option<String>,
+        /// Print the request every task would send (credentials redacted, bodies exact)
+        /// and send nothing: outputs come from --mock-outputs where given and are unknown
+        /// (null) otherwise; tasks that could not be planned are named (exit 1).
+        #[arg(long, conflicts_with = "temporal_address")]
+        plan: bool,
         #[command(flatten)]
         temporal: TemporalArgs,
         #[command(flatten)]
@@ -519,6 +524,7 @@ async fn execute(
             definitions,
             correlation_id,
             temporal_address,
+            plan,
             temporal,
             ..
         } => {
@@ -599,14 +605,17 @@ async fn execute(
                 connections,
                 sandbox.http(),
             ));
-            let runner = harness_workflow::WorkflowRunner::new(
-                sandbox,
-                std::sync::Arc::new(harness_workflow::SystemClock::default()),
-                base_url_for,
-                progress,
-            )
-            .with_credentials(credentials)
-            .with_policy(policy);
+            // A plan waits for nothing: its WAITs and retries pass on a clock of its own.
+            let clock: std::sync::Arc<dyn harness_workflow::Clock> = if plan {
+                std::sync::Arc::new(harness_workflow::ManualClock::default())
+            } else {
+                std::sync::Arc::new(harness_workflow::SystemClock::default())
+            };
+            let runner =
+                harness_workflow::WorkflowRunner::new(sandbox, clock, base_url_for, progress)
+                    .with_credentials(credentials)
+                    .with_policy(policy);
+            let runner = if plan { runner.planning() } else { runner };
             let run_options = harness_workflow::RunOptions {
                 correlation_id,
                 mocks,
@@ -627,6 +636,9 @@ async fn execute(
             };
             while let Ok(line) = lines_rx.try_recv() {
                 let _ = writeln!(err, "{}", printable(&line));
+            }
+            if plan {
+                return plan_report(&runner.plans(), &result, out);
             }
             report(out, &result.to_json())?;
             Ok(if result.status == "COMPLETED" {
@@ -979,6 +991,36 @@ async fn run_task(
         TaskStatus::Completed => EXIT_OK,
         _ => EXIT_FAILED,
     })
+}
+
+/// `harness run --plan`'s report: `status` `PLANNED` (every task that may send was
+/// planned) or `INCOMPLETE`, `sent: false`, the `tasks` as planned in the order they were
+/// reached, `notPlanned` (their references), and the walk's own end (`workflowStatus`,
+/// `reasonForIncompletion`: a TERMINATE, or a SWITCH on an unknown output, decides it).
+fn plan_report(
+    plans: &[serde_json::Value],
+    result: &harness_workflow::WorkflowResult,
+    out: &mut (dyn Write + Send),
+) -> Result<u8> {
+    let not_planned: Vec<serde_json::Value> = plans
+        .iter()
+        .filter(|p| p["planned"] != true)
+        .map(|p| p["reference"].clone())
+        .collect();
+    let walked = result.to_json();
+    let complete = not_planned.is_empty();
+    report(
+        out,
+        &serde_json::json!({
+            "status": if complete { "PLANNED" } else { "INCOMPLETE" },
+            "sent": false,
+            "tasks": plans,
+            "notPlanned": not_planned,
+            "workflowStatus": walked["status"],
+            "reasonForIncompletion": walked.get("reasonForIncompletion"),
+        }),
+    )?;
+    Ok(if complete { EXIT_OK } else { EXIT_FAILED })
 }
 
 /// The most bytes a definition, task-definitions or workflow input file may hold

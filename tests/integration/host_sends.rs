@@ -259,3 +259,145 @@ async fn a_plan_is_the_exact_request_with_credentials_redacted_and_nothing_is_se
     );
     assert_eq!(mock.journal(), vec![]);
 }
+
+fn plan_definition() -> Value {
+    json!({
+        "name": "plan_me",
+        "version": 1,
+        "schemaVersion": 2,
+        "tasks": [
+            {
+                "name": "zuora-update-usage", "taskReferenceName": "zuora", "type": "SIMPLE",
+                "inputParameters": {
+                    "path": { "id": "${workflow.input.usageId}" },
+                    "headers": { "Authorization": "Bearer mock-zuora-token" },
+                    "body": { "Quantity": "${workflow.input.quantity}" },
+                },
+            },
+            {
+                "name": "double", "taskReferenceName": "double", "type": "INLINE",
+                "inputParameters": {
+                    "evaluatorType": "javascript",
+                    "expression": "$.q * 2",
+                    "q": "${workflow.input.quantity}",
+                },
+            },
+            {
+                "name": "rebilly-create-usage", "taskReferenceName": "rebilly", "type": "SIMPLE",
+                "inputParameters": {
+                    "headers": { "REB-APIKEY": "sk_sandbox_mock" },
+                    "body": {
+                        "subscriptionId": "${zuora.output.response.body.Id}",
+                        "quantity": "${double.output.result}",
+                    },
+                },
+            },
+        ],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_plan_plans_every_sending_task_runs_scripts_and_names_what_an_unknown_output_stopped() {
+    let dir = std::env::temp_dir().join(format!("harness-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let definition = dir.join("wf.json");
+    std::fs::write(&definition, plan_definition().to_string()).unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(
+        &input,
+        json!({ "usageId": ZUORA_ID, "quantity": 2.5 }).to_string(),
+    )
+    .unwrap();
+    let (definition, input) = (definition.to_str().unwrap(), input.to_str().unwrap());
+
+    // Zuora's answer is unknown in a plan: Rebilly's subscriptionId comes out null.
+    let (code, out, err) =
+        crate::workflows::harness_cli(&["run", definition, "--input", input, "--plan"]).await;
+    assert_eq!(code, 1, "{err}");
+    let mut report: Value = serde_json::from_str(&out).unwrap();
+    let zuora_url = report["tasks"][0]["request"]["url"].take();
+    let zuora_url = zuora_url.as_str().unwrap();
+    assert!(zuora_url.starts_with("http://127.0.0.1:"), "{zuora_url}");
+    assert!(
+        zuora_url.ends_with(&format!("/zuora/v1/object/usage/{ZUORA_ID}")),
+        "{zuora_url}"
+    );
+    assert_eq!(
+        report,
+        json!({
+            "status": "INCOMPLETE",
+            "sent": false,
+            "tasks": [
+                {
+                    "reference": "zuora",
+                    "task": "zuora-update-usage",
+                    "planned": true,
+                    "request": {
+                        "method": "PUT",
+                        "url": null,
+                        "headers": [
+                            ["Content-Type", "application/json"],
+                            ["Authorization", "[redacted]"],
+                            ["Content-Length", "16"],
+                        ],
+                        "body": r#"{"Quantity":2.5}"#,
+                        "bodyBytes": 16,
+                        "connectionTimeOut": null,
+                        "readTimeOut": null,
+                    },
+                    "credentials": null,
+                    "refusal": null,
+                    "warnings": [],
+                },
+                {
+                    "reference": "rebilly",
+                    "task": "rebilly-create-usage",
+                    "planned": false,
+                    "reason": "invalid input, nothing was sent: body.subscriptionId: required",
+                },
+            ],
+            "notPlanned": ["rebilly"],
+            "workflowStatus": "COMPLETED",
+            "reasonForIncompletion": null,
+        })
+    );
+    assert!(
+        err.contains("zuora zuora-update-usage: planned PUT http://127.0.0.1:"),
+        "{err}"
+    );
+
+    // With Zuora's answer mocked, Rebilly plans on it, the script's result included.
+    let mocks = dir.join("mocks.json");
+    std::fs::write(
+        &mocks,
+        json!({ "taskRefToMockOutput": { "zuora": [{ "status": "COMPLETED", "output": { "response": { "body": { "Id": "sub_mock_001" } } } }] } })
+            .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = crate::workflows::harness_cli(&[
+        "run",
+        definition,
+        "--input",
+        input,
+        "--mock-outputs",
+        mocks.to_str().unwrap(),
+        "--plan",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["status"], "PLANNED");
+    assert_eq!(report["notPlanned"], json!([]));
+    let tasks = report["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "the mocked task is not planned: {report}");
+    assert_eq!(tasks[0]["reference"], "rebilly");
+    assert_eq!(
+        tasks[0]["request"]["body"],
+        r#"{"subscriptionId":"sub_mock_001","quantity":5}"#
+    );
+    assert_eq!(
+        tasks[0]["request"]["headers"][1],
+        json!(["REB-APIKEY", "[redacted]"])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -267,6 +267,8 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
         "/baseline/p50_us",
         "/baseline/p99_us",
         "/instantiate/p50_us",
+        "/zuora_guest_sends/p50_us",
+        "/zuora_guest_sends/ratio_p50",
         "/task_without_network/p50_us",
         "/task_without_network/ratio_p50",
         "/cold_start_ms/cached",

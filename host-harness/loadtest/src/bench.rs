@@ -118,6 +118,24 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         mock.clear_journal();
     }
 
+    // The same zuora task with the guest sending through wasi:http itself (`task.run`,
+    // as before the host sent): the host-sends path's gain, in the same run.
+    let guest_sends = {
+        let guest = sandbox.with_host_sends(false);
+        run_once(&guest, "zuora-update-usage", &zuora_input).await?;
+        let (base, runs) = paired(sizes.latency, &baseline, || {
+            run_once(&guest, "zuora-update-usage", &zuora_input)
+        })
+        .await?;
+        let (base, latency) = (Latency::of(base), Latency::of(runs));
+        mock.clear_journal();
+        json!({
+            "p50_us": latency.p50,
+            "p99_us": latency.p99,
+            "ratio_p50": ratio(latency.p50, base.p50),
+        })
+    };
+
     // The task's own cost without the network: the same task on an input it refuses
     // before sending anything (instantiate, parse and validate, report, tear down).
     let refused = {
@@ -183,6 +201,7 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         "quick": options.quick,
         "baseline": { "p50_us": baseline_latency.p50, "p99_us": baseline_latency.p99 },
         "tasks": tasks,
+        "zuora_guest_sends": guest_sends,
         "task_without_network": {
             "p50_us": no_network.p50,
             "p99_us": no_network.p99,
@@ -557,6 +576,12 @@ fn print_table(report: &Value, out: &mut (dyn Write + Send)) -> Result<()> {
             )?;
         }
     }
+    let guest = &report["zuora_guest_sends"];
+    row(
+        out,
+        "zuora, guest sends (wasi:http)",
+        [&guest["p50_us"], &guest["p99_us"], &guest["ratio_p50"]],
+    )?;
     let floor = &report["task_without_network"];
     row(
         out,

@@ -734,6 +734,18 @@ impl Sandbox {
         }
     }
 
+    /// Whether a task may send requests at all: its component imports
+    /// `wasi:http/outgoing-handler` (the jq transform and the script evaluator do not).
+    /// An unknown task may.
+    pub fn may_send(&self, task: &str) -> bool {
+        self.tasks.get(task).is_none_or(|t| {
+            t.component
+                .component_type()
+                .imports(&self.engine)
+                .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler"))
+        })
+    }
+
     /// Whether a task plans and reads apart from sending (it exports `exchange`): its
     /// runs then send from the host.
     pub fn sends_from_host(&self, task: &str) -> bool {

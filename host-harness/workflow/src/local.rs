@@ -129,6 +129,9 @@ pub struct WorkflowRunner {
     policy: harness_sandbox::policy::PolicyConfig,
     /// Per task definition with limits, its limiter, shared by the run's tasks.
     task_limits: Arc<std::sync::Mutex<HashMap<String, Arc<TaskDefLimiter>>>>,
+    /// Set when the runner plans instead of sending ([`WorkflowRunner::planning`]): the
+    /// plans so far, in the order the tasks were reached.
+    plans: Option<Arc<Mutex<Vec<Value>>>>,
 }
 
 /// The run's [`Clock`] as the pacing clock, so that Conductor's task-definition limits
@@ -171,7 +174,29 @@ impl WorkflowRunner {
             credentials: None,
             policy: harness_sandbox::policy::PolicyConfig::default(),
             task_limits: Arc::default(),
+            plans: None,
         }
+    }
+
+    /// A runner that plans instead of sending: every task that may send is planned in
+    /// the sandbox (its request as it would go out, credentials redacted) and sends
+    /// nothing; its output is unknown (`null`) to the tasks after it, unless a mock
+    /// gives one. Tasks that cannot send (scripts, jq, a user's task without network)
+    /// run as usual. [`WorkflowRunner::plans`] lists what was planned.
+    pub fn planning(mut self) -> Self {
+        self.plans = Some(Arc::default());
+        self
+    }
+
+    /// What a [planning](WorkflowRunner::planning) runner planned, in the order the tasks
+    /// were reached: per task `reference`, `task`, `planned` and either the plan's
+    /// `request`, `credentials`, `refusal` and `warnings`
+    /// ([`harness_runner::plan_json`]) or the `reason` it could not be planned.
+    pub fn plans(&self) -> Vec<Value> {
+        self.plans
+            .as_ref()
+            .and_then(|plans| plans.lock().ok().map(|p| p.clone()))
+            .unwrap_or_default()
     }
 
     /// The limiter of a task definition with `rateLimitPerFrequency` or
@@ -369,9 +394,79 @@ pub fn prepare_in_workflow(
 }
 
 impl WorkflowRunner {
+    /// Plan one component task instead of running it; what it planned, or why it could
+    /// not, goes to `plans`. It completes with an unknown (`null`) output.
+    async fn plan_component(&self, task: ReadyTask, plans: &Mutex<Vec<Value>>) -> TaskResult {
+        let (reference, component) = (task.reference.clone(), task.component.clone());
+        let not_planned = |reason: String| {
+            serde_json::json!({
+                "reference": reference, "task": component, "planned": false, "reason": reason,
+            })
+        };
+        let prepared = prepare_in_workflow(
+            &component,
+            &task.input,
+            &self.base_url_for,
+            self.credentials.as_ref(),
+            &self.policy,
+        );
+        let entry = match prepared {
+            Err(outcome) => not_planned(outcome.failure.map(|f| f.message).unwrap_or_default()),
+            Ok(prepared) => match runner::plan_task(&self.sandbox, &component, &prepared).await {
+                Ok(Some(Ok(mut plan))) => {
+                    if let Some(plan) = plan.as_object_mut() {
+                        plan.remove("status");
+                        plan.remove("sent");
+                        plan.remove("task");
+                    }
+                    let mut entry = serde_json::json!({
+                        "reference": reference, "task": component, "planned": true,
+                    });
+                    if let (Some(entry), Value::Object(plan)) = (entry.as_object_mut(), plan) {
+                        entry.extend(plan);
+                    }
+                    entry
+                }
+                Ok(Some(Err(outcome))) => {
+                    not_planned(outcome.failure.map(|f| f.message).unwrap_or_default())
+                }
+                Ok(None) => not_planned(format!(
+                    "task `{component}` may send but cannot plan its request apart from sending it (its component does not export usage-billing:tasks/exchange): not run"
+                )),
+                Err(e) => not_planned(e.to_string()),
+            },
+        };
+        let line = match (&entry["planned"], &entry["request"]) {
+            (Value::Bool(true), request) => format!(
+                "{reference} {component}: planned {} {}",
+                request["method"].as_str().unwrap_or_default(),
+                request["url"].as_str().unwrap_or_default()
+            ),
+            _ => format!(
+                "{reference} {component}: not planned: {}",
+                entry["reason"].as_str().unwrap_or_default()
+            ),
+        };
+        (self.progress)(&line);
+        if let Ok(mut plans) = plans.lock() {
+            plans.push(entry);
+        }
+        TaskResult {
+            status: TaskStatus::Completed,
+            attempts: Vec::new(),
+            output: Value::Null,
+            failure: None,
+        }
+    }
+
     /// Run one component task: its attempts, with the waits its task definition and the
-    /// server ask for.
+    /// server ask for. A planning runner plans it instead, when it may send.
     async fn run_component(&self, task: ReadyTask) -> TaskResult {
+        if let Some(plans) = &self.plans
+            && self.sandbox.may_send(&task.component)
+        {
+            return self.plan_component(task, plans).await;
+        }
         let ReadyTask {
             reference,
             component,
