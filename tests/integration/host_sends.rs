@@ -5,7 +5,7 @@
 
 use harness_mock::{Fault, JournalEntry, MockServer};
 use harness_runner::{self as runner, TaskOutcome};
-use harness_sandbox::Sandbox;
+use harness_sandbox::{Sandbox, SendPath};
 use integration_tests::{sandbox, vendor_of};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -40,20 +40,22 @@ fn printed(outcome: &TaskOutcome) -> Value {
     printed
 }
 
-/// Run `input` once through each path on a freshly reset mock (with `fault` injected
-/// first, when given), and return (what went out, what came back) for each.
-async fn both_paths(
+/// Run `input` once through each path (host sends, host sends keeping the planning
+/// instance, guest sends) on a freshly reset mock (with `fault` injected first, when
+/// given), and return (what went out, what came back, whether it reached the server).
+async fn every_path(
     mock: &MockServer,
     task: &str,
     input: &Value,
     fault: Option<&Fault>,
-) -> [(Vec<JournalEntry>, Value, bool); 2] {
+) -> [(Vec<JournalEntry>, Value, bool); 3] {
     let host = sandbox().await;
     assert!(host.sends_from_host(task), "{task}");
-    let guest = host.with_host_sends(false);
+    let keeping = host.with_send_path(SendPath::HostKeepingInstance);
+    let guest = host.with_send_path(SendPath::Guest);
     assert!(!guest.sends_from_host(task), "{task}");
     let mut results = Vec::new();
-    for sandbox in [host, &guest] {
+    for sandbox in [host, &keeping, &guest] {
         mock.reset();
         if let Some(fault) = fault {
             mock.inject(fault.clone());
@@ -62,20 +64,21 @@ async fn both_paths(
         mock.wait_until_idle().await;
         results.push((mock.journal(), printed(&outcome), outcome.reached_server));
     }
-    let [host, guest]: [_; 2] = results.try_into().unwrap();
-    [host, guest]
+    results.try_into().unwrap()
 }
 
 async fn assert_same(task: &str, input: Value, fault: Option<Fault>) -> Value {
     let mock = MockServer::start().await;
-    let [
-        (host_sent, host_result, host_reached),
-        (guest_sent, guest_result, guest_reached),
-    ] = both_paths(&mock, task, &input, fault.as_ref()).await;
-    assert_eq!(host_sent, guest_sent, "{task}: the requests on the wire");
-    assert_eq!(host_result, guest_result, "{task}: the results");
-    assert_eq!(host_reached, guest_reached, "{task}: reached the server");
-    host_result
+    let [host, keeping, guest] = every_path(&mock, task, &input, fault.as_ref()).await;
+    for (other, path) in [
+        (keeping, "keeping its instance"),
+        (guest, "the guest sending"),
+    ] {
+        assert_eq!(host.0, other.0, "{task}, {path}: the requests on the wire");
+        assert_eq!(host.1, other.1, "{task}, {path}: the results");
+        assert_eq!(host.2, other.2, "{task}, {path}: reached the server");
+    }
+    host.1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +176,7 @@ async fn failures_are_classified_the_same_from_host_and_guest() {
     let result = assert_same("zuora-update-usage", invalid, None).await;
     assert_eq!(result["error"]["kind"], "invalid-input", "{result}");
     let host = sandbox().await;
-    let guest = host.with_host_sends(false);
+    let guest = host.with_send_path(SendPath::Guest);
     let mut refused = Vec::new();
     for sandbox in [host, &guest] {
         let prepared = runner::prepare(

@@ -267,6 +267,12 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
         "/baseline/p50_us",
         "/baseline/p99_us",
         "/instantiate/p50_us",
+        "/zuora_keeping_instance/p50_us",
+        "/zuora_keeping_instance/ratio_p50",
+        "/throughput_64_by_path/keeping_instance/task_per_s",
+        "/throughput_64_by_path/guest_sends/task_per_s",
+        "/rss_mb_1000_in_flight_keeping_instance",
+        "/rss_mb_1000_in_flight_guest_sends",
         "/zuora_guest_sends/p50_us",
         "/zuora_guest_sends/ratio_p50",
         "/task_without_network/p50_us",
@@ -277,6 +283,12 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
     ] {
         assert!(number(pointer) > 0.0, "{pointer}");
     }
+    // CPU time is counted in 1/100 s ticks: a tiny run may read 0, but every figure is there.
+    for path in ["host_sends", "keeping_instance", "guest_sends"] {
+        let pointer = format!("/cpu_us_per_zuora_task/{path}/us");
+        assert!(number(&pointer) >= 0.0, "{pointer}");
+    }
+    assert!(number("/cpu_us_per_zuora_task/baseline") >= 0.0);
     // Run in-process (no `harness` binary to fill the cache first): compiled here.
     assert_eq!(report["rss_components_from_cache"], json!(false));
     for task in [

@@ -7,7 +7,7 @@ use crate::{Context, LoadtestError, Result, ensure};
 use bytes::Bytes;
 use harness_mock::{Fault, MockServer, Vendor};
 use harness_runner as runner;
-use harness_sandbox::{BUILTIN_COMPONENTS, Sandbox, SandboxOptions};
+use harness_sandbox::{BUILTIN_COMPONENTS, Sandbox, SandboxOptions, SendPath};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -93,6 +93,12 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
     run_once(&sandbox, "zuora-update-usage", &zuora_input).await?;
     baseline.put().await?;
     let rss = rss_in_flight(&sandbox, &mock, &zuora_input, sizes.in_flight).await?;
+    // The same with the planning instance kept through the send, and with the guest
+    // sending (each after the one before, so its peak includes what that one left).
+    let keeping = Arc::new(sandbox.with_send_path(SendPath::HostKeepingInstance));
+    let guest = Arc::new(sandbox.with_send_path(SendPath::Guest));
+    let rss_keeping = rss_in_flight(&keeping, &mock, &zuora_input, sizes.in_flight).await?;
+    let rss_guest = rss_in_flight(&guest, &mock, &zuora_input, sizes.in_flight).await?;
 
     // (a) baseline and (b) every endpoint task, sequentially. Each task's timings are
     // interleaved with baseline requests (blocks of each in turn), so that a task and its
@@ -118,23 +124,27 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         mock.clear_journal();
     }
 
-    // The same zuora task with the guest sending through wasi:http itself (`task.run`,
-    // as before the host sent): the host-sends path's gain, in the same run.
-    let guest_sends = {
-        let guest = sandbox.with_host_sends(false);
-        run_once(&guest, "zuora-update-usage", &zuora_input).await?;
+    // The same zuora task by the other paths: the planning instance kept to read the
+    // answer, and the guest sending through wasi:http itself (`task.run`, as before the
+    // host sent): what each choice costs, in the same run.
+    let mut by_path = Vec::new();
+    for other in [&keeping, &guest] {
+        run_once(other, "zuora-update-usage", &zuora_input).await?;
         let (base, runs) = paired(sizes.latency, &baseline, || {
-            run_once(&guest, "zuora-update-usage", &zuora_input)
+            run_once(other, "zuora-update-usage", &zuora_input)
         })
         .await?;
         let (base, latency) = (Latency::of(base), Latency::of(runs));
         mock.clear_journal();
-        json!({
+        by_path.push(json!({
             "p50_us": latency.p50,
             "p99_us": latency.p99,
             "ratio_p50": ratio(latency.p50, base.p50),
-        })
-    };
+        }));
+    }
+    let [keeping_instance, guest_sends]: [Value; 2] = by_path
+        .try_into()
+        .map_err(|_| LoadtestError::Failed("two paths".into()))?;
 
     // The task's own cost without the network: the same task on an input it refuses
     // before sending anything (instantiate, parse and validate, report, tear down).
@@ -189,6 +199,50 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         );
     }
 
+    // Throughput at concurrency 64 by the other paths (planning instance kept, guest
+    // sending), against the same baseline figure.
+    let mut throughput_by_path = Map::new();
+    for (path, other) in [("keeping_instance", &keeping), ("guest_sends", &guest)] {
+        let total = sizes.throughput.max(128);
+        let task_rate = rate(total, 64, {
+            let (sandbox, input) = (other.clone(), zuora_input.clone());
+            move || {
+                let (sandbox, input) = (sandbox.clone(), input.clone());
+                async move { run_once(&sandbox, "zuora-update-usage", &input).await }
+            }
+        })
+        .await?;
+        mock.clear_journal();
+        let baseline_rate = throughput["64"]["baseline_per_s"].as_f64().unwrap_or(1.0);
+        throughput_by_path.insert(
+            path.to_string(),
+            json!({ "task_per_s": round(task_rate), "ratio": ratio(task_rate, baseline_rate) }),
+        );
+    }
+
+    // CPU per operation by path, sequentially: the process's CPU time (this process
+    // runs the mock too, so each figure includes the mock's side, as the baseline's
+    // does). Less noisy than wall-clock figures on a shared 2-core machine.
+    let cpu_n = sizes.latency;
+    let cpu_baseline = cpu_per_op(cpu_n, || baseline.put()).await?;
+    let mut cpu = Map::new();
+    cpu.insert("baseline".into(), json!(round(cpu_baseline)));
+    for (path, other) in [
+        ("host_sends", &sandbox),
+        ("keeping_instance", &keeping),
+        ("guest_sends", &guest),
+    ] {
+        let us = cpu_per_op(cpu_n, || {
+            run_once(other, "zuora-update-usage", &zuora_input)
+        })
+        .await?;
+        mock.clear_journal();
+        cpu.insert(
+            path.into(),
+            json!({ "us": round(us), "ratio": ratio(us, cpu_baseline) }),
+        );
+    }
+
     // (e) cold start, (f) sizes.
     let cold = cold_start(&options, &mock, &zuora_input).await?;
     let mut component_bytes = Map::new();
@@ -201,6 +255,7 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         "quick": options.quick,
         "baseline": { "p50_us": baseline_latency.p50, "p99_us": baseline_latency.p99 },
         "tasks": tasks,
+        "zuora_keeping_instance": keeping_instance,
         "zuora_guest_sends": guest_sends,
         "task_without_network": {
             "p50_us": no_network.p50,
@@ -209,15 +264,51 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         },
         "instantiate": { "p50_us": instantiate.p50, "p99_us": instantiate.p99 },
         "throughput": throughput,
+        "throughput_64_by_path": throughput_by_path,
+        "cpu_us_per_zuora_task": cpu,
         "cold_start_ms": cold,
         "component_bytes": component_bytes,
         "tasks_in_flight": sizes.in_flight,
         "rss_components_from_cache": sandbox.cache_hits() == BUILTIN_COMPONENTS.len(),
         "rss_mb_start": rss.0,
         "rss_mb_1000_in_flight": rss.1,
+        "rss_mb_1000_in_flight_keeping_instance": rss_keeping.1,
+        "rss_mb_1000_in_flight_guest_sends": rss_guest.1,
     });
     print_table(&report, out)?;
     Ok(report)
+}
+
+/// The process's CPU time (user and system) per run of `op`, over `n` sequential runs,
+/// in microseconds.
+async fn cpu_per_op<F, Fut>(n: usize, mut op: F) -> Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let before = process_cpu_seconds();
+    for _ in 0..n {
+        op().await?;
+    }
+    let spent = process_cpu_seconds() - before;
+    Ok(spent * 1e6 / n.max(1) as f64)
+}
+
+/// This process's CPU time so far, user and system, in seconds (Linux
+/// `/proc/self/stat`, in clock ticks of 1/100 s; 0 elsewhere).
+fn process_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which is in parentheses.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the line, 12 and 13 after `)`.
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or_default()
 }
 
 /// p50 and p99 of a set of timings, in microseconds.
@@ -576,6 +667,16 @@ fn print_table(report: &Value, out: &mut (dyn Write + Send)) -> Result<()> {
             )?;
         }
     }
+    let keeping = &report["zuora_keeping_instance"];
+    row(
+        out,
+        "zuora, host sends, planning instance kept",
+        [
+            &keeping["p50_us"],
+            &keeping["p99_us"],
+            &keeping["ratio_p50"],
+        ],
+    )?;
     let guest = &report["zuora_guest_sends"];
     row(
         out,
@@ -615,6 +716,29 @@ fn print_table(report: &Value, out: &mut (dyn Write + Send)) -> Result<()> {
             )?;
         }
     }
+    if let Some(cpu) = report["cpu_us_per_zuora_task"].as_object() {
+        writeln!(out)?;
+        let [a, b, c] = heading("CPU µs", "", "x base");
+        row(out, "CPU per zuora task, sequential", [&a, &b, &c])?;
+        let none = Value::from("");
+        for (path, figures) in cpu {
+            let (us, ratio) = match figures {
+                Value::Object(_) => (&figures["us"], &figures["ratio"]),
+                _ => (figures, &none),
+            };
+            row(out, &path.replace('_', " "), [us, &none, ratio])?;
+        }
+    }
+    if let Some(paths) = report["throughput_64_by_path"].as_object() {
+        for (path, figures) in paths {
+            let name = format!("concurrency 64, {}", path.replace('_', " "));
+            row(
+                out,
+                &name,
+                [&figures["task_per_s"], &Value::from(""), &figures["ratio"]],
+            )?;
+        }
+    }
     writeln!(out)?;
     let cold = &report["cold_start_ms"];
     writeln!(
@@ -640,6 +764,12 @@ fn print_table(report: &Value, out: &mut (dyn Write + Send)) -> Result<()> {
         } else {
             "compiled in this process"
         }
+    )?;
+    writeln!(
+        out,
+        "  then {} MB peak with the planning instance kept through the send, then {} MB with the guest sending",
+        cell(&report["rss_mb_1000_in_flight_keeping_instance"]),
+        cell(&report["rss_mb_1000_in_flight_guest_sends"]),
     )?;
     Ok(())
 }

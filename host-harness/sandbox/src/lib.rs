@@ -154,11 +154,27 @@ pub struct SandboxOptions {
     /// exports the `task` interface is loaded beside the shipped tasks, under the name
     /// its `info` gives.
     pub tasks_dir: Option<PathBuf>,
-    /// Whether the host sends the requests of tasks that export `exchange` (plan in the
-    /// sandbox, send from the host, read in the sandbox: the default), or they send
-    /// through `wasi:http` from inside the guest as any other task does (`false`: for
-    /// comparing the two paths).
-    pub host_sends: bool,
+    /// Who sends the requests of tasks that export `exchange` (the default: the host,
+    /// with a fresh instance to read the answer).
+    pub send_path: SendPath,
+}
+
+/// Who sends the request of a task that exports `exchange`. Tasks that do not export it
+/// always send through `wasi:http` from inside the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendPath {
+    /// The task plans in one instance, which is dropped before the host sends the
+    /// planned request; a fresh instance reads the answer. A task waiting on its vendor
+    /// holds no instance (the default).
+    #[default]
+    Host,
+    /// As [`SendPath::Host`], but the planning instance is kept through the send and
+    /// reads the answer: one instantiation less per attempt, an instance held while the
+    /// request is out (for measuring the trade).
+    HostKeepingInstance,
+    /// The task sends through `wasi:http` from inside the guest (`task.run`), as in any
+    /// other WASI host (for comparing the paths).
+    Guest,
 }
 
 impl Default for SandboxOptions {
@@ -168,7 +184,7 @@ impl Default for SandboxOptions {
             cache_dir: None,
             max_in_flight: 1024,
             tasks_dir: None,
-            host_sends: true,
+            send_path: SendPath::Host,
         }
     }
 }
@@ -241,8 +257,8 @@ pub struct Sandbox {
     /// Free slots in the instance pool (`None` without one): a run beyond the pool's size
     /// waits for a slot instead of failing to instantiate.
     slots: Option<Arc<tokio::sync::Semaphore>>,
-    /// [`SandboxOptions::host_sends`].
-    host_sends: bool,
+    /// [`SandboxOptions::send_path`].
+    send_path: SendPath,
 }
 
 impl Sandbox {
@@ -304,7 +320,7 @@ impl Sandbox {
             http: Arc::new(HttpPool::default()),
             slots: (options.max_in_flight > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(options.max_in_flight as usize))),
-            host_sends: options.host_sends,
+            send_path: options.send_path,
         })
     }
 
@@ -536,9 +552,11 @@ impl Sandbox {
         );
         let logs = (stdout.clone(), stderr.clone());
         let call = async {
-            match loaded.exchange.as_ref().filter(|_| self.host_sends) {
-                Some(exchange) => self.run_exchange(exchange, input, hooks, logs).await,
-                None => self.run_guest(&loaded.pre, input, hooks, logs).await,
+            match (loaded.exchange.as_ref(), self.send_path) {
+                (Some(exchange), SendPath::Host | SendPath::HostKeepingInstance) => {
+                    self.run_exchange(exchange, input, hooks, logs).await
+                }
+                _ => self.run_guest(&loaded.pre, input, hooks, logs).await,
             }
         };
         let timeout = self.limits.timeout_for(task);
@@ -608,7 +626,8 @@ impl Sandbox {
 
     /// A run of a task that exports `exchange`: it plans in one instance, which is gone
     /// before the host sends the planned request (a task waiting on its vendor holds no
-    /// instance), and reads the answer in a fresh one.
+    /// instance), and reads the answer in a fresh one; or, with
+    /// [`SendPath::HostKeepingInstance`], in the planning one, kept through the send.
     async fn run_exchange(
         &self,
         pre: &ExchangeRunnerPre<RunState>,
@@ -617,40 +636,51 @@ impl Sandbox {
         (stdout, stderr): (LogPipe, LogPipe),
     ) -> RunResult {
         let quiet = || PolicyHooks::deny_all(&self.limits, self.http.clone());
-        let planned = {
-            let mut store = self.store(RunState::new(
-                &self.limits,
-                quiet(),
-                stdout.clone(),
-                stderr.clone(),
-            ));
-            let planned = async {
-                let runner = pre.instantiate_async(&mut store).await?;
-                runner
-                    .usage_billing_tasks_exchange()
-                    .call_plan(&mut store, input)
-                    .await
-            }
-            .await;
-            match planned {
-                Ok(Ok(planned)) => planned,
-                Ok(Err(error)) => return RunResult::Returned(Err(error)),
-                Err(trap) => return self.returned(Err(trap), &store),
+        let mut store = self.store(RunState::new(
+            &self.limits,
+            quiet(),
+            stdout.clone(),
+            stderr.clone(),
+        ));
+        let planning = async {
+            let runner = pre.instantiate_async(&mut store).await?;
+            let planned = runner
+                .usage_billing_tasks_exchange()
+                .call_plan(&mut store, input)
+                .await?;
+            Ok::<_, wasmtime::Error>((runner, planned))
+        }
+        .await;
+        let (runner, planned) = match planning {
+            Ok((runner, Ok(planned))) => (runner, planned),
+            Ok((_, Err(error))) => return RunResult::Returned(Err(error)),
+            Err(trap) => return self.returned(Err(trap), &store),
+        };
+        let kept = match self.send_path {
+            SendPath::HostKeepingInstance => Some((store, runner)),
+            _ => {
+                drop((store, runner));
+                None
             }
         };
         let response = match exchange::send(&hooks, &planned).await {
             Ok(response) => response,
             Err(error) => return RunResult::Returned(Err(error)),
         };
-        let mut store = self.store(RunState::new(&self.limits, quiet(), stdout, stderr));
-        let returned = async {
-            let runner = pre.instantiate_async(&mut store).await?;
-            runner
-                .usage_billing_tasks_exchange()
-                .call_read(&mut store, &planned, &response)
-                .await
-        }
-        .await;
+        let (mut store, runner) = match kept {
+            Some(kept) => kept,
+            None => {
+                let mut store = self.store(RunState::new(&self.limits, quiet(), stdout, stderr));
+                match pre.instantiate_async(&mut store).await {
+                    Ok(runner) => (store, runner),
+                    Err(trap) => return self.returned(Err(trap), &store),
+                }
+            }
+        };
+        let returned = runner
+            .usage_billing_tasks_exchange()
+            .call_read(&mut store, &planned, &response)
+            .await;
         self.returned(returned, &store)
     }
 
@@ -717,10 +747,10 @@ impl Sandbox {
         Ok(Some(planned))
     }
 
-    /// The same compiled tasks, engine and HTTP client, with requests sent from the host
-    /// or not ([`SandboxOptions::host_sends`]), sharing the instance pool: for comparing
-    /// the two paths in one process.
-    pub fn with_host_sends(&self, host_sends: bool) -> Sandbox {
+    /// The same compiled tasks, engine and HTTP client, sending by another path
+    /// ([`SandboxOptions::send_path`]), sharing the instance pool: for comparing the
+    /// paths in one process.
+    pub fn with_send_path(&self, send_path: SendPath) -> Sandbox {
         Sandbox {
             engine: self.engine.clone(),
             linker: self.linker.clone(),
@@ -730,7 +760,7 @@ impl Sandbox {
             cache_hits: AtomicUsize::new(0),
             http: self.http.clone(),
             slots: self.slots.clone(),
-            host_sends,
+            send_path,
         }
     }
 
@@ -749,7 +779,8 @@ impl Sandbox {
     /// Whether a task plans and reads apart from sending (it exports `exchange`): its
     /// runs then send from the host.
     pub fn sends_from_host(&self, task: &str) -> bool {
-        self.host_sends && self.tasks.get(task).is_some_and(|t| t.exchange.is_some())
+        self.send_path != SendPath::Guest
+            && self.tasks.get(task).is_some_and(|t| t.exchange.is_some())
     }
 
     /// Instantiate a task in a fresh store without calling it (what every run pays
