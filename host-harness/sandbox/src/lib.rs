@@ -656,6 +656,8 @@ impl Sandbox {
             Ok((_, Err(error))) => return RunResult::Returned(Err(error)),
             Err(trap) => return self.returned(Err(trap), &store),
         };
+        // The fuel limit is per run: the reading instance gets what planning left.
+        let fuel_left = self.limits.fuel.and_then(|_| store.get_fuel().ok());
         let kept = match self.send_path {
             SendPath::HostKeepingInstance => Some((store, runner)),
             _ => {
@@ -671,6 +673,10 @@ impl Sandbox {
             Some(kept) => kept,
             None => {
                 let mut store = self.store(RunState::new(&self.limits, quiet(), stdout, stderr));
+                if let Some(fuel) = fuel_left {
+                    // Cannot fail: fuel is enabled on the engine whenever a limit is set.
+                    let _ = store.set_fuel(fuel);
+                }
                 match pre.instantiate_async(&mut store).await {
                     Ok(runner) => (store, runner),
                     Err(trap) => return self.returned(Err(trap), &store),
