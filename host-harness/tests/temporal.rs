@@ -1620,6 +1620,24 @@ async fn two_workers_together_keep_a_paced_connection_within_its_rate() {
         })
         .collect();
     assert_eq!(queues, vec!["paced.billingplatform".to_string(); UPDATES]);
+    // The hold on the connection's queue is in the attempts' `paced`, from the history:
+    // at 4/s, most of the 48 wait there, the last ones for seconds.
+    let held: Vec<u64> = result["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|task| {
+            let paced = &task["attempts"][0]["paced"];
+            let reason = paced["waitReason"].as_str()?;
+            assert!(
+                reason.starts_with("task queue `paced.billingplatform`: held "),
+                "{reason}"
+            );
+            paced["waitedMs"].as_u64()
+        })
+        .collect();
+    assert!(held.len() >= UPDATES / 2, "{held:?}");
+    assert!(held.iter().any(|ms| *ms >= 3000), "{held:?}");
     assert_replays(&server, &workflow_id).await;
 }
 

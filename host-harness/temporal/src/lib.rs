@@ -304,10 +304,10 @@ pub async fn submit(
             workflow_id: workflow_id.clone(),
             reason: e.to_string(),
         })?;
-    // The number of each task's final attempt, from the history (the workflow sees only
-    // the final outcome of an activity).
+    // The number of each task's final attempt, and a paced connection's hold on its
+    // task queue, from the history (the workflow sees only an activity's final outcome).
     if let Ok(events) = handle.fetch_history(Default::default()).into_events().await {
-        workflow::fill_attempt_numbers(&mut result, &events);
+        workflow::fill_attempt_numbers(&mut result, &events, &target.task_queue);
     }
     Ok(result)
 }

@@ -535,20 +535,59 @@ fn describe_failure(error: &ActivityExecutionError, def: &TaskDef) -> Failed {
     }
 }
 
-/// Set each task's final attempt number (`tasks[].attempts[0].attempt`, 0 when the
-/// workflow could not know it) from the workflow's history: the `attempt` of the
-/// activity's last started event.
-pub fn fill_attempt_numbers(result: &mut Value, events: &[HistoryEvent]) {
-    let mut scheduled: HashMap<i64, String> = HashMap::new();
-    let mut attempts: HashMap<String, i32> = HashMap::new();
+/// What the history tells about a run's tasks that the workflow could not see, filled
+/// into `result` (the run's JSON) by the submitter:
+/// - the number of each task's final attempt (the workflow sees only an activity's final
+///   outcome);
+/// - for a task scheduled on a paced connection's own task queue (`BASE.CONNECTION`,
+///   `base_queue` being the run's), how long its first attempt was held there from
+///   scheduled to started (the Temporal server's rate limit on that queue, and any wait
+///   for a free worker), as the attempt's `paced`, added to what the workflow recorded.
+///   A retried task's later attempts are not counted: their wait includes the backoff.
+pub fn fill_attempt_numbers(result: &mut Value, events: &[HistoryEvent], base_queue: &str) {
+    struct Scheduled {
+        activity_id: String,
+        queue: String,
+        at_ms: Option<i64>,
+    }
+    let at_ms = |event: &HistoryEvent| {
+        event
+            .event_time
+            .as_ref()
+            .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    };
+    let mut scheduled: HashMap<i64, Scheduled> = HashMap::new();
+    // Per activity id: the final attempt's number, and the first attempt's hold on a
+    // paced queue (ms, queue).
+    let mut attempts: HashMap<String, (i32, Option<(i64, String)>)> = HashMap::new();
+    let paced_prefix = format!("{base_queue}.");
     for event in events {
         match &event.attributes {
             Some(history_event::Attributes::ActivityTaskScheduledEventAttributes(a)) => {
-                scheduled.insert(event.event_id, a.activity_id.clone());
+                scheduled.insert(
+                    event.event_id,
+                    Scheduled {
+                        activity_id: a.activity_id.clone(),
+                        queue: a
+                            .task_queue
+                            .as_ref()
+                            .map(|q| q.name.clone())
+                            .unwrap_or_default(),
+                        at_ms: at_ms(event),
+                    },
+                );
             }
             Some(history_event::Attributes::ActivityTaskStartedEventAttributes(a)) => {
-                if let Some(id) = scheduled.get(&a.scheduled_event_id) {
-                    attempts.insert(id.clone(), a.attempt);
+                if let Some(s) = scheduled.get(&a.scheduled_event_id) {
+                    let held = match (s.at_ms, at_ms(event)) {
+                        (Some(from), Some(to))
+                            if a.attempt == 1 && s.queue.starts_with(&paced_prefix) =>
+                        {
+                            Some(((to - from).max(0), s.queue.clone()))
+                        }
+                        _ => None,
+                    };
+                    attempts.insert(s.activity_id.clone(), (a.attempt, held));
                 }
             }
             _ => {}
@@ -561,16 +600,41 @@ pub fn fill_attempt_numbers(result: &mut Value, events: &[HistoryEvent]) {
         let Some(reference) = task.get("ref").and_then(Value::as_str).map(str::to_string) else {
             continue;
         };
-        let Some(number) = attempts.get(&reference) else {
+        let Some((number, held)) = attempts.get(&reference) else {
             continue;
         };
-        if let Some(first) = task
+        let Some(first) = task
             .get_mut("attempts")
             .and_then(Value::as_array_mut)
             .and_then(|a| a.first_mut())
-            && first["attempt"].as_u64() == Some(0)
-        {
-            first["attempt"] = (*number).into();
+        else {
+            continue;
+        };
+        if first["attempt"].as_u64() != Some(0) {
+            continue;
+        }
+        first["attempt"] = (*number).into();
+        if let Some((held_ms, queue)) = held.as_ref().filter(|(ms, _)| *ms > 0) {
+            let reason = format!(
+                "task queue `{queue}`: held {held_ms} ms from scheduled to started (the Temporal server's rate limit on the connection's queue, and any wait for a free worker)"
+            );
+            let (waited, reasons) = match first.get("paced") {
+                Some(Value::Object(paced)) => (
+                    paced.get("waitedMs").and_then(Value::as_i64).unwrap_or(0),
+                    format!(
+                        "{}; {reason}",
+                        paced
+                            .get("waitReason")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    ),
+                ),
+                _ => (0, reason),
+            };
+            first["paced"] = serde_json::json!({
+                "waitedMs": waited + held_ms,
+                "waitReason": reasons,
+            });
         }
     }
 }
@@ -677,8 +741,93 @@ mod tests {
             { "ref": "other", "attempts": [{ "attempt": 0 }] },
             { "ref": "switch", "attempts": [] },
         ]});
-        fill_attempt_numbers(&mut result, &events);
+        fill_attempt_numbers(&mut result, &events, "usage-billing");
         assert_eq!(result["tasks"][0]["attempts"][0]["attempt"], 3);
         assert_eq!(result["tasks"][1]["attempts"][0]["attempt"], 0);
+    }
+
+    #[test]
+    fn a_first_attempt_held_on_a_paced_connections_queue_is_its_attempts_paced() {
+        let event = |event_id, ms: i64, attributes| HistoryEvent {
+            event_id,
+            event_time: Some(prost_wkt_types::Timestamp {
+                seconds: ms / 1000,
+                nanos: i32::try_from(ms % 1000).unwrap() * 1_000_000,
+            }),
+            attributes: Some(attributes),
+            ..HistoryEvent::default()
+        };
+        let scheduled = |id: &str, queue: &str| {
+            history_event::Attributes::ActivityTaskScheduledEventAttributes(
+                ActivityTaskScheduledEventAttributes {
+                    activity_id: id.into(),
+                    task_queue: Some(
+                        temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue {
+                            name: queue.into(),
+                            ..Default::default()
+                        },
+                    ),
+                    ..Default::default()
+                },
+            )
+        };
+        let started = |scheduled_event_id, attempt| {
+            history_event::Attributes::ActivityTaskStartedEventAttributes(
+                ActivityTaskStartedEventAttributes {
+                    scheduled_event_id,
+                    attempt,
+                    ..Default::default()
+                },
+            )
+        };
+        let events = vec![
+            // Held 750 ms on the connection's queue, first attempt.
+            event(5, 10_000, scheduled("bp", "usage-billing.billingplatform")),
+            event(6, 10_750, started(5, 1)),
+            // On the run's own queue: not paced there.
+            event(7, 10_000, scheduled("js", "usage-billing")),
+            event(8, 10_040, started(7, 1)),
+            // A third attempt: its wait holds the retry backoff, not counted.
+            event(
+                9,
+                10_000,
+                scheduled("retried", "usage-billing.billingplatform"),
+            ),
+            event(10, 16_000, started(9, 3)),
+            // Already held by its task definition's limit in the workflow: both add up.
+            event(
+                11,
+                10_000,
+                scheduled("limited", "usage-billing.billingplatform"),
+            ),
+            event(12, 10_200, started(11, 1)),
+        ];
+        let mut result = json!({ "tasks": [
+            { "ref": "bp", "attempts": [{ "attempt": 0 }] },
+            { "ref": "js", "attempts": [{ "attempt": 0 }] },
+            { "ref": "retried", "attempts": [{ "attempt": 0 }] },
+            { "ref": "limited", "attempts": [{ "attempt": 0, "paced": {
+                "waitedMs": 1000, "waitReason": "task definition `bp`: rateLimitPerFrequency 1 per 1 s",
+            } }] },
+        ]});
+        fill_attempt_numbers(&mut result, &events, "usage-billing");
+        let queue = "task queue `usage-billing.billingplatform`";
+        let why = "(the Temporal server's rate limit on the connection's queue, and any wait for a free worker)";
+        assert_eq!(
+            result["tasks"][0]["attempts"][0],
+            json!({ "attempt": 1, "paced": {
+                "waitedMs": 750,
+                "waitReason": format!("{queue}: held 750 ms from scheduled to started {why}"),
+            } })
+        );
+        assert_eq!(result["tasks"][1]["attempts"][0], json!({ "attempt": 1 }));
+        assert_eq!(result["tasks"][2]["attempts"][0], json!({ "attempt": 3 }));
+        assert_eq!(
+            result["tasks"][3]["attempts"][0],
+            json!({ "attempt": 1, "paced": {
+                "waitedMs": 1200,
+                "waitReason": format!("task definition `bp`: rateLimitPerFrequency 1 per 1 s; {queue}: held 200 ms from scheduled to started {why}"),
+            } })
+        );
     }
 }
