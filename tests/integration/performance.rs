@@ -289,6 +289,18 @@ async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
         assert!(number(&pointer) >= 0.0, "{pointer}");
     }
     assert!(number("/cpu_us_per_zuora_task/baseline") >= 0.0);
+    // The jco/Node peer runs where scripts/test.sh installed it (as for the portability
+    // test); elsewhere the report says why not.
+    let jco = &report["peers"]["jco_node"];
+    let jco_installed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("portability/node_modules/.bin/jco")
+        .exists();
+    if jco_installed {
+        assert!(number("/peers/jco_node/p50_us") > 0.0, "{jco}");
+        assert!(number("/peers/jco_node/ratio_p50") > 0.0, "{jco}");
+    } else {
+        assert!(jco["unavailable"].as_str().is_some(), "{jco}");
+    }
     // Run in-process (no `harness` binary to fill the cache first): compiled here.
     assert_eq!(report["rss_components_from_cache"], json!(false));
     for task in [

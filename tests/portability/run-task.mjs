@@ -8,6 +8,10 @@
 // Usage:
 //   node run-task.mjs [--base-url URL] <component> <input.json | ->
 //   node run-task.mjs --info <component>
+//   node run-task.mjs --repeat N [--base-url URL] <component> <input.json | ->
+//                (`harness bench`'s jco/Node peer: runs `task.run` N times after one
+//                warm-up and prints {"repeat": {"n", "p50Us", "p99Us", "failed"}}, the
+//                wall-clock time of each call in microseconds and how many returned Err)
 //
 //   <component>  a task component `.wasm` (transpiled on first use into
 //                out/<file stem>/ next to this script, again whenever the .wasm is newer),
@@ -97,6 +101,7 @@ function emit(value, code = 0) {
 // --- arguments -------------------------------------------------------------------------
 let baseUrl = null;
 let infoMode = false;
+let repeat = 0;
 const positional = [];
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
@@ -108,6 +113,9 @@ for (let i = 0; i < args.length; i++) {
     baseUrl = arg.slice("--base-url=".length);
   } else if (arg === "--info") {
     infoMode = true;
+  } else if (arg === "--repeat") {
+    repeat = Number.parseInt(args[++i] ?? "", 10);
+    if (!(repeat > 0)) usage("--repeat needs a positive number");
   } else if (arg === "-h" || arg === "--help") {
     usage("help");
   } else if (arg.startsWith("--")) {
@@ -224,6 +232,29 @@ if (infoMode) {
     }
   }
 
+  if (repeat > 0) {
+    const text = JSON.stringify(input);
+    const call = () => {
+      try {
+        task.run(text);
+        return true;
+      } catch (e) {
+        if (e && Object.prototype.hasOwnProperty.call(e, "payload")) return false;
+        crash(`run() crashed: ${e?.stack ?? e}`);
+      }
+    };
+    call();
+    const timings = [];
+    let failed = 0;
+    for (let n = 0; n < repeat; n++) {
+      const started = process.hrtime.bigint();
+      if (!call()) failed++;
+      timings.push(Number(process.hrtime.bigint() - started) / 1000);
+    }
+    timings.sort((a, b) => a - b);
+    const at = (q) => timings[Math.round((timings.length - 1) * q)];
+    emit({ repeat: { n: repeat, p50Us: at(0.5), p99Us: at(0.99), failed } });
+  } else {
   let result;
   try {
     const text = task.run(JSON.stringify(input));
@@ -244,4 +275,5 @@ if (infoMode) {
     }
   }
   emit(result);
+  }
 }

@@ -243,6 +243,17 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         );
     }
 
+    // The same task under a peer host: Node.js with jco, where they are installed.
+    let jco_node = jco_node_peer(&zuora_input, sizes.latency.min(500)).await;
+    let jco_node = match jco_node {
+        Ok((p50, p99)) => json!({
+            "p50_us": round(p50),
+            "p99_us": round(p99),
+            "ratio_p50": ratio(p50, baseline_latency.p50),
+        }),
+        Err(why) => json!({ "unavailable": why }),
+    };
+
     // (e) cold start, (f) sizes.
     let cold = cold_start(&options, &mock, &zuora_input).await?;
     let mut component_bytes = Map::new();
@@ -266,6 +277,7 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
         "throughput": throughput,
         "throughput_64_by_path": throughput_by_path,
         "cpu_us_per_zuora_task": cpu,
+        "peers": { "jco_node": jco_node },
         "cold_start_ms": cold,
         "component_bytes": component_bytes,
         "tasks_in_flight": sizes.in_flight,
@@ -277,6 +289,72 @@ pub async fn run(options: BenchOptions, out: &mut (dyn Write + Send)) -> Result<
     });
     print_table(&report, out)?;
     Ok(report)
+}
+
+/// Where the Node.js side of the portability test lives (its `run-task.mjs` and the
+/// npm packages `scripts/test.sh` installs): `$HARNESS_NODE_PEER_DIR`, else the source
+/// tree's `tests/portability` when this binary was built there.
+fn node_peer_dir() -> PathBuf {
+    std::env::var_os("HARNESS_NODE_PEER_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/portability"),
+        PathBuf::from,
+    )
+}
+
+/// p50 and p99 of the zuora task's `task.run` under Node.js with jco (the component
+/// transpiled to JavaScript, WASI by preview2-shim), `n` calls in one Node process against
+/// the same mock, in microseconds; or why that peer cannot run here.
+async fn jco_node_peer(input: &Value, n: usize) -> std::result::Result<(f64, f64), String> {
+    let dir = node_peer_dir();
+    let script = dir.join("run-task.mjs");
+    if !script.exists() || !dir.join("node_modules/.bin/jco").exists() {
+        return Err(format!(
+            "jco is not installed in {} (scripts/test.sh installs it; or set HARNESS_NODE_PEER_DIR)",
+            dir.display()
+        ));
+    }
+    let work = std::env::temp_dir().join(format!("harness-bench-jco-{}", std::process::id()));
+    let files = || -> std::io::Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(&work)?;
+        // A name of its own: the portability test transpiles `zuora-update-usage` into the
+        // same out/ directory, maybe at the same time.
+        let wasm = work.join("bench-zuora-update-usage.wasm");
+        let component = harness_artifacts::component("zuora-update-usage").unwrap_or_default();
+        std::fs::write(&wasm, component)?;
+        let input_file = work.join("input.json");
+        std::fs::write(&input_file, input.to_string())?;
+        Ok((wasm, input_file))
+    };
+    let (wasm, input_file) = files().map_err(|e| format!("cannot write the peer's files: {e}"))?;
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(&script)
+        .args(["--repeat", &n.to_string()])
+        .arg(&wasm)
+        .arg(&input_file);
+    // The script calls this process's mock: run it off the async threads.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot run node: {e}"));
+    let _ = std::fs::remove_dir_all(&work);
+    let output = output?;
+    if !output.status.success() {
+        return Err(format!(
+            "node run-task.mjs failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let printed: Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("node run-task.mjs printed no JSON: {e}"))?;
+    let repeat = &printed["repeat"];
+    if repeat["failed"].as_u64() != Some(0) {
+        return Err(format!("the task failed under Node: {printed}"));
+    }
+    match (repeat["p50Us"].as_f64(), repeat["p99Us"].as_f64()) {
+        (Some(p50), Some(p99)) => Ok((p50, p99)),
+        _ => Err(format!("unexpected output of run-task.mjs: {printed}")),
+    }
 }
 
 /// The process's CPU time (user and system) per run of `op`, over `n` sequential runs,
@@ -683,6 +761,15 @@ fn print_table(report: &Value, out: &mut (dyn Write + Send)) -> Result<()> {
         "zuora, guest sends (wasi:http)",
         [&guest["p50_us"], &guest["p99_us"], &guest["ratio_p50"]],
     )?;
+    let jco = &report["peers"]["jco_node"];
+    match jco.get("unavailable") {
+        None => row(
+            out,
+            "zuora under Node.js with jco (peer)",
+            [&jco["p50_us"], &jco["p99_us"], &jco["ratio_p50"]],
+        )?,
+        Some(why) => writeln!(out, "zuora under Node.js with jco (peer): {}", cell(why))?,
+    }
     let floor = &report["task_without_network"];
     row(
         out,
