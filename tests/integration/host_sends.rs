@@ -19,12 +19,16 @@ fn example(task: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-async fn run_on(sandbox: &Sandbox, mock: &MockServer, task: &str, input: &Value) -> TaskOutcome {
-    let base = match task {
+/// The base URL of `task` on `mock` (the `http` task gets the mock's root).
+fn base_of(mock: &MockServer, task: &str) -> String {
+    match task {
         "http" => mock.uri(),
         _ => mock.base_url(vendor_of(task)),
-    };
-    let prepared = runner::prepare(task, input.clone(), Some(&base));
+    }
+}
+
+async fn run_on(sandbox: &Sandbox, base: &str, task: &str, input: &Value) -> TaskOutcome {
+    let prepared = runner::prepare(task, input.clone(), Some(base));
     runner::run_task(sandbox, task, &prepared.input, prepared.policy)
         .await
         .expect("the sandbox runs the task")
@@ -60,7 +64,7 @@ async fn every_path(
         if let Some(fault) = fault {
             mock.inject(fault.clone());
         }
-        let outcome = run_on(sandbox, mock, task, input).await;
+        let outcome = run_on(sandbox, &base_of(mock, task), task, input).await;
         mock.wait_until_idle().await;
         results.push((mock.journal(), printed(&outcome), outcome.reached_server));
     }
@@ -179,19 +183,7 @@ async fn failures_are_classified_the_same_from_host_and_guest() {
     let guest = host.with_send_path(SendPath::Guest);
     let mut refused = Vec::new();
     for sandbox in [host, &guest] {
-        let prepared = runner::prepare(
-            "zuora-update-usage",
-            zuora.clone(),
-            Some("http://127.0.0.1:1"),
-        );
-        let outcome = runner::run_task(
-            sandbox,
-            "zuora-update-usage",
-            &prepared.input,
-            prepared.policy,
-        )
-        .await
-        .unwrap();
+        let outcome = run_on(sandbox, "http://127.0.0.1:1", "zuora-update-usage", &zuora).await;
         refused.push((outcome.to_json(), outcome.reached_server));
     }
     assert_eq!(refused[0], refused[1]);

@@ -732,49 +732,42 @@ fn print_table(report: &Value, out: &mut (dyn Write + Send)) -> Result<()> {
         "native pooled hyper PUT (baseline)",
         [&base["p50_us"], &base["p99_us"], &Value::from("1.00")],
     )?;
+    // A latency figure: p50, p99 and the p50's ratio to its baseline.
+    let latency = |out: &mut (dyn Write + Send), name: &str, figures: &Value| {
+        row(
+            out,
+            name,
+            [
+                &figures["p50_us"],
+                &figures["p99_us"],
+                &figures["ratio_p50"],
+            ],
+        )
+    };
     if let Some(tasks) = report["tasks"].as_object() {
         for (task, figures) in tasks {
-            row(
-                out,
-                task,
-                [
-                    &figures["p50_us"],
-                    &figures["p99_us"],
-                    &figures["ratio_p50"],
-                ],
-            )?;
+            latency(out, task, figures)?;
         }
     }
-    let keeping = &report["zuora_keeping_instance"];
-    row(
+    latency(
         out,
         "zuora, host sends, planning instance kept",
-        [
-            &keeping["p50_us"],
-            &keeping["p99_us"],
-            &keeping["ratio_p50"],
-        ],
+        &report["zuora_keeping_instance"],
     )?;
-    let guest = &report["zuora_guest_sends"];
-    row(
+    latency(
         out,
         "zuora, guest sends (wasi:http)",
-        [&guest["p50_us"], &guest["p99_us"], &guest["ratio_p50"]],
+        &report["zuora_guest_sends"],
     )?;
     let jco = &report["peers"]["jco_node"];
     match jco.get("unavailable") {
-        None => row(
-            out,
-            "zuora under Node.js with jco (peer)",
-            [&jco["p50_us"], &jco["p99_us"], &jco["ratio_p50"]],
-        )?,
+        None => latency(out, "zuora under Node.js with jco (peer)", jco)?,
         Some(why) => writeln!(out, "zuora under Node.js with jco (peer): {}", cell(why))?,
     }
-    let floor = &report["task_without_network"];
-    row(
+    latency(
         out,
         "zuora, input refused (no network)",
-        [&floor["p50_us"], &floor["p99_us"], &floor["ratio_p50"]],
+        &report["task_without_network"],
     )?;
     let instantiate = &report["instantiate"];
     row(

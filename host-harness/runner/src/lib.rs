@@ -182,41 +182,11 @@ impl TaskOutcome {
     /// and the guest log with `***`: a vendor that echoes a header, or an error that
     /// quotes the input, never puts a secret into a record or a log.
     pub fn redact(&mut self, secrets: &[String]) {
-        let secrets: Vec<&str> = secrets
-            .iter()
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-            .collect();
+        let secrets = non_empty(secrets);
         if secrets.is_empty() {
             return;
         }
-        fn scrub(text: &mut String, secrets: &[&str]) {
-            for secret in secrets {
-                if text.contains(secret) {
-                    *text = text.replace(secret, "***");
-                }
-            }
-        }
-        fn walk(value: &mut Value, secrets: &[&str]) {
-            match value {
-                Value::String(text) => scrub(text, secrets),
-                Value::Array(items) => items.iter_mut().for_each(|v| walk(v, secrets)),
-                Value::Object(map) => {
-                    if map.keys().any(|k| secrets.iter().any(|s| k.contains(s))) {
-                        *map = std::mem::take(map)
-                            .into_iter()
-                            .map(|(mut key, value)| {
-                                scrub(&mut key, secrets);
-                                (key, value)
-                            })
-                            .collect();
-                    }
-                    map.values_mut().for_each(|v| walk(v, secrets));
-                }
-                _ => {}
-            }
-        }
-        walk(&mut self.output, &secrets);
+        redact_json(&mut self.output, &secrets);
         if let Some(failure) = self.failure.as_mut() {
             scrub(&mut failure.message, &secrets);
         }
@@ -482,7 +452,7 @@ pub async fn plan_task(
     Ok(Some(match planned {
         Ok(planned) => {
             let mut plan = plan_json(task, &planned, &policy);
-            redact_value(&mut plan, &prepared.secrets);
+            redact_json(&mut plan, &non_empty(&prepared.secrets));
             Ok(plan)
         }
         Err(result) => {
@@ -583,29 +553,42 @@ pub fn plan_json(
     })
 }
 
-/// Replace every occurrence of each of `secrets` in the strings of `value` with `***`.
-fn redact_value(value: &mut Value, secrets: &[String]) {
-    let secrets: Vec<&str> = secrets
+/// The secrets worth looking for (an empty one would match everywhere).
+fn non_empty(secrets: &[String]) -> Vec<&str> {
+    secrets
         .iter()
         .map(String::as_str)
         .filter(|s| !s.is_empty())
-        .collect();
-    fn walk(value: &mut Value, secrets: &[&str]) {
-        match value {
-            Value::String(text) => {
-                for secret in secrets {
-                    if text.contains(secret) {
-                        *text = text.replace(secret, "***");
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, secrets)),
-            Value::Object(map) => map.values_mut().for_each(|v| walk(v, secrets)),
-            _ => {}
+        .collect()
+}
+
+/// Replace every occurrence of each of `secrets` in `text` with `***`.
+fn scrub(text: &mut String, secrets: &[&str]) {
+    for secret in secrets {
+        if text.contains(secret) {
+            *text = text.replace(secret, "***");
         }
     }
-    if !secrets.is_empty() {
-        walk(value, &secrets);
+}
+
+/// [`scrub`] every string of a JSON value, object keys included.
+fn redact_json(value: &mut Value, secrets: &[&str]) {
+    match value {
+        Value::String(text) => scrub(text, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_json(v, secrets)),
+        Value::Object(map) => {
+            if map.keys().any(|k| secrets.iter().any(|s| k.contains(s))) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(mut key, value)| {
+                        scrub(&mut key, secrets);
+                        (key, value)
+                    })
+                    .collect();
+            }
+            map.values_mut().for_each(|v| redact_json(v, secrets));
+        }
+        _ => {}
     }
 }
 

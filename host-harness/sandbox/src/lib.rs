@@ -53,7 +53,7 @@ use bindings::TaskRunnerPre;
 pub use bindings::usage_billing::tasks::types::{
     FieldError, HttpResponse, PlannedRequest, RequestOptions, RetryResponse, TaskError, TaskInfo,
 };
-use exchange_bindings::ExchangeRunnerPre;
+use exchange_bindings::{ExchangeRunner, ExchangeRunnerPre};
 
 pub use harness_artifacts::BUILTIN_COMPONENTS;
 
@@ -642,19 +642,9 @@ impl Sandbox {
             stdout.clone(),
             stderr.clone(),
         ));
-        let planning = async {
-            let runner = pre.instantiate_async(&mut store).await?;
-            let planned = runner
-                .usage_billing_tasks_exchange()
-                .call_plan(&mut store, input)
-                .await?;
-            Ok::<_, wasmtime::Error>((runner, planned))
-        }
-        .await;
-        let (runner, planned) = match planning {
-            Ok((runner, Ok(planned))) => (runner, planned),
-            Ok((_, Err(error))) => return RunResult::Returned(Err(error)),
-            Err(trap) => return self.returned(Err(trap), &store),
+        let (runner, planned) = match self.plan_in(pre, &mut store, input).await {
+            Ok(planned) => planned,
+            Err(ended) => return ended,
         };
         // The fuel limit is per run: the reading instance gets what planning left.
         let fuel_left = self.limits.fuel.and_then(|_| store.get_fuel().ok());
@@ -688,6 +678,30 @@ impl Sandbox {
             .call_read(&mut store, &planned, &response)
             .await;
         self.returned(returned, &store)
+    }
+
+    /// Instantiate an `exchange` task in `store` and plan `input`: the instance and its
+    /// plan, or how the run ended instead (the task's input error, or the sandbox's stop).
+    async fn plan_in(
+        &self,
+        pre: &ExchangeRunnerPre<RunState>,
+        store: &mut Store<RunState>,
+        input: &str,
+    ) -> Result<(ExchangeRunner, PlannedRequest), RunResult> {
+        let planning = async {
+            let runner = pre.instantiate_async(&mut *store).await?;
+            let planned = runner
+                .usage_billing_tasks_exchange()
+                .call_plan(&mut *store, input)
+                .await?;
+            Ok::<_, wasmtime::Error>((runner, planned))
+        }
+        .await;
+        match planning {
+            Ok((runner, Ok(planned))) => Ok((runner, planned)),
+            Ok((_, Err(error))) => Err(RunResult::Returned(Err(error))),
+            Err(trap) => Err(self.returned(Err(trap), store)),
+        }
     }
 
     /// What a call into a task came to: its output (held to `output_bytes`) or error,
@@ -732,25 +746,15 @@ impl Sandbox {
         };
         let _slot = self.slot().await;
         let mut store = self.store(RunState::idle(&self.limits, self.http.clone()));
-        let call = async {
-            let runner = pre.instantiate_async(&mut store).await?;
-            runner
-                .usage_billing_tasks_exchange()
-                .call_plan(&mut store, input)
-                .await
-        };
         let timeout = self.limits.timeout_for(task);
-        let timed = tokio::time::timeout(timeout, call).await;
-        let planned = match timed {
-            Ok(Ok(Ok(planned))) => Ok(planned),
-            Ok(Ok(Err(error))) => Err(RunResult::Returned(Err(error))),
-            Ok(Err(trap)) => Err(self.returned(Err(trap), &store)),
+        let timed = tokio::time::timeout(timeout, self.plan_in(pre, &mut store, input)).await;
+        Ok(Some(match timed {
+            Ok(planned) => planned.map(|(_, planned)| planned),
             Err(_) => Err(RunResult::Stopped(format!(
                 "stopped: the run exceeded its time limit of {} ms",
                 timeout.as_millis()
             ))),
-        };
-        Ok(Some(planned))
+        }))
     }
 
     /// The same compiled tasks, engine and HTTP client, sending by another path
