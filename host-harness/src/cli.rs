@@ -285,10 +285,14 @@ impl std::fmt::Display for Unreported {
 impl std::error::Error for Unreported {}
 
 /// Write the result of a command that ran (requests may have gone out).
-fn report(out: &mut (dyn Write + Send), result: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(result)?;
-    writeln!(out, "{text}")
-        .and_then(|()| out.flush())
+/// It is written as it is serialized, never held whole as text (a batch's result can be
+/// tens of megabytes).
+fn report(out: &mut (dyn Write + Send), result: &impl serde::Serialize) -> Result<()> {
+    let mut buffered = std::io::BufWriter::with_capacity(64 << 10, &mut *out);
+    serde_json::to_writer_pretty(&mut buffered, result)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(buffered))
+        .and_then(|()| buffered.flush())
         .map_err(|e| Unreported(e).into())
 }
 
@@ -640,7 +644,7 @@ async fn execute(
             if plan {
                 return plan_report(&runner.plans(), &result, out);
             }
-            report(out, &result.to_json())?;
+            report(out, &result)?;
             Ok(if result.status == "COMPLETED" {
                 EXIT_OK
             } else {

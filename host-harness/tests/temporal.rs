@@ -1328,10 +1328,10 @@ async fn do_while_and_a_javascript_switch_run_on_temporal_as_locally() {
     assert_eq!(
         refs,
         [
+            "each",
             "update__1",
             "update__2",
             "update__3",
-            "each",
             "route",
             "note"
         ]
@@ -1351,6 +1351,128 @@ async fn do_while_and_a_javascript_switch_run_on_temporal_as_locally() {
             r#"{"Quantity":4}"#
         ]
     );
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}
+
+/// LAMBDA and DECISION (Conductor's legacy script and switch types) in run-definition as
+/// locally: the LAMBDA's `scriptExpression` runs as a function body in the sandboxed
+/// javascript activity over `$` (its input), its value `output.result`; a DECISION with a
+/// `caseExpression` and one with a `caseValueParam` pick their cases (`caseOutput`), the
+/// chosen case's request goes out shaped from the LAMBDA's result, and the history
+/// replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_and_decision_run_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("lambda-decision");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "legacy", &config, dir.join("worker.log"));
+    let definition = dir.join("legacy.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "legacy_types",
+            "tasks": [{
+                "name": "total", "taskReferenceName": "total", "type": "LAMBDA",
+                "inputParameters": {
+                    "records": "${workflow.input.records}",
+                    "scriptExpression": "var q = 0; for (var i = 0; i < $.records.length; i++) { q += $.records[i].quantity; } return { quantity: q, count: $.records.length };",
+                },
+            }, {
+                "name": "size", "taskReferenceName": "size", "type": "DECISION",
+                "caseExpression": "$.count > 2 ? 'many' : 'few'",
+                "inputParameters": { "count": "${total.output.result.count}" },
+                "decisionCases": {
+                    "few": [{
+                        "name": "zuora-update-usage", "taskReferenceName": "update",
+                        "inputParameters": { "connection": "zuora",
+                                             "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+                                             "body": { "Quantity": "${total.output.result.quantity}" } } }],
+                    "many": [{ "name": "split", "taskReferenceName": "split", "type": "SET_VARIABLE",
+                               "inputParameters": { "split": true } }],
+                },
+            }, {
+                "name": "unit", "taskReferenceName": "unit", "type": "DECISION",
+                "caseValueParam": "uom",
+                "inputParameters": { "uom": "${workflow.input.uom}" },
+                "decisionCases": { "Each": [{ "name": "each", "taskReferenceName": "each", "type": "SET_VARIABLE",
+                                              "inputParameters": { "unit": "each" } }] },
+            }],
+            "outputParameters": { "total": "${total.output.result}", "unit": "${workflow.variables.unit}" },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(
+        &input,
+        json!({ "uom": "Each", "records": [{ "quantity": 2.5 }, { "quantity": 4 }] }).to_string(),
+    )
+    .unwrap();
+    let (code, result, err) = harness_run(&[
+        definition.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "legacy".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["status"], "COMPLETED");
+    assert_eq!(
+        result["output"],
+        json!({ "total": { "quantity": 6.5, "count": 2 }, "unit": "each" })
+    );
+    let tasks: Vec<(&str, &str, Value)> = result["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["ref"].as_str().unwrap(),
+                t["taskType"].as_str().unwrap(),
+                t["output"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tasks[0],
+        (
+            "total",
+            "LAMBDA",
+            json!({ "result": { "quantity": 6.5, "count": 2 } })
+        )
+    );
+    assert_eq!(
+        tasks[1],
+        ("size", "DECISION", json!({ "caseOutput": ["few"] }))
+    );
+    assert_eq!(tasks[2].0, "update");
+    assert_eq!(
+        tasks[3],
+        ("unit", "DECISION", json!({ "caseOutput": ["Each"] }))
+    );
+    assert_eq!(tasks[4].0, "each");
+    assert_eq!(tasks.len(), 5);
+    let bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(bodies, [r#"{"Quantity":6.5}"#]);
     let workflow_id = err
         .split_whitespace()
         .skip_while(|w| *w != "workflow")

@@ -3,6 +3,7 @@
 
 use crate::workflows::{harness, zuora_task};
 use harness_mock::Fault;
+use harness_runner::TaskStatus;
 use harness_workflow::definition::WorkflowDef;
 use harness_workflow::{Mocks, RunOptions};
 use serde_json::{Value, json};
@@ -1142,21 +1143,22 @@ async fn a_do_while_pages_until_its_condition_fails_with_conductors_iteration_na
     assert_eq!(
         refs,
         [
+            "pages",
             "fetch__1",
             "update__1",
             "fetch__2",
             "update__2",
             "fetch__3",
             "update__3",
-            "pages"
-        ]
+        ],
+        "the DO_WHILE first, as Conductor schedules it before its loop's tasks"
     );
     assert_eq!(
-        result.tasks[2].input,
+        result.tasks[3].input,
         json!({ "page": 2 }),
         "the loop's own iteration"
     );
-    let pages = &result.tasks[6];
+    let pages = &result.tasks[0];
     assert_eq!(pages.task_type, "DO_WHILE");
     assert_eq!(pages.output["iteration"], 3);
     assert_eq!(
@@ -1214,8 +1216,8 @@ async fn a_do_while_over_items_runs_once_per_item_and_keeps_the_last_n() {
         .await;
     assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
     let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
-    assert_eq!(refs, ["update__2", "update__3", "each"], "keepLastN 2");
-    let each = &result.tasks[2].output;
+    assert_eq!(refs, ["each", "update__2", "update__3"], "keepLastN 2");
+    let each = &result.tasks[0].output;
     assert_eq!(each["iteration"], 3);
     assert_eq!(each["loopIndex"], 2);
     assert_eq!(each["loopItem"], json!({ "quantity": 3 }));
@@ -1272,8 +1274,8 @@ async fn a_do_while_over_items_runs_once_per_item_and_keeps_the_last_n() {
     assert_eq!(
         statuses,
         [
-            ("update__1", "FAILED_WITH_TERMINAL_ERROR"),
-            ("each", "FAILED")
+            ("each", "FAILED"),
+            ("update__1", "FAILED_WITH_TERMINAL_ERROR")
         ]
     );
     assert_eq!(h.mock.journal().len(), 1, "no item after the failed one");
@@ -1296,7 +1298,10 @@ async fn a_do_while_over_items_runs_once_per_item_and_keeps_the_last_n() {
         )
         .await;
     assert_eq!(result.status, "FAILED");
-    assert_eq!(result.tasks[1].status, "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(
+        (result.tasks[0].reference.as_str(), result.tasks[0].status),
+        ("loop", TaskStatus::FailedWithTerminalError)
+    );
     let reason = result.reason.unwrap_or_default();
     assert!(
         reason.starts_with("task loop: Unable to evaluate condition $.nothing.here > 1, exception")
@@ -1418,4 +1423,51 @@ async fn a_server_only_task_type_runs_as_its_mock_or_is_refused_naming_the_serve
         String::from_utf8(h.mock.journal()[0].body.clone()).unwrap(),
         r#"{"UOM":"Each","Description":"approved by finance"}"#
     );
+}
+
+/// When fewer tasks may run than are ready, a fork's earlier branches go first: with one
+/// task at a time, each branch of a three-branch FORK_JOIN runs both its tasks before the
+/// next branch starts (so a fork of 10,000 sub-workflows holds about the pool's width of
+/// them half done, not all of them); the records and the JOIN are as Conductor has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_admits_its_earlier_branches_first_when_tasks_must_wait() {
+    let mut h = harness().await;
+    h.runner = h.runner.clone().with_width(1);
+    let put = |reference: &str, quantity: u32| {
+        let mut task = zuora_task(reference);
+        task["inputParameters"]["body"]["Quantity"] = json!(quantity);
+        task
+    };
+    let definition = def(json!({
+        "name": "three_branches",
+        "tasks": [
+            { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+              "forkTasks": [[put("a1", 11), put("a2", 12)], [put("b1", 21), put("b2", 22)], [put("c1", 31), put("c2", 32)]] },
+            { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a2", "b2", "c2"] },
+        ],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let quantities: Vec<Value> = h
+        .mock
+        .journal()
+        .iter()
+        .map(|r| r.body_json().unwrap_or_default()["Quantity"].clone())
+        .collect();
+    assert_eq!(
+        quantities,
+        [
+            json!(11),
+            json!(12),
+            json!(21),
+            json!(22),
+            json!(31),
+            json!(32)
+        ]
+    );
+    let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
+    assert_eq!(refs, ["fork", "a1", "a2", "b1", "b2", "c1", "c2", "join"]);
 }

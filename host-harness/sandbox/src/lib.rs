@@ -257,6 +257,8 @@ pub struct Sandbox {
     /// Free slots in the instance pool (`None` without one): a run beyond the pool's size
     /// waits for a slot instead of failing to instantiate.
     slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// [`SandboxOptions::max_in_flight`] (`0`: no pool).
+    width: u32,
     /// [`SandboxOptions::send_path`].
     send_path: SendPath,
 }
@@ -320,8 +322,15 @@ impl Sandbox {
             http: Arc::new(HttpPool::default()),
             slots: (options.max_in_flight > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(options.max_in_flight as usize))),
+            width: options.max_in_flight,
             send_path: options.send_path,
         })
+    }
+
+    /// How many runs the instance pool holds at once ([`SandboxOptions::max_in_flight`]);
+    /// `None` without a pool (instances allocated on demand).
+    pub fn width(&self) -> Option<usize> {
+        (self.width > 0).then_some(self.width as usize)
     }
 
     /// A sandbox with every shipped task component loaded.
@@ -770,6 +779,7 @@ impl Sandbox {
             cache_hits: AtomicUsize::new(0),
             http: self.http.clone(),
             slots: self.slots.clone(),
+            width: self.width,
             send_path,
         }
     }

@@ -16,15 +16,15 @@ use crate::definitions::Definitions;
 use crate::expression::{self, Context};
 use crate::mocks::Mocks;
 use crate::record::{
-    Attempt, Ending, TaskRecord, WorkflowResult, WorkflowStatus, entry, finish, join_record,
-    param_case, record, switch_input, switch_record, switch_script,
+    Attempt, Ending, SubWorkflowRun, TaskRecord, WorkflowResult, WorkflowStatus, entry, finish,
+    join_record, param_case, record, switch_input, switch_record, switch_script,
 };
 use harness_runner::TaskStatus;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 /// Identifies one worker task handed out by the interpreter, until it is completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +49,13 @@ pub struct ReadyTask {
     pub def: TaskDef,
     /// A WAIT: no component runs, the executor waits (`component` is empty).
     pub wait: Option<Wait>,
+    /// Where it is in the run's forks: per fork it is inside, outermost first, the
+    /// index of its branch (empty outside forks). An executor that cannot run every
+    /// ready task at once runs the lowest first, so that a fork's earlier branches
+    /// finish (and their records shrink to their printed form) before later ones start
+    /// more tasks: a fork of 10,000 sub-workflows then holds about the pool's width of
+    /// them half done, not all 10,000.
+    pub branch: Vec<u32>,
 }
 
 /// How long a WAIT waits.
@@ -124,6 +131,11 @@ pub trait TaskExecutor {
     type Run: Future<Output = TaskResult>;
     /// Start running `task`.
     fn execute(&self, task: ReadyTask) -> Self::Run;
+    /// The run has taken in the results it had and started the tasks they made ready:
+    /// an executor that holds back tasks may now choose which to start (the local one
+    /// gives the places of the tasks that ended to the earliest branches waiting, the
+    /// tasks just started included). Nothing by default.
+    fn settled(&self) {}
     /// A wake-up from [`TaskExecutor::wake_at`].
     type Wake<'a>: Future<Output = ()>
     where
@@ -495,14 +507,15 @@ async fn drive_one<E: TaskExecutor>(
         ),
     };
     let mut interpreter = Interpreter::new(definition, input, options);
-    let mut running: Vec<(TaskId, Pin<Box<E::Run>>)> = Vec::new();
+    let mut running = Running::default();
     let mut ready = interpreter.start();
     let mut wake = deadline.map(|at| Box::pin(executor.wake_at(at)));
     loop {
         for task in ready.drain(..) {
             let id = task.id;
-            running.push((id, Box::pin(executor.execute(task))));
+            running.push(id, Box::pin(executor.execute(task)));
         }
+        executor.settled();
         if running.is_empty() {
             break;
         }
@@ -512,13 +525,7 @@ async fn drive_one<E: TaskExecutor>(
             {
                 return Poll::Ready(None);
             }
-            for i in 0..running.len() {
-                if let Poll::Ready(result) = running[i].1.as_mut().poll(cx) {
-                    let (id, _) = running.remove(i);
-                    return Poll::Ready(Some((id, result)));
-                }
-            }
-            Poll::Pending
+            running.poll_next(cx).map(Some)
         })
         .await;
         let Some((id, result)) = next else {
@@ -538,7 +545,106 @@ async fn drive_one<E: TaskExecutor>(
             break;
         }
     }
+    executor.settled();
     interpreter.result()
+}
+
+/// The tasks a run has started and not yet seen end, in the order they started. Only
+/// the tasks whose wakers fired since they were last polled are polled again (a fork of
+/// 10,000 branches does not poll 10,000 futures per result), in start order, and the
+/// first of them that is ready is taken: what polling every task in start order would
+/// take, since a task that was not woken is not ready.
+struct Running<F> {
+    tasks: std::collections::BTreeMap<u64, (TaskId, Pin<Box<F>>, Waker)>,
+    next: u64,
+    woken: Arc<Woken>,
+}
+
+/// The keys of the running tasks woken since they were last polled, and the waker of
+/// the run polling them.
+#[derive(Default)]
+struct Woken {
+    keys: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    run: std::sync::Mutex<Option<Waker>>,
+}
+
+/// Wakes one running task: marks its key and wakes the run.
+struct TaskWaker {
+    key: u64,
+    woken: Arc<Woken>,
+}
+
+impl std::task::Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        lock(&self.woken.keys).insert(self.key);
+        if let Some(run) = lock(&self.woken.run).as_ref() {
+            run.wake_by_ref();
+        }
+    }
+}
+
+/// A mutex's value, also after a panic elsewhere (the sets stay consistent: each
+/// operation on them is one call).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<F> Default for Running<F> {
+    fn default() -> Self {
+        Running {
+            tasks: std::collections::BTreeMap::new(),
+            next: 0,
+            woken: Arc::default(),
+        }
+    }
+}
+
+impl<F: Future> Running<F> {
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Start tracking `run`; it is polled at the next [`Running::poll_next`].
+    fn push(&mut self, id: TaskId, run: Pin<Box<F>>) {
+        let key = self.next;
+        self.next += 1;
+        let waker = Waker::from(Arc::new(TaskWaker {
+            key,
+            woken: self.woken.clone(),
+        }));
+        self.tasks.insert(key, (id, run, waker));
+        lock(&self.woken.keys).insert(key);
+    }
+
+    /// The first task, in start order, of those woken that has ended. Each is polled at
+    /// most once per call: one that wakes itself while polled (a cooperative yield) is
+    /// polled again at the next call, which its waking brings.
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<(TaskId, F::Output)> {
+        *lock(&self.woken.run) = Some(cx.waker().clone());
+        let mut woken = std::mem::take(&mut *lock(&self.woken.keys));
+        while let Some(key) = woken.pop_first() {
+            let Some((id, run, waker)) = self.tasks.get_mut(&key) else {
+                continue;
+            };
+            let id = *id;
+            if let Poll::Ready(output) = run
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker))
+            {
+                self.tasks.remove(&key);
+                // The woken ones not polled yet stay woken.
+                lock(&self.woken.keys).append(&mut woken);
+                return Poll::Ready((id, output));
+            }
+        }
+        Poll::Pending
+    }
 }
 
 /// What advancing needs besides the frame: task definitions, ids, mocks, and where
@@ -716,8 +822,12 @@ impl Frame {
                     self.iteration_done(*body, lp, scope);
                 }
                 State::Forked { branches, .. } => {
-                    for branch in branches.iter_mut() {
+                    for (i, branch) in branches.iter_mut().enumerate() {
+                        let before = scope.ready.len();
                         branch.advance(scope);
+                        for task in &mut scope.ready[before..] {
+                            task.branch.insert(0, u32::try_from(i).unwrap_or(u32::MAX));
+                        }
                     }
                     if !branches.iter().all(Frame::done) {
                         return;
@@ -933,6 +1043,7 @@ impl Frame {
                 }
                 scope.ready.push(ReadyTask {
                     id,
+                    branch: Vec::new(),
                     task_id: task_id.clone(),
                     reference: format!("{}{reference}", scope.prefix),
                     def,
@@ -1083,6 +1194,7 @@ impl Frame {
                     Ok(wait) => {
                         scope.ready.push(ReadyTask {
                             id,
+                            branch: Vec::new(),
                             task_id: task_id.clone(),
                             reference: format!("{}{reference}", scope.prefix),
                             component: String::new(),
@@ -1175,6 +1287,7 @@ impl Frame {
                     Ok(Script::JavaScript(script)) => {
                         scope.ready.push(ReadyTask {
                             id,
+                            branch: Vec::new(),
                             task_id: task_id.clone(),
                             reference: format!("{}{reference}", scope.prefix),
                             def,
@@ -1246,6 +1359,7 @@ impl Frame {
                     // The script runs in the sandbox; the case is picked when it ends.
                     scope.ready.push(ReadyTask {
                         id,
+                        branch: Vec::new(),
                         task_id: task_id.clone(),
                         reference: format!("{}{reference}", scope.prefix),
                         def: task.effective_def(scope.task_defs),
@@ -1401,10 +1515,11 @@ impl Frame {
                 Value::Object(lp.output.clone()),
             );
             self.context = context;
-            self.records.extend(lp.records);
             self.context
                 .insert(done.reference.clone(), entry(&done, Some(&ending.reason)));
+            // Conductor schedules the DO_WHILE before its loop's tasks: it lists first.
             self.records.push(done);
+            self.records.extend(lp.records);
             self.state = State::Done(Some(ending));
             return;
         }
@@ -1443,6 +1558,7 @@ impl Frame {
         let (id, _) = scope.ids();
         scope.ready.push(ReadyTask {
             id,
+            branch: Vec::new(),
             task_id: lp.task_id.clone(),
             reference: format!("{}{}__{n}", scope.prefix, task.task_reference_name),
             def: task.effective_def(scope.task_defs),
@@ -1476,8 +1592,9 @@ impl Frame {
         );
         let optional = task.optional;
         self.context = context;
-        self.records.extend(lp.records);
+        // The DO_WHILE lists before its loop's tasks, as Conductor schedules it.
         self.push(done, None, optional);
+        self.records.extend(lp.records);
     }
 
     /// The DO_WHILE `tasks[next - 1]` failed with `reason`.
@@ -1494,8 +1611,8 @@ impl Frame {
         );
         let optional = task.optional;
         self.context = context;
-        self.records.extend(lp.records);
         self.push(done, Some(reason), optional);
+        self.records.extend(lp.records);
     }
 
     /// The SWITCH or DECISION (`tasks[next - 1]`) picked `chosen`: record it and run the
@@ -2103,7 +2220,7 @@ fn sub_workflow_record(
         input,
         Value::Object(output),
     );
-    done.sub_workflow = Some(Box::new(result));
+    done.sub_workflow = Some(SubWorkflowRun::of(&result));
     (done, failure)
 }
 

@@ -20,4 +20,6 @@ pub use local::{
     prepare_in_workflow,
 };
 pub use mocks::Mocks;
-pub use record::{Attempt, Ending, Paced, TaskRecord, WorkflowResult, WorkflowStatus};
+pub use record::{
+    Attempt, Ending, Paced, SubWorkflowRun, TaskRecord, WorkflowResult, WorkflowStatus,
+};

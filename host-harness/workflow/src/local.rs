@@ -132,6 +132,169 @@ pub struct WorkflowRunner {
     /// Set when the runner plans instead of sending ([`WorkflowRunner::planning`]): the
     /// plans so far, in the order the tasks were reached.
     plans: Option<Arc<Mutex<Vec<Value>>>>,
+    /// Component tasks admitted at once: the instance pool's width. A task waits here,
+    /// as its small ready state, before its run (a tokio task with the whole run's
+    /// state) exists, so a fork of 10,000 branches holds at most the pool's width of
+    /// runs, not 10,000 waiting for a slot.
+    admission: Arc<Admission>,
+}
+
+/// Admits component tasks up to a width; those that wait are admitted lowest
+/// [`ReadyTask::branch`] first, then in the order they came (a fork's earlier branches
+/// before its later ones).
+#[derive(Debug)]
+struct Admission {
+    state: Mutex<AdmissionState>,
+}
+
+#[derive(Debug)]
+struct AdmissionState {
+    free: usize,
+    /// Places of runs that ended, for [`Admission::settle`] to hand on.
+    deferred: usize,
+    waiting: std::collections::BinaryHeap<std::cmp::Reverse<Waiting>>,
+    next: u64,
+}
+
+/// A task waiting to be admitted; ordered by branch, then arrival.
+#[derive(Debug)]
+struct Waiting {
+    branch: Vec<u32>,
+    seq: u64,
+    admit: tokio::sync::oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.branch, self.seq) == (&other.branch, other.seq)
+    }
+}
+
+impl Eq for Waiting {}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.branch, self.seq).cmp(&(&other.branch, other.seq))
+    }
+}
+
+/// An admitted task's place. [`Admitted::finish`] (its run ended) sets it aside for
+/// [`Admission::settle`]; dropped otherwise (the run was dropped), it goes to the next
+/// at once.
+struct Admitted(Option<Arc<Admission>>);
+
+impl Admitted {
+    /// The run ended: its place waits for the run to take the result in, so that the
+    /// tasks that result makes ready compete for it.
+    fn finish(mut self) {
+        if let Some(admission) = self.0.take() {
+            admission.state().deferred += 1;
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(admission) = self.0.take() {
+            admission.release();
+        }
+    }
+}
+
+/// A task's claim on a place: admitted at once, or waiting for a place to be handed
+/// over. Dropped before it was admitted (its run was dropped: a workflow timeout), it
+/// gives back a place handed to it meanwhile.
+struct Ticket {
+    admission: Arc<Admission>,
+    waiting: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Ticket {
+    /// Wait for the place.
+    async fn admitted(mut self) -> Admitted {
+        if let Some(waiting) = self.waiting.as_mut() {
+            // The sender is only dropped by handing over the place.
+            let _ = waiting.await;
+        }
+        self.waiting = None;
+        Admitted(Some(self.admission.clone()))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(mut waiting) = self.waiting.take() {
+            waiting.close();
+            if waiting.try_recv().is_ok() {
+                self.admission.release();
+            }
+        }
+    }
+}
+
+impl Admission {
+    fn new(width: usize) -> Admission {
+        Admission {
+            state: Mutex::new(AdmissionState {
+                free: width,
+                deferred: 0,
+                waiting: std::collections::BinaryHeap::new(),
+                next: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, AdmissionState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Claim a place for a task at `branch`: at once when one is free and nobody waits.
+    fn claim(self: &Arc<Self>, branch: Vec<u32>) -> Ticket {
+        let mut state = self.state();
+        let waiting = if state.free > 0 && state.waiting.is_empty() {
+            state.free -= 1;
+            None
+        } else {
+            let (admit, admitted) = tokio::sync::oneshot::channel();
+            let seq = state.next;
+            state.next += 1;
+            state
+                .waiting
+                .push(std::cmp::Reverse(Waiting { branch, seq, admit }));
+            Some(admitted)
+        };
+        Ticket {
+            admission: self.clone(),
+            waiting,
+        }
+    }
+
+    /// Hand the places set aside by finished runs to the waiting tasks.
+    fn settle(&self) {
+        let deferred = std::mem::take(&mut self.state().deferred);
+        for _ in 0..deferred {
+            self.release();
+        }
+    }
+
+    /// A place came free: to the first waiting task still there, else back to the pool.
+    fn release(&self) {
+        let mut state = self.state();
+        while let Some(std::cmp::Reverse(next)) = state.waiting.pop() {
+            if next.admit.send(()).is_ok() {
+                return;
+            }
+        }
+        state.free += 1;
+    }
 }
 
 /// The run's [`Clock`] as the pacing clock, so that Conductor's task-definition limits
@@ -167,7 +330,6 @@ impl WorkflowRunner {
         progress: Progress,
     ) -> Self {
         WorkflowRunner {
-            sandbox,
             clock,
             base_url_for,
             progress,
@@ -175,7 +337,17 @@ impl WorkflowRunner {
             policy: harness_sandbox::policy::PolicyConfig::default(),
             task_limits: Arc::default(),
             plans: None,
+            admission: Arc::new(Admission::new(sandbox_width(&sandbox))),
+            sandbox,
         }
+    }
+
+    /// Admit at most `width` component tasks at once (at least one; the default is the
+    /// sandbox pool's width). Those that wait are admitted a fork's earlier branches
+    /// first ([`ReadyTask::branch`](crate::interpreter::ReadyTask::branch)).
+    pub fn with_width(mut self, width: usize) -> Self {
+        self.admission = Arc::new(Admission::new(width.max(1)));
+        self
     }
 
     /// A runner that plans instead of sending: every task that may send is planned in
@@ -285,6 +457,12 @@ fn with_secrets(
     Ok((substituted?, used.into_inner().unwrap_or_default()))
 }
 
+/// How many component tasks a runner on `sandbox` admits at once: its pool's width
+/// (without a pool, any number).
+fn sandbox_width(sandbox: &Sandbox) -> usize {
+    sandbox.width().unwrap_or(usize::MAX)
+}
+
 /// Aborts a spawned task when dropped: a run that ends (its timeout) stops its tasks.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -312,15 +490,25 @@ impl TaskExecutor for WorkflowRunner {
             });
         }
         let runner = self.clone();
-        let reference = task.reference.clone();
-        let running = tokio::spawn(async move { runner.run_component(task).await });
-        let abort = AbortOnDrop(running.abort_handle());
+        // Claimed now, before the run takes in other results, so that a task made ready
+        // by one competes for that one's place (see `settled`).
+        let ticket = self.admission.claim(task.branch.clone());
         Box::pin(async move {
-            let _abort = abort;
-            running.await.unwrap_or_else(|e| {
+            let admitted = ticket.admitted().await;
+            let reference = task.reference.clone();
+            let running = tokio::spawn(async move { runner.run_component(task).await });
+            let abort = AbortOnDrop(running.abort_handle());
+            let result = running.await.unwrap_or_else(|e| {
                 TaskResult::terminal(format!("task {reference}: the task stopped: {e}"))
-            })
+            });
+            drop(abort);
+            admitted.finish();
+            result
         })
+    }
+
+    fn settled(&self) {
+        self.admission.settle();
     }
 
     fn now_ms(&self) -> u64 {

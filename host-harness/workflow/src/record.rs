@@ -4,6 +4,7 @@
 use crate::definition::{TaskKind, WorkflowDef, WorkflowTask};
 use crate::expression::{self, Context};
 use harness_runner::{ErrorKind, TaskStatus};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -110,7 +111,7 @@ pub struct TaskRecord {
     /// The output.
     pub output: Value,
     /// A SUB_WORKFLOW's run.
-    pub sub_workflow: Option<Box<WorkflowResult>>,
+    pub sub_workflow: Option<SubWorkflowRun>,
 }
 
 /// The result of a workflow run.
@@ -133,64 +134,93 @@ pub struct WorkflowResult {
 }
 
 impl WorkflowResult {
-    /// The JSON `harness run` prints.
+    /// The JSON `harness run` prints (its [`Serialize`] form, which `harness run` writes
+    /// out as it goes instead of building this value).
     pub fn to_json(&self) -> Value {
-        let tasks: Vec<Value> = self
-            .tasks
-            .iter()
-            .map(|t| {
-                let attempts: Vec<Value> = t
-                    .attempts
-                    .iter()
-                    .map(|a| {
-                        let mut attempt = json!({
-                            "attempt": a.number,
-                            "startedMs": a.started_ms,
-                            "durationMs": a.duration_ms,
-                            "status": a.status.as_str(),
-                            "kind": a.kind.map(ErrorKind::as_str),
-                            "message": a.message,
-                            "waitMs": a.wait_ms,
-                            "waitReason": a.wait_reason,
-                        });
-                        if let Some(paced) = &a.paced {
-                            attempt["paced"] = json!({
-                                "waitedMs": paced.waited_ms,
-                                "waitReason": paced.wait_reason,
-                            });
-                        }
-                        attempt
-                    })
-                    .collect();
-                let mut printed = json!({
-                    "ref": t.reference,
-                    "task": t.task,
-                    "taskType": t.task_type,
-                    "taskId": t.task_id,
-                    "status": t.status.as_str(),
-                    "attempts": attempts,
-                    "input": redacted(&t.input),
-                    "output": t.output,
-                });
-                if let Some(sub) = &t.sub_workflow {
-                    printed["subWorkflow"] = sub.to_json();
-                }
-                printed
-            })
-            .collect();
-        let mut object = Map::new();
-        object.insert("workflow".into(), self.workflow.clone().into());
-        object.insert("workflowId".into(), self.workflow_id.clone().into());
-        object.insert("status".into(), self.status.as_str().into());
-        object.insert("output".into(), self.output.clone());
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// A finished sub-workflow's run as it is printed, kept as compact JSON text: a batch
+/// of 10,000 sub-workflows keeps 10,000 of these to the end of the run (about 3 KB
+/// each for two HTTP tasks), not their records and values (ten times as much).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubWorkflowRun(Box<str>);
+
+impl SubWorkflowRun {
+    /// `result`, as it will be printed.
+    pub fn of(result: &WorkflowResult) -> SubWorkflowRun {
+        SubWorkflowRun(serde_json::to_string(result).unwrap_or_default().into())
+    }
+
+    /// Its printed JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl Serialize for SubWorkflowRun {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // One sub-workflow's value at a time, while it is written.
+        self.to_json().serialize(serializer)
+    }
+}
+
+impl Serialize for Attempt {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("attempt", &self.number)?;
+        map.serialize_entry("startedMs", &self.started_ms)?;
+        map.serialize_entry("durationMs", &self.duration_ms)?;
+        map.serialize_entry("status", self.status.as_str())?;
+        map.serialize_entry("kind", &self.kind.map(ErrorKind::as_str))?;
+        map.serialize_entry("message", &self.message)?;
+        map.serialize_entry("waitMs", &self.wait_ms)?;
+        map.serialize_entry("waitReason", &self.wait_reason)?;
+        if let Some(paced) = &self.paced {
+            map.serialize_entry(
+                "paced",
+                &json!({ "waitedMs": paced.waited_ms, "waitReason": paced.wait_reason }),
+            )?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for TaskRecord {
+    /// As printed: the input with literal credential headers redacted.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("ref", &self.reference)?;
+        map.serialize_entry("task", &self.task)?;
+        map.serialize_entry("taskType", &self.task_type)?;
+        map.serialize_entry("taskId", &self.task_id)?;
+        map.serialize_entry("status", self.status.as_str())?;
+        map.serialize_entry("attempts", &self.attempts)?;
+        map.serialize_entry("input", &redacted(&self.input))?;
+        map.serialize_entry("output", &self.output)?;
+        if let Some(sub) = &self.sub_workflow {
+            map.serialize_entry("subWorkflow", sub)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for WorkflowResult {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("workflow", &self.workflow)?;
+        map.serialize_entry("workflowId", &self.workflow_id)?;
+        map.serialize_entry("status", self.status.as_str())?;
+        map.serialize_entry("output", &self.output)?;
         if let Some(reason) = &self.reason {
-            object.insert("reasonForIncompletion".into(), reason.clone().into());
+            map.serialize_entry("reasonForIncompletion", reason)?;
         }
-        object.insert("tasks".into(), Value::Array(tasks));
+        map.serialize_entry("tasks", &self.tasks)?;
         if let Some(failure) = &self.failure_workflow {
-            object.insert("failureWorkflow".into(), failure.to_json());
+            map.serialize_entry("failureWorkflow", failure)?;
         }
-        Value::Object(object)
+        map.end()
     }
 }
 
