@@ -1471,3 +1471,53 @@ async fn a_fork_admits_its_earlier_branches_first_when_tasks_must_wait() {
     let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
     assert_eq!(refs, ["fork", "a1", "a2", "b1", "b2", "c1", "c2", "join"]);
 }
+
+/// A task waiting out its retry delay holds no place, as a Conductor task in its retry
+/// delay holds no worker: with one task at a time, the second branch's first task runs
+/// while the first branch's first task waits to retry, and the retry, of the earlier
+/// branch, goes before the second branch's next task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waiting_to_retry_gives_its_place_to_the_next_branch() {
+    let mut h = harness().await;
+    h.runner = h.runner.clone().with_width(1);
+    h.mock.inject(Fault {
+        path: "/zuora/".into(),
+        times: 1,
+        status: Some(503),
+        ..Fault::default()
+    });
+    let put = |reference: &str, quantity: u32| {
+        let mut task = zuora_task(reference);
+        task["inputParameters"]["body"]["Quantity"] = json!(quantity);
+        task
+    };
+    let definition = def(json!({
+        "name": "retry_in_a_fork",
+        "tasks": [
+            { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+              "forkTasks": [[put("a1", 11), put("a2", 12)], [put("b1", 21), put("b2", 22)]] },
+            { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a2", "b2"] },
+        ],
+        "taskDefinitions": [{ "name": "zuora-update-usage", "retryCount": 1, "retryDelaySeconds": 5 }],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let sent: Vec<Value> = h
+        .mock
+        .journal()
+        .iter()
+        .map(|r| r.body_json().unwrap_or_default()["Quantity"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [json!(11), json!(21), json!(11), json!(12), json!(22)],
+        "a1 (503), b1, a1 again, a2, b2"
+    );
+    let a1 = &result.tasks[1];
+    assert_eq!((a1.reference.as_str(), a1.attempts.len()), ("a1", 2));
+    assert_eq!(a1.attempts[0].wait_ms, Some(5_000));
+    assert_eq!(a1.attempts[1].status, TaskStatus::Completed);
+}

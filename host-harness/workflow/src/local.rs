@@ -207,6 +207,36 @@ impl Drop for Admitted {
     }
 }
 
+/// A task's place among those admitted, for the whole of its run: given up while it
+/// waits to retry and claimed again after, at its branch.
+struct Place {
+    admission: Arc<Admission>,
+    branch: Vec<u32>,
+    admitted: Option<Admitted>,
+}
+
+impl Place {
+    /// Give the place to the next waiting task (it goes at once).
+    fn step_out(&mut self) {
+        self.admitted = None;
+    }
+
+    /// Claim a place again, waiting behind earlier branches.
+    async fn step_in(&mut self) {
+        if self.admitted.is_none() {
+            let ticket = self.admission.claim(self.branch.clone());
+            self.admitted = Some(ticket.admitted().await);
+        }
+    }
+
+    /// The run ended: see [`Admitted::finish`].
+    fn finish(mut self) {
+        if let Some(admitted) = self.admitted.take() {
+            admitted.finish();
+        }
+    }
+}
+
 /// A task's claim on a place: admitted at once, or waiting for a place to be handed
 /// over. Dropped before it was admitted (its run was dropped: a workflow timeout), it
 /// gives back a place handed to it meanwhile.
@@ -493,16 +523,25 @@ impl TaskExecutor for WorkflowRunner {
         // Claimed now, before the run takes in other results, so that a task made ready
         // by one competes for that one's place (see `settled`).
         let ticket = self.admission.claim(task.branch.clone());
+        let admission = self.admission.clone();
         Box::pin(async move {
             let admitted = ticket.admitted().await;
             let reference = task.reference.clone();
-            let running = tokio::spawn(async move { runner.run_component(task).await });
+            let mut place = Place {
+                admission,
+                branch: task.branch.clone(),
+                admitted: Some(admitted),
+            };
+            let running = tokio::spawn(async move {
+                let result = runner.run_component(task, &mut place).await;
+                place.finish();
+                result
+            });
             let abort = AbortOnDrop(running.abort_handle());
             let result = running.await.unwrap_or_else(|e| {
                 TaskResult::terminal(format!("task {reference}: the task stopped: {e}"))
             });
             drop(abort);
-            admitted.finish();
             result
         })
     }
@@ -649,7 +688,7 @@ impl WorkflowRunner {
 
     /// Run one component task: its attempts, with the waits its task definition and the
     /// server ask for. A planning runner plans it instead, when it may send.
-    async fn run_component(&self, task: ReadyTask) -> TaskResult {
+    async fn run_component(&self, task: ReadyTask, place: &mut Place) -> TaskResult {
         if let Some(plans) = &self.plans
             && self.sandbox.may_send(&task.component)
         {
@@ -776,7 +815,11 @@ impl WorkflowRunner {
                     attempt.wait_ms = Some(ms);
                     attempt.wait_reason = Some(reason);
                     attempts.push(attempt);
+                    // As a Conductor task waiting out its retry delay holds no worker,
+                    // this one gives its place to others meanwhile.
+                    place.step_out();
                     clock.sleep(Duration::from_millis(ms)).await;
+                    place.step_in().await;
                     number += 1;
                 }
                 _ => {
