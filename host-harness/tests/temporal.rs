@@ -1570,6 +1570,88 @@ async fn sub_workflows_run_on_temporal_as_locally() {
     assert_replays(&server, &workflow_id).await;
 }
 
+/// A sub-workflow's own `timeoutSeconds` with `TIME_OUT_WF` on Temporal as locally: a
+/// WAIT of an hour in a 1 s sub-workflow; at its deadline (a workflow timer) the
+/// sub-workflow ends `TIMED_OUT`, its WAIT canceled, its PUT never sent; the optional
+/// SUB_WORKFLOW completes with errors and the parent's PUT goes out, and the run ends
+/// without waiting for the canceled WAIT (within the test's patience); the history
+/// replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_workflow_times_out_on_its_own_timeout_on_temporal() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("sub-timeout");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "subtimeout", &config, dir.join("worker.log"));
+    let put = |reference: &str, quantity: u32| {
+        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
+                "inputParameters": { "connection": "zuora",
+                                     "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+                                     "body": { "Quantity": quantity } } })
+    };
+    let definition = dir.join("parent.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "parent",
+            "tasks": [
+                { "name": "slow_sync", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "optional": true,
+                  "subWorkflowParam": { "name": "slow_sync", "workflowDefinition": {
+                      "name": "slow_sync", "timeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF",
+                      "tasks": [
+                          { "name": "hold", "taskReferenceName": "hold", "type": "WAIT",
+                            "inputParameters": { "duration": "1 hour" } },
+                          put("inside", 1),
+                      ],
+                  } } },
+                put("after", 2),
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let args = [
+        definition.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "subtimeout".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let run = harness_run(&args);
+    let (code, result, err) = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the run ended without waiting for the canceled WAIT");
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["status"], "COMPLETED");
+    let sub = &result["tasks"][0];
+    assert_eq!(sub["status"], "COMPLETED_WITH_ERRORS");
+    assert_eq!(sub["subWorkflow"]["status"], "TIMED_OUT");
+    assert_eq!(
+        sub["subWorkflow"]["reasonForIncompletion"],
+        "Workflow timed out after 1 seconds. Timeout configured as 1 seconds. Timeout policy configured to TIME_OUT_WF"
+    );
+    assert_eq!(sub["subWorkflow"]["tasks"][0]["ref"], "hold");
+    assert_eq!(sub["subWorkflow"]["tasks"][0]["status"], "CANCELED");
+    let bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(bodies, [r#"{"Quantity":2}"#]);
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}
+
 /// The batch example on Temporal as locally (its first 100 records, one made invalid):
 /// one sub-workflow per record inside the run-definition execution, every record
 /// created once, the bad one failing only its own branch; the history replays.

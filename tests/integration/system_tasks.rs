@@ -1521,3 +1521,71 @@ async fn a_task_waiting_to_retry_gives_its_place_to_the_next_branch() {
     assert_eq!(a1.attempts[0].wait_ms, Some(5_000));
     assert_eq!(a1.attempts[1].status, TaskStatus::Completed);
 }
+
+/// A sub-workflow is a workflow of its own, as in Conductor: its definition's
+/// `timeoutSeconds` with `TIME_OUT_WF` counts from when it starts. Past it (a WAIT of
+/// 60 s in a 10 s sub-workflow, on the runner's clock), it ends `TIMED_OUT` before its
+/// next task starts, so its PUT is never sent; the SUB_WORKFLOW task, optional here,
+/// completes with errors and the parent goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_workflow_times_out_on_its_own_timeout() {
+    let h = harness().await;
+    let mut after = zuora_task("after");
+    after["inputParameters"]["body"]["Quantity"] = json!(2);
+    let mut inside = zuora_task("inside");
+    inside["inputParameters"]["body"]["Quantity"] = json!(1);
+    let definition = def(json!({
+        "name": "parent",
+        "tasks": [
+            { "name": "slow_sync", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "optional": true,
+              "subWorkflowParam": { "name": "slow_sync", "workflowDefinition": {
+                  "name": "slow_sync", "timeoutSeconds": 10, "timeoutPolicy": "TIME_OUT_WF",
+                  "tasks": [
+                      { "name": "hold", "taskReferenceName": "hold", "type": "WAIT",
+                        "inputParameters": { "duration": "60 seconds" } },
+                      inside,
+                  ],
+              } } },
+            after,
+        ],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    let sub = &printed["tasks"][0];
+    assert_eq!(
+        (sub["ref"].as_str(), sub["status"].as_str()),
+        (Some("sub"), Some("COMPLETED_WITH_ERRORS"))
+    );
+    let run = &sub["subWorkflow"];
+    assert_eq!(run["status"], "TIMED_OUT");
+    assert_eq!(
+        run["reasonForIncompletion"],
+        "Workflow timed out after 10 seconds. Timeout configured as 10 seconds. Timeout policy configured to TIME_OUT_WF"
+    );
+    let inner: Vec<(&str, &str)> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["ref"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        inner,
+        [("hold", "COMPLETED")],
+        "nothing after the deadline starts"
+    );
+    let sent: Vec<Value> = h
+        .mock
+        .journal()
+        .iter()
+        .map(|r| r.body_json().unwrap_or_default()["Quantity"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [json!(2)],
+        "only the parent's PUT after the sub-workflow"
+    );
+}

@@ -149,11 +149,15 @@ impl RunDefinition {
             queues,
             limiters: Default::default(),
         };
+        // Sub-workflows time out on their own in runs started since they could; older
+        // runs replay without those timers.
+        let without_sub_workflow_timeouts = !ctx.patched(SUB_WORKFLOW_TIMEOUTS_PATCH);
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
             correlation_id: input.correlation_id,
             mocks,
             definitions: Arc::new(definitions),
+            without_sub_workflow_timeouts,
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
@@ -171,6 +175,10 @@ impl ActivityDefinition for TaskActivity {
         &self.0
     }
 }
+
+/// The patch that marks runs whose sub-workflows time out on their own
+/// (`timeoutSeconds` with `TIME_OUT_WF` in the sub-workflow's definition).
+const SUB_WORKFLOW_TIMEOUTS_PATCH: &str = "sub-workflow-timeouts";
 
 /// The patch that marks runs which ask for the connection task queues.
 const CONNECTION_QUEUES_PATCH: &str = "connection-queues";

@@ -161,6 +161,11 @@ pub struct RunOptions {
     pub mocks: Mocks,
     /// The workflows it may start (`failureWorkflow`), by name and version.
     pub definitions: Arc<Definitions>,
+    /// Set for Temporal runs started before sub-workflows had timeouts of their own:
+    /// their histories replay without the timers. Otherwise a sub-workflow whose
+    /// definition has `timeoutSeconds` with `TIME_OUT_WF` times out on its own, as
+    /// every Conductor workflow does.
+    pub without_sub_workflow_timeouts: bool,
 }
 
 impl RunOptions {
@@ -230,6 +235,14 @@ pub struct Interpreter {
     /// The FORK_JOIN_DYNAMICs started so far (Conductor names the tasks of all but the
     /// first after their fork).
     dynamic_forks: u64,
+    /// The executor's time when it last advanced (a sub-workflow's deadline counts
+    /// from when it starts).
+    now_ms: u64,
+    /// A sub-workflow's own deadline (its definition's `timeoutSeconds` with
+    /// `TIME_OUT_WF`), in the executor's time.
+    deadline_ms: Option<u64>,
+    /// [`RunOptions::without_sub_workflow_timeouts`].
+    without_sub_timeouts: bool,
 }
 
 impl Interpreter {
@@ -277,6 +290,9 @@ impl Interpreter {
             definitions: options.definitions,
             correlation_id: options.correlation_id,
             next_key: 0,
+            now_ms: 0,
+            deadline_ms: None,
+            without_sub_timeouts: options.without_sub_workflow_timeouts,
             prefix: String::new(),
             dynamic_forks: 0,
         }
@@ -302,6 +318,8 @@ impl Interpreter {
             correlation_id: self.correlation_id.as_deref(),
             prefix: &self.prefix,
             dynamic_forks: &mut self.dynamic_forks,
+            now_ms: self.now_ms,
+            without_sub_timeouts: self.without_sub_timeouts,
             next_id: &mut self.next_id,
             workflow_id: &self.workflow_id,
             mocks: &mut self.mocks,
@@ -337,6 +355,27 @@ impl Interpreter {
     pub fn end(&mut self, ending: Ending) {
         self.root.cancel(&ending.reason);
         self.root.state = State::Done(Some(ending));
+    }
+
+    /// Tell it the executor's time (before [`Interpreter::start`] or
+    /// [`Interpreter::expire`]).
+    pub fn set_now(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// End, `TIMED_OUT`, every sub-workflow whose own deadline has passed (their tasks
+    /// still running `CANCELED`), as Conductor's decider times out any workflow; the
+    /// next [`Interpreter::start`] records their SUB_WORKFLOW tasks `TIMED_OUT`. Returns
+    /// the tasks that were running in them: the executor stops them.
+    pub fn expire(&mut self) -> Vec<TaskId> {
+        let mut stopped = Vec::new();
+        self.root.expire(self.now_ms, &mut stopped);
+        stopped
+    }
+
+    /// The earliest deadline of a sub-workflow still running, in the executor's time.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.root.next_deadline()
     }
 
     /// The workflow's result: its `outputParameters` resolved when it completed. Called
@@ -386,6 +425,7 @@ pub async fn drive<E: TaskExecutor>(
 ) -> WorkflowResult {
     let (definitions, mocks) = (options.definitions.clone(), options.mocks.clone());
     let correlation_id = options.correlation_id.clone();
+    let options_without_sub_timeouts = options.without_sub_workflow_timeouts;
     let mut result = drive_one(executor, definition.clone(), input.clone(), options).await;
     let Some(name) = failure_workflow_name(&definition, &input, &result) else {
         return result;
@@ -431,6 +471,7 @@ pub async fn drive<E: TaskExecutor>(
         // Its own failureWorkflow is not started: one definition naming itself would
         // start failure workflows without end.
         definitions: Arc::default(),
+        without_sub_workflow_timeouts: options_without_sub_timeouts,
     };
     let started = Box::pin(drive_one(
         executor,
@@ -500,15 +541,14 @@ async fn drive_one<E: TaskExecutor>(
                 .saturating_add(definition.timeout_seconds.saturating_mul(1000))
         });
     let timeout = definition.timeout_seconds;
-    let timed_out = move || Ending {
-        status: WorkflowStatus::TimedOut,
-        reason: format!(
-            "Workflow timed out after {timeout} seconds. Timeout configured as {timeout} seconds. Timeout policy configured to TIME_OUT_WF"
-        ),
-    };
+    let timed_out = move || timed_out_after(timeout);
     let mut interpreter = Interpreter::new(definition, input, options);
     let mut running = Running::default();
+    interpreter.set_now(executor.now_ms());
     let mut ready = interpreter.start();
+    // The wake-up armed: the workflow's deadline, or a running sub-workflow's when that
+    // comes first.
+    let mut armed = deadline;
     let mut wake = deadline.map(|at| Box::pin(executor.wake_at(at)));
     loop {
         for task in ready.drain(..) {
@@ -519,6 +559,14 @@ async fn drive_one<E: TaskExecutor>(
         if running.is_empty() {
             break;
         }
+        let next_wake = [deadline, interpreter.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        if next_wake != armed {
+            armed = next_wake;
+            wake = next_wake.map(|at| Box::pin(executor.wake_at(at)));
+        }
         let next = std::future::poll_fn(|cx| {
             if let Some(wake) = wake.as_mut()
                 && wake.as_mut().poll(cx).is_ready()
@@ -528,16 +576,29 @@ async fn drive_one<E: TaskExecutor>(
             running.poll_next(cx).map(Some)
         })
         .await;
-        let Some((id, result)) = next else {
-            interpreter.end(timed_out());
-            break;
+        let now = executor.now_ms();
+        let now = match next {
+            Some((id, result)) => {
+                interpreter.root.complete(id, result);
+                now
+            }
+            // The wake-up armed for `armed` came: that time has come.
+            None => {
+                let at = armed.take().unwrap_or(now);
+                wake = None;
+                now.max(at)
+            }
         };
         // As Conductor's decider, the workflow's timeout is checked before anything
-        // else is scheduled: a task that ends past it starts no other.
-        interpreter.root.complete(id, result);
-        if deadline.is_some_and(|at| executor.now_ms() >= at) && !interpreter.finished() {
+        // else is scheduled: a task that ends past it starts no other. A sub-workflow
+        // past its own deadline ends the same way, before its next task starts.
+        if deadline.is_some_and(|at| now >= at) && !interpreter.finished() {
             interpreter.end(timed_out());
             break;
+        }
+        interpreter.set_now(now);
+        for stopped in interpreter.expire() {
+            running.remove(stopped);
         }
         ready = interpreter.start();
         // A TERMINATE ended it: the tasks still running are dropped (canceled).
@@ -622,6 +683,11 @@ impl<F: Future> Running<F> {
         lock(&self.woken.keys).insert(key);
     }
 
+    /// Stop tracking the task `id` (dropping it stops it).
+    fn remove(&mut self, id: TaskId) {
+        self.tasks.retain(|_, (task, _, _)| *task != id);
+    }
+
     /// The first task, in start order, of those woken that has ended. Each is polled at
     /// most once per call: one that wakes itself while polled (a cooperative yield) is
     /// polled again at the next call, which its waking brings.
@@ -647,6 +713,17 @@ impl<F: Future> Running<F> {
     }
 }
 
+/// How a workflow with `timeoutSeconds` and `TIME_OUT_WF` ends when it passes, in
+/// Conductor's words.
+fn timed_out_after(timeout: u64) -> Ending {
+    Ending {
+        status: WorkflowStatus::TimedOut,
+        reason: format!(
+            "Workflow timed out after {timeout} seconds. Timeout configured as {timeout} seconds. Timeout policy configured to TIME_OUT_WF"
+        ),
+    }
+}
+
 /// What advancing needs besides the frame: task definitions, ids, mocks, and where
 /// ready tasks go.
 struct Scope<'a> {
@@ -662,6 +739,8 @@ struct Scope<'a> {
     correlation_id: Option<&'a str>,
     prefix: &'a str,
     dynamic_forks: &'a mut u64,
+    now_ms: u64,
+    without_sub_timeouts: bool,
 }
 
 impl Scope<'_> {
@@ -851,6 +930,7 @@ impl Frame {
                     };
                 }
                 State::SubWorkflow { child, .. } => {
+                    child.now_ms = scope.now_ms;
                     child.advance_with(scope.next_key, scope.ready);
                     if !child.finished() {
                         return;
@@ -924,6 +1004,69 @@ impl Frame {
         }
         if let Some(ending) = ending {
             self.state = State::Done(Some(ending));
+        }
+    }
+
+    /// End the sub-workflows under this frame whose deadline is at or before `now_ms`;
+    /// the tasks that were running in them go to `stopped`.
+    fn expire(&mut self, now_ms: u64, stopped: &mut Vec<TaskId>) {
+        match &mut self.state {
+            State::SubWorkflow { child, .. } => {
+                if child.finished() {
+                    return;
+                }
+                if child.deadline_ms.is_some_and(|at| at <= now_ms) {
+                    child.root.running(stopped);
+                    let timeout = child.definition.timeout_seconds;
+                    child.end(timed_out_after(timeout));
+                } else {
+                    child.root.expire(now_ms, stopped);
+                }
+            }
+            State::Forked { branches, .. } => {
+                for branch in branches {
+                    branch.expire(now_ms, stopped);
+                }
+            }
+            State::Switched { case } => case.expire(now_ms, stopped),
+            State::Looping { body, .. } => body.expire(now_ms, stopped),
+            _ => {}
+        }
+    }
+
+    /// The tasks running under this frame.
+    fn running(&self, out: &mut Vec<TaskId>) {
+        match &self.state {
+            State::Running { id, .. }
+            | State::Choosing { id, .. }
+            | State::LoopCondition { id, .. } => out.push(*id),
+            State::SubWorkflow { child, .. } => child.root.running(out),
+            State::Forked { branches, .. } => {
+                for branch in branches {
+                    branch.running(out);
+                }
+            }
+            State::Switched { case } => case.running(out),
+            State::Looping { body, .. } => body.running(out),
+            State::Ready | State::Done(_) => {}
+        }
+    }
+
+    /// The earliest deadline of a sub-workflow running under this frame.
+    fn next_deadline(&self) -> Option<u64> {
+        match &self.state {
+            State::SubWorkflow { child, .. } if !child.finished() => {
+                match (child.deadline_ms, child.next_deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            State::Forked { branches, .. } => {
+                branches.iter().filter_map(Frame::next_deadline).min()
+            }
+            State::Switched { case } => case.next_deadline(),
+            State::Looping { body, .. } => body.next_deadline(),
+            _ => None,
         }
     }
 
@@ -2175,9 +2318,23 @@ fn start_sub_workflow(
         correlation_id: scope.correlation_id.map(String::from),
         mocks,
         definitions: scope.definitions.clone(),
+        without_sub_workflow_timeouts: scope.without_sub_timeouts,
     };
+    // A sub-workflow is a workflow of its own in Conductor: its definition's timeout
+    // counts from when it starts.
+    let deadline_ms = (!scope.without_sub_timeouts
+        && definition.timeout_seconds > 0
+        && definition.timeout_policy == WorkflowTimeoutPolicy::TimeOutWf)
+        .then(|| {
+            scope
+                .now_ms
+                .saturating_add(definition.timeout_seconds.saturating_mul(1000))
+        });
     let mut child = Interpreter::new(definition, input, options);
     child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);
+    child.now_ms = scope.now_ms;
+    child.deadline_ms = deadline_ms;
+    child.without_sub_timeouts = scope.without_sub_timeouts;
     Ok((child, recorded))
 }
 
