@@ -606,6 +606,9 @@ async fn drive_one<E: TaskExecutor>(
             break;
         }
     }
+    // The tasks still running are dropped (their places go on at once), then the
+    // places of those that ended are handed on.
+    drop(running);
     executor.settled();
     interpreter.result()
 }

@@ -534,13 +534,18 @@ impl TaskExecutor for WorkflowRunner {
             };
             let running = tokio::spawn(async move {
                 let result = runner.run_component(task, &mut place).await;
-                place.finish();
-                result
+                (result, place)
             });
             let abort = AbortOnDrop(running.abort_handle());
-            let result = running.await.unwrap_or_else(|e| {
-                TaskResult::terminal(format!("task {reference}: the task stopped: {e}"))
-            });
+            let result = match running.await {
+                // Here, not in the spawned task: the driver takes this result as soon as
+                // this future ends, and hands the place on after (`settled`).
+                Ok((result, place)) => {
+                    place.finish();
+                    result
+                }
+                Err(e) => TaskResult::terminal(format!("task {reference}: the task stopped: {e}")),
+            };
             drop(abort);
             result
         })
@@ -723,7 +728,23 @@ impl WorkflowRunner {
             // Conductor keeps a task SCHEDULED while its definition's limits hold it: the
             // attempt starts (and its timeouts count) once it is let through.
             let admission = match &limiter {
-                Some(limiter) => Some(limiter.admit().await),
+                Some(limiter) => {
+                    // Held back by its definition's limits, it holds no place meanwhile
+                    // (others may run), and claims one again once let through.
+                    let mut admit = Box::pin(limiter.admit());
+                    let now =
+                        std::future::poll_fn(|cx| std::task::Poll::Ready(admit.as_mut().poll(cx)))
+                            .await;
+                    Some(match now {
+                        std::task::Poll::Ready(admitted) => admitted,
+                        std::task::Poll::Pending => {
+                            place.step_out();
+                            let admitted = admit.await;
+                            place.step_in().await;
+                            admitted
+                        }
+                    })
+                }
                 None => None,
             };
             let started = clock.now_ms();
