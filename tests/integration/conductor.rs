@@ -309,7 +309,7 @@ async fn a_workflow_past_its_timeout_with_time_out_wf_ends_timed_out_before_the_
     assert_eq!(
         result.reason.as_deref(),
         Some(
-            "Workflow timed out after 100 seconds. Timeout configured as 100 seconds. Timeout policy configured to TIME_OUT_WF"
+            "Workflow timed out after 120 seconds. Timeout configured as 100 seconds. Timeout policy configured to TIME_OUT_WF"
         )
     );
     let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();

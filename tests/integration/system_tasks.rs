@@ -1564,7 +1564,7 @@ async fn a_sub_workflow_times_out_on_its_own_timeout() {
     assert_eq!(run["status"], "TIMED_OUT");
     assert_eq!(
         run["reasonForIncompletion"],
-        "Workflow timed out after 10 seconds. Timeout configured as 10 seconds. Timeout policy configured to TIME_OUT_WF"
+        "Workflow timed out after 60 seconds. Timeout configured as 10 seconds. Timeout policy configured to TIME_OUT_WF"
     );
     let inner: Vec<(&str, &str)> = run["tasks"]
         .as_array()

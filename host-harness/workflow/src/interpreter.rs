@@ -541,7 +541,8 @@ async fn drive_one<E: TaskExecutor>(
                 .saturating_add(definition.timeout_seconds.saturating_mul(1000))
         });
     let timeout = definition.timeout_seconds;
-    let timed_out = move || timed_out_after(timeout);
+    let started_ms = executor.now_ms();
+    let timed_out = move |now: u64| timed_out_after(now.saturating_sub(started_ms) / 1000, timeout);
     let mut interpreter = Interpreter::new(definition, input, options);
     let mut running = Running::default();
     interpreter.set_now(executor.now_ms());
@@ -593,7 +594,7 @@ async fn drive_one<E: TaskExecutor>(
         // else is scheduled: a task that ends past it starts no other. A sub-workflow
         // past its own deadline ends the same way, before its next task starts.
         if deadline.is_some_and(|at| now >= at) && !interpreter.finished() {
-            interpreter.end(timed_out());
+            interpreter.end(timed_out(now));
             break;
         }
         interpreter.set_now(now);
@@ -716,13 +717,14 @@ impl<F: Future> Running<F> {
     }
 }
 
-/// How a workflow with `timeoutSeconds` and `TIME_OUT_WF` ends when it passes, in
-/// Conductor's words.
-fn timed_out_after(timeout: u64) -> Ending {
+/// How a workflow with `timeoutSeconds` and `TIME_OUT_WF` ends when it is found past
+/// it, `elapsed` seconds after it started, in the words of Conductor's
+/// `DeciderService.checkWorkflowTimeout`.
+fn timed_out_after(elapsed: u64, timeout: u64) -> Ending {
     Ending {
         status: WorkflowStatus::TimedOut,
         reason: format!(
-            "Workflow timed out after {timeout} seconds. Timeout configured as {timeout} seconds. Timeout policy configured to TIME_OUT_WF"
+            "Workflow timed out after {elapsed} seconds. Timeout configured as {timeout} seconds. Timeout policy configured to TIME_OUT_WF"
         ),
     }
 }
@@ -1021,7 +1023,12 @@ impl Frame {
                 if child.deadline_ms.is_some_and(|at| at <= now_ms) {
                     child.root.running(stopped);
                     let timeout = child.definition.timeout_seconds;
-                    child.end(timed_out_after(timeout));
+                    let started = child
+                        .deadline_ms
+                        .unwrap_or(now_ms)
+                        .saturating_sub(timeout.saturating_mul(1000));
+                    let elapsed = now_ms.saturating_sub(started) / 1000;
+                    child.end(timed_out_after(elapsed, timeout));
                 } else {
                     child.root.expire(now_ms, stopped);
                 }
