@@ -642,8 +642,8 @@ async fn a_dynamic_fork_in_a_loop_names_its_tasks_per_iteration_as_conductor_doe
             .unwrap_or_else(|| panic!("no task {reference}: {printed:#}"))
             .clone()
     };
-    // Sorted: the DO_WHILE's own record comes after its iterations here, where Conductor
-    // lists it first.
+    // Sorted: this pins the names; the record order (the DO_WHILE first, as Conductor
+    // lists it) is pinned by the DO_WHILE tests.
     let mut references: Vec<String> = printed["tasks"]
         .as_array()
         .unwrap()
@@ -1425,6 +1425,22 @@ async fn a_server_only_task_type_runs_as_its_mock_or_is_refused_naming_the_serve
     );
 }
 
+/// The shipped Zuora task of `zuora_task`, sending `quantity`.
+fn zuora_put(reference: &str, quantity: u32) -> Value {
+    let mut task = zuora_task(reference);
+    task["inputParameters"]["body"]["Quantity"] = json!(quantity);
+    task
+}
+
+/// The `Quantity` of each request the mock received, in order.
+fn sent_quantities(h: &crate::workflows::Harness) -> Vec<Value> {
+    h.mock
+        .journal()
+        .iter()
+        .map(|r| r.body_json().unwrap_or_default()["Quantity"].clone())
+        .collect()
+}
+
 /// When fewer tasks may run than are ready, a fork's earlier branches go first: with one
 /// task at a time, each branch of a three-branch FORK_JOIN runs both its tasks before the
 /// next branch starts (so a fork of 10,000 sub-workflows holds about the pool's width of
@@ -1433,16 +1449,11 @@ async fn a_server_only_task_type_runs_as_its_mock_or_is_refused_naming_the_serve
 async fn a_fork_admits_its_earlier_branches_first_when_tasks_must_wait() {
     let mut h = harness().await;
     h.runner = h.runner.clone().with_width(1);
-    let put = |reference: &str, quantity: u32| {
-        let mut task = zuora_task(reference);
-        task["inputParameters"]["body"]["Quantity"] = json!(quantity);
-        task
-    };
     let definition = def(json!({
         "name": "three_branches",
         "tasks": [
             { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
-              "forkTasks": [[put("a1", 11), put("a2", 12)], [put("b1", 21), put("b2", 22)], [put("c1", 31), put("c2", 32)]] },
+              "forkTasks": [[zuora_put("a1", 11), zuora_put("a2", 12)], [zuora_put("b1", 21), zuora_put("b2", 22)], [zuora_put("c1", 31), zuora_put("c2", 32)]] },
             { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a2", "b2", "c2"] },
         ],
     }));
@@ -1451,12 +1462,7 @@ async fn a_fork_admits_its_earlier_branches_first_when_tasks_must_wait() {
         .run_with(&definition, json!({}), RunOptions::fresh())
         .await;
     assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
-    let quantities: Vec<Value> = h
-        .mock
-        .journal()
-        .iter()
-        .map(|r| r.body_json().unwrap_or_default()["Quantity"].clone())
-        .collect();
+    let quantities: Vec<Value> = sent_quantities(&h);
     assert_eq!(
         quantities,
         [
@@ -1486,16 +1492,11 @@ async fn a_task_waiting_to_retry_gives_its_place_to_the_next_branch() {
         status: Some(503),
         ..Fault::default()
     });
-    let put = |reference: &str, quantity: u32| {
-        let mut task = zuora_task(reference);
-        task["inputParameters"]["body"]["Quantity"] = json!(quantity);
-        task
-    };
     let definition = def(json!({
         "name": "retry_in_a_fork",
         "tasks": [
             { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
-              "forkTasks": [[put("a1", 11), put("a2", 12)], [put("b1", 21), put("b2", 22)]] },
+              "forkTasks": [[zuora_put("a1", 11), zuora_put("a2", 12)], [zuora_put("b1", 21), zuora_put("b2", 22)]] },
             { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a2", "b2"] },
         ],
         "taskDefinitions": [{ "name": "zuora-update-usage", "retryCount": 1, "retryDelaySeconds": 5 }],
@@ -1505,12 +1506,7 @@ async fn a_task_waiting_to_retry_gives_its_place_to_the_next_branch() {
         .run_with(&definition, json!({}), RunOptions::fresh())
         .await;
     assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
-    let sent: Vec<Value> = h
-        .mock
-        .journal()
-        .iter()
-        .map(|r| r.body_json().unwrap_or_default()["Quantity"].clone())
-        .collect();
+    let sent: Vec<Value> = sent_quantities(&h);
     assert_eq!(
         sent,
         [json!(11), json!(21), json!(11), json!(12), json!(22)],
@@ -1530,10 +1526,6 @@ async fn a_task_waiting_to_retry_gives_its_place_to_the_next_branch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_workflow_times_out_on_its_own_timeout() {
     let h = harness().await;
-    let mut after = zuora_task("after");
-    after["inputParameters"]["body"]["Quantity"] = json!(2);
-    let mut inside = zuora_task("inside");
-    inside["inputParameters"]["body"]["Quantity"] = json!(1);
     let definition = def(json!({
         "name": "parent",
         "tasks": [
@@ -1543,10 +1535,10 @@ async fn a_sub_workflow_times_out_on_its_own_timeout() {
                   "tasks": [
                       { "name": "hold", "taskReferenceName": "hold", "type": "WAIT",
                         "inputParameters": { "duration": "60 seconds" } },
-                      inside,
+                      zuora_put("inside", 1),
                   ],
               } } },
-            after,
+            zuora_put("after", 2),
         ],
     }));
     let result = h
@@ -1577,12 +1569,7 @@ async fn a_sub_workflow_times_out_on_its_own_timeout() {
         [("hold", "COMPLETED")],
         "nothing after the deadline starts"
     );
-    let sent: Vec<Value> = h
-        .mock
-        .journal()
-        .iter()
-        .map(|r| r.body_json().unwrap_or_default()["Quantity"].clone())
-        .collect();
+    let sent: Vec<Value> = sent_quantities(&h);
     assert_eq!(
         sent,
         [json!(2)],
