@@ -238,9 +238,8 @@ pub struct Interpreter {
     /// The executor's time when it last advanced (a sub-workflow's deadline counts
     /// from when it starts).
     now_ms: u64,
-    /// A sub-workflow's own deadline (its definition's `timeoutSeconds` with
-    /// `TIME_OUT_WF`), in the executor's time.
-    deadline_ms: Option<u64>,
+    /// When it started, in the executor's time (its timeout counts from then).
+    started_ms: u64,
     /// [`RunOptions::without_sub_workflow_timeouts`].
     without_sub_timeouts: bool,
 }
@@ -291,7 +290,7 @@ impl Interpreter {
             correlation_id: options.correlation_id,
             next_key: 0,
             now_ms: 0,
-            deadline_ms: None,
+            started_ms: 0,
             without_sub_timeouts: options.without_sub_workflow_timeouts,
             prefix: String::new(),
             dynamic_forks: 0,
@@ -376,6 +375,23 @@ impl Interpreter {
     /// The earliest deadline of a sub-workflow still running, in the executor's time.
     pub fn next_deadline(&self) -> Option<u64> {
         self.root.next_deadline()
+    }
+
+    /// Its definition's deadline (`timeoutSeconds` with `TIME_OUT_WF`), counted from
+    /// when it started.
+    fn own_deadline(&self) -> Option<u64> {
+        (self.definition.timeout_seconds > 0
+            && self.definition.timeout_policy == WorkflowTimeoutPolicy::TimeOutWf)
+            .then(|| {
+                self.started_ms
+                    .saturating_add(self.definition.timeout_seconds.saturating_mul(1000))
+            })
+    }
+
+    /// As a sub-workflow, the deadline it times out at on its own (none in runs
+    /// [without sub-workflow timeouts](RunOptions::without_sub_workflow_timeouts)).
+    fn sub_deadline(&self) -> Option<u64> {
+        self.own_deadline().filter(|_| !self.without_sub_timeouts)
     }
 
     /// The workflow's result: its `outputParameters` resolved when it completed. Called
@@ -533,19 +549,14 @@ async fn drive_one<E: TaskExecutor>(
     input: Value,
     options: RunOptions,
 ) -> WorkflowResult {
-    let deadline = (definition.timeout_seconds > 0
-        && definition.timeout_policy == WorkflowTimeoutPolicy::TimeOutWf)
-        .then(|| {
-            executor
-                .now_ms()
-                .saturating_add(definition.timeout_seconds.saturating_mul(1000))
-        });
-    let timeout = definition.timeout_seconds;
     let started_ms = executor.now_ms();
+    let timeout = definition.timeout_seconds;
     let timed_out = move |now: u64| timed_out_after(now.saturating_sub(started_ms) / 1000, timeout);
     let mut interpreter = Interpreter::new(definition, input, options);
+    interpreter.started_ms = started_ms;
+    let deadline = interpreter.own_deadline();
     let mut running = Running::default();
-    interpreter.set_now(executor.now_ms());
+    interpreter.set_now(started_ms);
     let mut ready = interpreter.start();
     // The wake-up armed: the workflow's deadline, or a running sub-workflow's when that
     // comes first.
@@ -1020,14 +1031,10 @@ impl Frame {
                 if child.finished() {
                     return;
                 }
-                if child.deadline_ms.is_some_and(|at| at <= now_ms) {
+                if child.sub_deadline().is_some_and(|at| at <= now_ms) {
                     child.root.running(stopped);
+                    let elapsed = now_ms.saturating_sub(child.started_ms) / 1000;
                     let timeout = child.definition.timeout_seconds;
-                    let started = child
-                        .deadline_ms
-                        .unwrap_or(now_ms)
-                        .saturating_sub(timeout.saturating_mul(1000));
-                    let elapsed = now_ms.saturating_sub(started) / 1000;
                     child.end(timed_out_after(elapsed, timeout));
                 } else {
                     child.root.expire(now_ms, stopped);
@@ -1066,7 +1073,7 @@ impl Frame {
     fn next_deadline(&self) -> Option<u64> {
         match &self.state {
             State::SubWorkflow { child, .. } if !child.finished() => {
-                match (child.deadline_ms, child.next_deadline()) {
+                match (child.sub_deadline(), child.next_deadline()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 }
@@ -2330,21 +2337,12 @@ fn start_sub_workflow(
         definitions: scope.definitions.clone(),
         without_sub_workflow_timeouts: scope.without_sub_timeouts,
     };
-    // A sub-workflow is a workflow of its own in Conductor: its definition's timeout
-    // counts from when it starts.
-    let deadline_ms = (!scope.without_sub_timeouts
-        && definition.timeout_seconds > 0
-        && definition.timeout_policy == WorkflowTimeoutPolicy::TimeOutWf)
-        .then(|| {
-            scope
-                .now_ms
-                .saturating_add(definition.timeout_seconds.saturating_mul(1000))
-        });
     let mut child = Interpreter::new(definition, input, options);
     child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);
+    // A sub-workflow is a workflow of its own in Conductor: its definition's timeout
+    // counts from when it starts.
     child.now_ms = scope.now_ms;
-    child.deadline_ms = deadline_ms;
-    child.without_sub_timeouts = scope.without_sub_timeouts;
+    child.started_ms = scope.now_ms;
     Ok((child, recorded))
 }
 
