@@ -1660,6 +1660,100 @@ async fn a_sub_workflow_times_out_on_its_own_timeout_on_temporal() {
     assert_replays(&server, &workflow_id).await;
 }
 
+/// A failed branch ends its fork on Temporal as locally: in a sub-workflow, a PUT to a
+/// usage the mock does not have (a 404) fails its branch, so the sub-workflow fails at
+/// once and the other branch's WAIT of an hour is canceled, its PUT never sent; the
+/// optional SUB_WORKFLOW completes with errors and the parent's PUT goes out, without
+/// waiting for the WAIT (within the test's patience); the history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_branch_ends_its_fork_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("failed-branch");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "failedbranch", &config, dir.join("worker.log"));
+    let put = |reference: &str, id: &str, quantity: u32| {
+        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
+                "inputParameters": { "connection": "zuora", "path": { "id": id },
+                                     "body": { "Quantity": quantity } } })
+    };
+    let known = "8ad08ae29085a77b0190908bfdd67abb";
+    let definition = dir.join("parent.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "parent",
+            "tasks": [
+                { "name": "forked_sync", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "optional": true,
+                  "subWorkflowParam": { "name": "forked_sync", "workflowDefinition": {
+                      "name": "forked_sync",
+                      "tasks": [
+                          { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+                            "forkTasks": [
+                                [put("a1", "8ad08ae29085a77b0190908bfd000000", 11)],
+                                [{ "name": "hold", "taskReferenceName": "hold", "type": "WAIT",
+                                   "inputParameters": { "duration": "1 hour" } },
+                                 put("b2", known, 22)],
+                            ] },
+                          { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "b2"] },
+                      ],
+                  } } },
+                put("after", known, 2),
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let args = [
+        definition.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "failedbranch".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let run = harness_run(&args);
+    let (code, result, err) = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the run ended without waiting for the canceled WAIT");
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["status"], "COMPLETED");
+    let sub = &result["tasks"][0];
+    assert_eq!(sub["status"], "COMPLETED_WITH_ERRORS");
+    assert_eq!(sub["subWorkflow"]["status"], "FAILED");
+    let inner: Vec<(&str, &str)> = sub["subWorkflow"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["ref"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        inner,
+        [
+            ("fork", "COMPLETED"),
+            ("a1", "FAILED_WITH_TERMINAL_ERROR"),
+            ("hold", "CANCELED")
+        ]
+    );
+    let bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(bodies, [r#"{"Quantity":11}"#, r#"{"Quantity":2}"#]);
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}
+
 /// The batch example on Temporal as locally (its first 100 records, one made invalid):
 /// one sub-workflow per record inside the run-definition execution, every record
 /// created once, the bad one failing only its own branch; the history replays.

@@ -114,8 +114,9 @@ async fn set_variable_feeds_later_tasks_and_terminate_ends_the_workflow_with_its
 }
 
 /// A TERMINATE with `FAILED` in one branch of a fork ends the workflow at once, as
-/// Conductor's decider does: the other branch's running request is canceled, and its
-/// record says it may have been applied. Without a reason, Conductor's own is given.
+/// Conductor's decider does: the other branch's running request (sent, its reply held by
+/// the mock) is canceled, and its record says it may have been applied. Without a
+/// reason, Conductor's own is given.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminate_in_a_fork_branch_ends_the_workflow_and_cancels_the_running_branch() {
     let h = harness().await;
@@ -131,7 +132,9 @@ async fn a_terminate_in_a_fork_branch_ends_the_workflow_and_cancels_the_running_
             "name": "both", "taskReferenceName": "both", "type": "FORK_JOIN",
             "forkTasks": [
                 [zuora_task("update")],
-                [{ "name": "abort", "taskReferenceName": "abort", "type": "TERMINATE",
+                [{ "name": "settle", "taskReferenceName": "settle", "type": "WAIT",
+                   "inputParameters": { "duration": "1 seconds" } },
+                 { "name": "abort", "taskReferenceName": "abort", "type": "TERMINATE",
                    "inputParameters": { "terminationStatus": "FAILED", "workflowOutput": "${workflow.input.batch}" } }],
             ],
         }, { "name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["update", "abort"] }],
@@ -177,6 +180,42 @@ async fn a_terminate_in_a_fork_branch_ends_the_workflow_and_cancels_the_running_
             .iter()
             .all(|t| t["ref"] != "join")
     );
+}
+
+/// A TERMINATE that runs in the same step as another branch's first task is scheduled
+/// (Conductor cancels a task still SCHEDULED): that task never starts, nothing is sent,
+/// and its record says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminate_beside_a_task_not_yet_started_cancels_it_before_anything_is_sent() {
+    let h = harness().await;
+    let definition = def(json!({
+        "name": "guarded_sync",
+        "tasks": [{
+            "name": "both", "taskReferenceName": "both", "type": "FORK_JOIN",
+            "forkTasks": [
+                [zuora_task("update")],
+                [{ "name": "abort", "taskReferenceName": "abort", "type": "TERMINATE",
+                   "inputParameters": { "terminationStatus": "FAILED", "terminationReason": "batch closed" } }],
+            ],
+        }, { "name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["update", "abort"] }],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(result.reason.as_deref(), Some("batch closed"));
+    let update = result
+        .tasks
+        .iter()
+        .find(|t| t.reference == "update")
+        .unwrap();
+    assert_eq!(update.status, TaskStatus::Canceled);
+    assert_eq!(
+        update.attempts[0].message.as_deref(),
+        Some("canceled (batch closed) before it started: nothing was sent")
+    );
+    assert!(h.mock.journal().is_empty(), "nothing was sent");
 }
 
 /// JSON_JQ_TRANSFORM as Conductor's `JsonJqTransform` runs it: the whole input is `.`,
@@ -363,7 +402,8 @@ async fn a_sub_workflow_runs_by_name_or_inline_and_its_failure_fails_the_task() 
 /// FORK_JOIN_DYNAMIC as Conductor's mapper makes it: one task per `forkTaskInputs` item
 /// (`_NAME_i`, its input the item with `__index`), or the tasks and inputs given by
 /// `dynamicForkTasksParam` / `dynamicForkTasksInputParamName`; the JOIN after it joins on
-/// them; a failed item fails only its own branch, and the workflow says which.
+/// them; a failed item (not optional) fails the workflow, which says which, and the
+/// other branch's running task is canceled, as Conductor's decider does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_fork_runs_one_branch_per_item_and_its_join_collects_them() {
     let h = harness().await;
@@ -440,8 +480,15 @@ async fn a_dynamic_fork_runs_one_branch_per_item_and_its_join_collects_them() {
         ]
     );
 
-    // The other form, with a failing item: only its branch fails, the other completes,
-    // and the workflow names the one that failed.
+    // The other form, with a failing item (refused before sending) while the other's
+    // POST waits on its reply (held by the mock): the workflow fails, naming the failed
+    // item, and the other is canceled.
+    h.mock.inject(Fault {
+        path: "/rebilly/organizations/org_mock/usages".into(),
+        times: 1,
+        delay_ms: 600_000,
+        ..Fault::default()
+    });
     let definition = def(json!({
         "name": "period_usage_batch_v1",
         "tasks": [
@@ -480,7 +527,7 @@ async fn a_dynamic_fork_runs_one_branch_per_item_and_its_join_collects_them() {
             .find(|t| t["ref"] == reference)
             .map(|t| t["status"].clone())
     };
-    assert_eq!(status("ok"), Some(json!("COMPLETED")));
+    assert_eq!(status("ok"), Some(json!("CANCELED")));
     assert_eq!(status("bad"), Some(json!("FAILED_WITH_TERMINAL_ERROR")));
     assert_eq!(status("join"), None);
 }
@@ -1476,6 +1523,137 @@ async fn a_fork_admits_its_earlier_branches_first_when_tasks_must_wait() {
     );
     let refs: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
     assert_eq!(refs, ["fork", "a1", "a2", "b1", "b2", "c1", "c2", "join"]);
+}
+
+/// A Zuora PUT of `quantity` to a usage id the mock does not have: a 404, which no retry
+/// helps, so it fails its branch.
+fn zuora_put_unknown(reference: &str, quantity: u32) -> Value {
+    let mut task = zuora_put(reference, quantity);
+    task["inputParameters"]["path"]["id"] = json!("8ad08ae29085a77b0190908bfd000000");
+    task
+}
+
+/// The mock holds its reply to the first PUT to the known Zuora usage for ten minutes:
+/// a branch whose task sent it is still running when the other branch fails.
+fn hold_the_known_usage(h: &crate::workflows::Harness) {
+    h.mock.inject(Fault {
+        path: "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb".into(),
+        times: 1,
+        delay_ms: 600_000,
+        ..Fault::default()
+    });
+}
+
+/// The statuses of printed records, by reference.
+fn statuses(tasks: &Value) -> Vec<(&str, &str)> {
+    tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["ref"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect()
+}
+
+/// A branch of a fork: a PUT the mock holds (b1), then one that must never be sent (b2);
+/// the other branch's PUT gets a 404.
+fn a_fork_whose_first_branch_fails() -> Vec<Value> {
+    vec![
+        json!({ "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+          "forkTasks": [[zuora_put_unknown("a1", 11)], [zuora_put("b1", 21), zuora_put("b2", 22)]] }),
+        json!({ "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "b2"] }),
+    ]
+}
+
+/// How long a test waits for a run that must not wait on the held reply.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A task failing its branch fails the workflow at once, as Conductor's decider has it
+/// (`DeciderService.retry` throws `TerminateWorkflowException` for a task out of retries
+/// that is not optional), and the other branch's running task is canceled, with no wait
+/// for its reply (held ten minutes by the mock): that branch's next PUT, the JOIN and the
+/// task after it never start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_branch_fails_the_workflow_and_cancels_the_other_branches() {
+    let h = harness().await;
+    hold_the_known_usage(&h);
+    let mut tasks = a_fork_whose_first_branch_fails();
+    tasks.push(zuora_put("after", 3));
+    let definition = def(json!({ "name": "one_branch_fails", "tasks": tasks }));
+    let run = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh());
+    let result = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the run waited for the canceled branch");
+    assert_eq!(result.status, "FAILED");
+    let printed = result.to_json();
+    assert_eq!(
+        statuses(&printed["tasks"]),
+        [
+            ("fork", "COMPLETED"),
+            ("a1", "FAILED_WITH_TERMINAL_ERROR"),
+            ("b1", "CANCELED")
+        ]
+    );
+    let mut sent = sent_quantities(&h);
+    sent.sort_by_key(|q| q.as_u64());
+    assert_eq!(
+        sent,
+        [json!(11), json!(21)],
+        "a1 and b1 were sent, b2 and after never"
+    );
+    let reason = result.reason.as_deref().unwrap();
+    assert!(reason.contains("a1"), "{reason}");
+    assert_eq!(
+        result.tasks[2].attempts[0].message.as_deref(),
+        Some(format!(
+            "canceled ({reason}) while running: its request may have been sent and applied; check the record before running it again"
+        ))
+        .as_deref()
+    );
+}
+
+/// In a sub-workflow, a failed branch fails the sub-workflow at once: the other branch's
+/// running task is canceled and not waited for (its reply is held ten minutes), and the
+/// SUB_WORKFLOW, optional here, completes with errors, so the parent's next task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_branch_in_a_sub_workflow_stops_the_other_branches_without_waiting() {
+    let h = harness().await;
+    hold_the_known_usage(&h);
+    let definition = def(json!({
+        "name": "parent",
+        "tasks": [
+            { "name": "forked_sync", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "optional": true,
+              "subWorkflowParam": { "name": "forked_sync", "workflowDefinition": {
+                  "name": "forked_sync", "tasks": a_fork_whose_first_branch_fails(),
+              } } },
+            zuora_put("after", 3),
+        ],
+    }));
+    let run = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh());
+    let result = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the run waited for the canceled branch");
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    let sub = &printed["tasks"][0];
+    assert_eq!(sub["status"], "COMPLETED_WITH_ERRORS");
+    assert_eq!(sub["subWorkflow"]["status"], "FAILED");
+    assert_eq!(
+        statuses(&sub["subWorkflow"]["tasks"]),
+        [
+            ("fork", "COMPLETED"),
+            ("a1", "FAILED_WITH_TERMINAL_ERROR"),
+            ("b1", "CANCELED")
+        ]
+    );
+    assert_eq!(statuses(&printed["tasks"])[1], ("after", "COMPLETED"));
+    let mut sent = sent_quantities(&h);
+    let last = sent.pop();
+    sent.sort_by_key(|q| q.as_u64());
+    assert_eq!((sent, last), (vec![json!(11), json!(21)], Some(json!(3))));
 }
 
 /// A task waiting out its retry delay holds no place, as a Conductor task in its retry

@@ -152,12 +152,16 @@ impl RunDefinition {
         // Sub-workflows time out on their own in runs started since they could; older
         // runs replay without those timers.
         let without_sub_workflow_timeouts = !ctx.patched(SUB_WORKFLOW_TIMEOUTS_PATCH);
+        // A failed branch ends its fork at once in runs started since it does; older
+        // runs replay with the other branches going on.
+        let forks_wait_for_every_branch = !ctx.patched(FAILED_BRANCH_ENDS_FORK_PATCH);
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
             correlation_id: input.correlation_id,
             mocks,
             definitions: Arc::new(definitions),
             without_sub_workflow_timeouts,
+            forks_wait_for_every_branch,
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
@@ -179,6 +183,10 @@ impl ActivityDefinition for TaskActivity {
 /// The patch that marks runs whose sub-workflows time out on their own
 /// (`timeoutSeconds` with `TIME_OUT_WF` in the sub-workflow's definition).
 const SUB_WORKFLOW_TIMEOUTS_PATCH: &str = "sub-workflow-timeouts";
+
+/// The patch under which a task failing a fork's branch fails the workflow at once, the
+/// other branches' tasks canceled (runs started before it let them go on).
+const FAILED_BRANCH_ENDS_FORK_PATCH: &str = "failed-branch-ends-fork";
 
 /// The patch that marks runs which ask for the connection task queues.
 const CONNECTION_QUEUES_PATCH: &str = "connection-queues";

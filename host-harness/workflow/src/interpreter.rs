@@ -21,7 +21,7 @@ use crate::record::{
 };
 use harness_runner::TaskStatus;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -166,6 +166,11 @@ pub struct RunOptions {
     /// definition has `timeoutSeconds` with `TIME_OUT_WF` times out on its own, as
     /// every Conductor workflow does.
     pub without_sub_workflow_timeouts: bool,
+    /// Set for Temporal runs started before a failed branch ended its fork at once:
+    /// their histories replay with the other branches going on to their ends.
+    /// Otherwise a task failing a fork's branch fails the workflow there, as Conductor's
+    /// decider does, and the other branches' tasks are canceled.
+    pub forks_wait_for_every_branch: bool,
 }
 
 impl RunOptions {
@@ -242,6 +247,10 @@ pub struct Interpreter {
     started_ms: u64,
     /// [`RunOptions::without_sub_workflow_timeouts`].
     without_sub_timeouts: bool,
+    /// [`RunOptions::forks_wait_for_every_branch`].
+    forks_wait: bool,
+    /// The tasks canceled while running since the executor last asked (the root's).
+    stopped: Vec<TaskId>,
 }
 
 impl Interpreter {
@@ -292,6 +301,8 @@ impl Interpreter {
             now_ms: 0,
             started_ms: 0,
             without_sub_timeouts: options.without_sub_workflow_timeouts,
+            forks_wait: options.forks_wait_for_every_branch,
+            stopped: Vec::new(),
             prefix: String::new(),
             dynamic_forks: 0,
         }
@@ -302,14 +313,29 @@ impl Interpreter {
     pub fn start(&mut self) -> Vec<ReadyTask> {
         let mut ready = Vec::new();
         let mut next_key = self.next_key;
-        self.advance_with(&mut next_key, &mut ready);
+        let mut stopped = std::mem::take(&mut self.stopped);
+        self.advance_with(&mut next_key, &mut ready, &mut stopped);
         self.next_key = next_key;
+        self.stopped = stopped;
         ready
     }
 
+    /// The tasks canceled while running since it was last asked (a fork's other
+    /// branches, when one failed; a sub-workflow's, when a TERMINATE ended it): the
+    /// executor stops them, and their results are not awaited.
+    pub fn take_stopped(&mut self) -> Vec<TaskId> {
+        std::mem::take(&mut self.stopped)
+    }
+
     /// [`Interpreter::start`] with the run's [`TaskId`] counter (a sub-workflow's is its
-    /// parent's), the ready tasks added to `ready`.
-    fn advance_with(&mut self, next_key: &mut u64, ready: &mut Vec<ReadyTask>) {
+    /// parent's), the ready tasks added to `ready` and the tasks canceled while running
+    /// to `stopped`.
+    fn advance_with(
+        &mut self,
+        next_key: &mut u64,
+        ready: &mut Vec<ReadyTask>,
+        stopped: &mut Vec<TaskId>,
+    ) {
         let mut scope = Scope {
             task_defs: &self.task_defs,
             next_key,
@@ -319,6 +345,8 @@ impl Interpreter {
             dynamic_forks: &mut self.dynamic_forks,
             now_ms: self.now_ms,
             without_sub_timeouts: self.without_sub_timeouts,
+            forks_wait: self.forks_wait,
+            stopped,
             next_id: &mut self.next_id,
             workflow_id: &self.workflow_id,
             mocks: &mut self.mocks,
@@ -329,13 +357,16 @@ impl Interpreter {
         let before = scope.ready.len();
         self.root.advance(&mut scope);
         // A TERMINATE ends the workflow at once, wherever it ran, as Conductor's
-        // decider does: the tasks still running are canceled.
+        // decider does: the tasks still running are canceled, and those that became
+        // ready in this advance never start.
         if let Some((ending, _)) = &self.terminated
             && !matches!(self.root.state, State::Done(Some(_)))
         {
             let ending = ending.clone();
-            self.end(ending);
+            let mut canceling = Canceling::of_ready(&ready[before..]);
+            self.end_with(ending, &mut canceling);
             ready.truncate(before);
+            stopped.extend(canceling.stopped);
         }
     }
 
@@ -352,7 +383,12 @@ impl Interpreter {
 
     /// End the run now with `ending`: tasks still running are recorded `CANCELED`.
     pub fn end(&mut self, ending: Ending) {
-        self.root.cancel(&ending.reason);
+        self.end_with(ending, &mut Canceling::default());
+    }
+
+    /// [`Interpreter::end`], telling the canceled tasks that had not started apart.
+    fn end_with(&mut self, ending: Ending, canceling: &mut Canceling) {
+        self.root.cancel(&ending.reason, canceling);
         self.root.state = State::Done(Some(ending));
     }
 
@@ -442,6 +478,7 @@ pub async fn drive<E: TaskExecutor>(
     let (definitions, mocks) = (options.definitions.clone(), options.mocks.clone());
     let correlation_id = options.correlation_id.clone();
     let options_without_sub_timeouts = options.without_sub_workflow_timeouts;
+    let forks_wait = options.forks_wait_for_every_branch;
     let mut result = drive_one(executor, definition.clone(), input.clone(), options).await;
     let Some(name) = failure_workflow_name(&definition, &input, &result) else {
         return result;
@@ -488,6 +525,7 @@ pub async fn drive<E: TaskExecutor>(
         // start failure workflows without end.
         definitions: Arc::default(),
         without_sub_workflow_timeouts: options_without_sub_timeouts,
+        forks_wait_for_every_branch: forks_wait,
     };
     let started = Box::pin(drive_one(
         executor,
@@ -613,6 +651,11 @@ async fn drive_one<E: TaskExecutor>(
             running.remove(stopped);
         }
         ready = interpreter.start();
+        // A fork's other branches when one failed, a sub-workflow's tasks when a
+        // TERMINATE ended it: canceled, they are dropped, not awaited.
+        for stopped in interpreter.take_stopped() {
+            running.remove(stopped);
+        }
         // A TERMINATE ended it: the tasks still running are dropped (canceled).
         if interpreter.finished() {
             break;
@@ -757,6 +800,29 @@ struct Scope<'a> {
     dynamic_forks: &'a mut u64,
     now_ms: u64,
     without_sub_timeouts: bool,
+    /// [`RunOptions::forks_wait_for_every_branch`].
+    forks_wait: bool,
+    /// Where the tasks canceled while running go (the executor stops them).
+    stopped: &'a mut Vec<TaskId>,
+}
+
+/// Tasks being canceled: which of them became ready in this advance and were never
+/// handed to the executor (nothing was sent), and which were running.
+#[derive(Debug, Default)]
+struct Canceling {
+    /// Ready in this advance, not started.
+    unstarted: HashSet<TaskId>,
+    /// Canceled while running: the executor stops them.
+    stopped: Vec<TaskId>,
+}
+
+impl Canceling {
+    fn of_ready(ready: &[ReadyTask]) -> Canceling {
+        Canceling {
+            unstarted: ready.iter().map(|task| task.id).collect(),
+            stopped: Vec::new(),
+        }
+    }
 }
 
 impl Scope<'_> {
@@ -917,12 +983,30 @@ impl Frame {
                     self.iteration_done(*body, lp, scope);
                 }
                 State::Forked { branches, .. } => {
+                    let fork_start = scope.ready.len();
                     for (i, branch) in branches.iter_mut().enumerate() {
                         let before = scope.ready.len();
                         branch.advance(scope);
                         for task in &mut scope.ready[before..] {
                             task.branch.insert(0, u32::try_from(i).unwrap_or(u32::MAX));
                         }
+                    }
+                    // DeciderService: a task that fails its branch (not optional, out
+                    // of retries) fails the workflow at once; WorkflowExecutor then
+                    // cancels the tasks of the other branches, and none starts after.
+                    if !scope.forks_wait
+                        && let Some(reason) = branches.iter().find_map(|b| match &b.state {
+                            State::Done(Some(ending)) => Some(ending.reason.clone()),
+                            _ => None,
+                        })
+                    {
+                        let mut canceling = Canceling::of_ready(&scope.ready[fork_start..]);
+                        for branch in branches.iter_mut().filter(|b| !b.done()) {
+                            branch.cancel(&reason, &mut canceling);
+                        }
+                        let unstarted = &canceling.unstarted;
+                        scope.ready.retain(|task| !unstarted.contains(&task.id));
+                        scope.stopped.extend(canceling.stopped);
                     }
                     if !branches.iter().all(Frame::done) {
                         return;
@@ -947,7 +1031,7 @@ impl Frame {
                 }
                 State::SubWorkflow { child, .. } => {
                     child.now_ms = scope.now_ms;
-                    child.advance_with(scope.next_key, scope.ready);
+                    child.advance_with(scope.next_key, scope.ready, scope.stopped);
                     if !child.finished() {
                         return;
                     }
@@ -1087,15 +1171,24 @@ impl Frame {
         }
     }
 
-    /// Record every task still running as `CANCELED` (the run ended without it).
-    fn cancel(&mut self, reason: &str) {
+    /// Record every task still running as `CANCELED` (the run ended without it); those
+    /// that were running (not just ready) go to `canceling.stopped`.
+    fn cancel(&mut self, reason: &str, canceling: &mut Canceling) {
         match std::mem::replace(&mut self.state, State::Done(None)) {
             State::Running {
+                id,
                 task_id,
                 task_type,
                 input,
-                ..
             } => {
+                let message = if canceling.unstarted.contains(&id) {
+                    format!("canceled ({reason}) before it started: nothing was sent")
+                } else {
+                    canceling.stopped.push(id);
+                    format!(
+                        "canceled ({reason}) while running: its request may have been sent and applied; check the record before running it again"
+                    )
+                };
                 let task = &self.tasks[self.next - 1];
                 let mut canceled = record(
                     task,
@@ -1111,9 +1204,7 @@ impl Frame {
                     duration_ms: 0,
                     status: TaskStatus::Canceled,
                     kind: None,
-                    message: Some(format!(
-                        "canceled ({reason}) while running: its request may have been sent and applied; check the record before running it again"
-                    )),
+                    message: Some(message),
                     wait_ms: None,
                     wait_reason: None,
                     paced: None,
@@ -1122,12 +1213,12 @@ impl Frame {
             }
             State::Forked { branches, .. } => {
                 for mut branch in branches {
-                    branch.cancel(reason);
+                    branch.cancel(reason, canceling);
                     self.records.extend(branch.records);
                 }
             }
             State::Switched { mut case } => {
-                case.cancel(reason);
+                case.cancel(reason, canceling);
                 self.records.extend(case.records);
             }
             State::SubWorkflow {
@@ -1135,23 +1226,36 @@ impl Frame {
                 task_id,
                 input,
             } => {
-                child.end(Ending {
-                    status: WorkflowStatus::Terminated,
-                    reason: reason.to_string(),
-                });
+                child.end_with(
+                    Ending {
+                        status: WorkflowStatus::Terminated,
+                        reason: reason.to_string(),
+                    },
+                    canceling,
+                );
                 let task = &self.tasks[self.next - 1];
                 let (mut done, _) = sub_workflow_record(task, task_id, input, child.result());
                 done.status = TaskStatus::Canceled;
                 self.records.push(done);
             }
             State::Looping { mut body, lp } => {
-                body.cancel(reason);
+                body.cancel(reason, canceling);
                 self.records.extend(lp.records);
                 self.records.extend(body.records);
             }
-            State::LoopCondition { lp, .. } => self.records.extend(lp.records),
+            State::LoopCondition { id, lp, .. } => {
+                if !canceling.unstarted.contains(&id) {
+                    canceling.stopped.push(id);
+                }
+                self.records.extend(lp.records);
+            }
             // A script picking a case sent nothing: there is nothing to record.
-            State::Ready | State::Done(_) | State::Choosing { .. } => {}
+            State::Choosing { id, .. } => {
+                if !canceling.unstarted.contains(&id) {
+                    canceling.stopped.push(id);
+                }
+            }
+            State::Ready | State::Done(_) => {}
         }
     }
 
@@ -2336,6 +2440,7 @@ fn start_sub_workflow(
         mocks,
         definitions: scope.definitions.clone(),
         without_sub_workflow_timeouts: scope.without_sub_timeouts,
+        forks_wait_for_every_branch: scope.forks_wait,
     };
     let mut child = Interpreter::new(definition, input, options);
     child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);
