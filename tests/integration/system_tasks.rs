@@ -1533,13 +1533,20 @@ fn zuora_put_unknown(reference: &str, quantity: u32) -> Value {
     task
 }
 
-/// The mock holds its reply to the first PUT to the known Zuora usage for ten minutes:
-/// a branch whose task sent it is still running when the other branch fails.
+/// The mock holds its reply to the first PUT to the known Zuora usage for ten minutes,
+/// and answers the one to the unknown usage after a second: the branch whose task sent
+/// the first is still running, its request received, when the other branch fails.
 fn hold_the_known_usage(h: &crate::workflows::Harness) {
     h.mock.inject(Fault {
         path: "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb".into(),
         times: 1,
         delay_ms: 600_000,
+        ..Fault::default()
+    });
+    h.mock.inject(Fault {
+        path: "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfd000000".into(),
+        times: 1,
+        delay_ms: 1_000,
         ..Fault::default()
     });
 }

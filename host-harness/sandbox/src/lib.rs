@@ -882,8 +882,12 @@ impl Sandbox {
             let _ = store.set_fuel(fuel);
         }
         // Yield to the executor on every epoch tick so that the wall-clock deadline can
-        // stop a component that computes without end.
+        // stop a component that computes without end. The first deadline is the next
+        // tick: a store's own starts at 0, already past, so without it every run yielded
+        // at its first epoch check, and a burst of runs held hundreds of instances at once
+        // (each waiting behind the others to be polled again), their slots then kept warm.
         store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
         store
     }
 }
