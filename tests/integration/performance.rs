@@ -237,6 +237,85 @@ async fn more_than_a_thousand_runs_in_flight_all_complete() {
     assert_eq!(mock.journal().len(), RUNS);
 }
 
+/// A burst of runs that end up waiting on their vendor holds only the instances of the
+/// runs planning or reading at that moment, not one per run: a run yields to the
+/// executor only when an epoch tick (10 ms) passes during it. (A store's epoch deadline
+/// starts already past; before it was set one tick ahead, every run yielded at its
+/// first epoch check, and a burst of 300 held well over a hundred instances at once,
+/// each slot then kept warm with its pages resident.) Counted by wasmtime's pool, never
+/// timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_runs_waiting_on_replies_holds_no_instance_per_run() {
+    const RUNS: usize = 300;
+    let mut sandbox = Sandbox::with_options(options(&scratch_dir("burst"), RUNS as u32)).unwrap();
+    sandbox.load(zuora_component()).await.unwrap();
+    let sandbox = std::sync::Arc::new(sandbox);
+    let engine = sandbox.engine().clone();
+    let mock = MockServer::start().await;
+    mock.inject(Fault {
+        path: ZUORA_PATH.into(),
+        times: RUNS as u32,
+        delay_ms: 3_000,
+        ..Fault::default()
+    });
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let metrics = engine.pooling_allocator_metrics().unwrap();
+                most = most.max(metrics.component_instances());
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            (
+                most,
+                engine
+                    .pooling_allocator_metrics()
+                    .unwrap()
+                    .unused_warm_memories(),
+            )
+        })
+    };
+    let input = json!({
+        "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+        "headers": { "Authorization": "Bearer mock-zuora-token" },
+        "body": { "UOM": "Each" },
+    });
+    let base = mock.base_url(Vendor::Zuora);
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..RUNS {
+        let (sandbox, prepared) = (
+            sandbox.clone(),
+            runner::prepare("zuora-update-usage", input.clone(), Some(&base)),
+        );
+        running.spawn(async move {
+            runner::run_task(
+                &sandbox,
+                "zuora-update-usage",
+                &prepared.input,
+                prepared.policy,
+            )
+            .await
+            .unwrap()
+        });
+    }
+    // Every request received: every run has planned and waits on its reply.
+    while mock.journal().len() < RUNS {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (most, warm) = sampler.join().unwrap();
+    assert!(
+        most <= 16,
+        "{most} instances alive at once in a burst of {RUNS} runs"
+    );
+    assert!(warm <= 32, "{warm} memories kept warm after the burst");
+    while let Some(outcome) = running.join_next().await {
+        assert_eq!(json(&outcome.unwrap())["status"], "COMPLETED");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_runs_at_a_tiny_size_and_writes_the_json_report() {
     let file = std::env::temp_dir().join(format!("harness-bench-{}.json", std::process::id()));
