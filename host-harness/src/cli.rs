@@ -364,7 +364,10 @@ pub async fn run(
         // One command runs one task at a time: a small instance pool.
         max_in_flight: 16,
         tasks_dir: cli.command.tasks_dir(),
-        ..SandboxOptions::default()
+        send_path: config
+            .as_ref()
+            .and_then(|c| c.send_path())
+            .unwrap_or_default(),
     };
     match execute(cli.command, options, config, out, err).await {
         Ok(code) => code,

@@ -374,6 +374,10 @@ fn policy_and_limits_in_the_config_are_checked_naming_the_key_and_the_rule() {
             "[limits]\ntimeout_ms = 100000000\n",
             "limits.timeout_ms: must be between 1 and 86400000, not 100000000",
         ),
+        (
+            "[sandbox]\nsend_path = \"native\"\n",
+            "sandbox.send_path: must be \"host\", \"host-keeping-instance\" or \"guest\", not \"native\"",
+        ),
     ] {
         assert_eq!(
             Connections::parse(config).unwrap_err().to_string(),
@@ -409,6 +413,22 @@ fn limits_in_the_config_override_the_defaults() {
             ..Limits::default()
         }
     );
+}
+
+/// `[sandbox] send_path` names who sends a task's planned request; without it the
+/// sandbox's default (the host, a fresh instance reading the answer) holds.
+#[test]
+fn the_send_path_in_the_config_chooses_who_sends_the_request() {
+    use harness_sandbox::SendPath;
+    for (name, path) in [
+        ("host", SendPath::Host),
+        ("host-keeping-instance", SendPath::HostKeepingInstance),
+        ("guest", SendPath::Guest),
+    ] {
+        let config = Connections::parse(&format!("[sandbox]\nsend_path = \"{name}\"\n")).unwrap();
+        assert_eq!(config.send_path(), Some(path), "{name}");
+    }
+    assert_eq!(Connections::parse("").unwrap().send_path(), None);
 }
 
 #[test]

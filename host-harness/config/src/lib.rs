@@ -20,9 +20,9 @@
 
 use bytes::Bytes;
 use harness_pacing::{ConnectionLimits, PaceClock, Pacer, Rate, SystemClock};
-use harness_sandbox::Limits;
 use harness_sandbox::policy::{AddressRules, AllowRule, Origin, PolicyConfig};
 use harness_sandbox::pool::HttpPool;
+use harness_sandbox::{Limits, SendPath};
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -230,6 +230,28 @@ struct ConfigFile {
     limits: LimitsEntry,
     #[serde(default)]
     secrets: BTreeMap<String, SecretEntry>,
+    #[serde(default)]
+    sandbox: SandboxEntry,
+}
+
+/// `[sandbox]`: how the tasks run.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SandboxEntry {
+    /// `host` (the default), `host-keeping-instance` or `guest`: [`SendPath`].
+    send_path: Option<String>,
+}
+
+/// `[sandbox] send_path` as the sandbox names it.
+fn send_path(name: &str) -> Result<SendPath, ConfigError> {
+    match name {
+        "host" => Ok(SendPath::Host),
+        "host-keeping-instance" => Ok(SendPath::HostKeepingInstance),
+        "guest" => Ok(SendPath::Guest),
+        other => Err(ConfigError::Rule(format!(
+            "sandbox.send_path: must be \"host\", \"host-keeping-instance\" or \"guest\", not {other:?}"
+        ))),
+    }
 }
 
 /// `[secrets] NAME = { env = "VAR" }` or `{ file = "/path" }`: `${workflow.secrets.NAME}`.
@@ -473,13 +495,15 @@ fn source(env: Option<String>, file: Option<String>, what: &str) -> Result<Secre
 }
 
 /// The harness configuration (`harness.toml`): the connections a run may use, the
-/// outgoing policy (`[policy]`) and the per-run limits (`[limits]`).
+/// outgoing policy (`[policy]`), the per-run limits (`[limits]`) and who sends a task's
+/// request (`[sandbox]`).
 #[derive(Debug, Clone, Default)]
 pub struct Connections {
     by_name: BTreeMap<String, Connection>,
     policy: PolicyConfig,
     limits: LimitsEntry,
     secrets: BTreeMap<String, SecretSource>,
+    send_path: Option<SendPath>,
 }
 
 impl Connections {
@@ -500,6 +524,12 @@ impl Connections {
         let policy = policy_config(file.policy).map_err(ConfigError::Rule)?;
         file.limits.apply(Limits::default())?;
         let limits = file.limits;
+        let send_path = file
+            .sandbox
+            .send_path
+            .as_deref()
+            .map(send_path)
+            .transpose()?;
         let mut by_name = BTreeMap::new();
         for (name, entry) in file.connections {
             let at = |e: String| ConfigError::Rule(format!("connections.{name}.auth: {e}"));
@@ -595,6 +625,7 @@ impl Connections {
             policy,
             limits,
             secrets,
+            send_path,
         })
     }
 
@@ -623,6 +654,11 @@ impl Connections {
     /// The `[limits]` overrides.
     pub fn limits(&self) -> &LimitsEntry {
         &self.limits
+    }
+
+    /// `[sandbox] send_path`: who sends a task's planned request, when the file says.
+    pub fn send_path(&self) -> Option<SendPath> {
+        self.send_path
     }
 
     /// The embedded mock's connections (`billingplatform`, `zuora`, `elevate`,
@@ -690,6 +726,7 @@ impl Connections {
             policy,
             limits: LimitsEntry::default(),
             secrets: BTreeMap::new(),
+            send_path: None,
         }
     }
 
