@@ -1754,6 +1754,111 @@ async fn a_failed_branch_ends_its_fork_on_temporal_as_locally() {
     assert_replays(&server, &workflow_id).await;
 }
 
+/// A failed sub-workflow starts its own `failureWorkflow` on Temporal as locally: the
+/// sub-workflow's PUT gets a 404, so the optional SUB_WORKFLOW completes with errors
+/// naming the failure workflow's id, the parent's PUT goes out, then the failure
+/// workflow's (from `--definitions`) with Conductor's input; the history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sub_workflow_starts_its_failure_workflow_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("sub-failure-wf");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "subfailure", &config, dir.join("worker.log"));
+    let put = |reference: &str, id: &str, quantity: u32| {
+        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
+                "inputParameters": { "connection": "zuora", "path": { "id": id },
+                                     "body": { "Quantity": quantity } } })
+    };
+    let known = "8ad08ae29085a77b0190908bfdd67abb";
+    let definitions = dir.join("definitions");
+    std::fs::create_dir_all(&definitions).unwrap();
+    std::fs::write(
+        definitions.join("undo_correction.json"),
+        json!({
+            "name": "undo_correction",
+            "tasks": [put("undo", known, 9)],
+            "outputParameters": {
+                "failedWorkflowId": "${workflow.input.workflowId}",
+                "failureStatus": "${workflow.input.failureStatus}",
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let definition = dir.join("parent.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "period_close",
+            "tasks": [
+                { "name": "correct_usage", "taskReferenceName": "correct", "type": "SUB_WORKFLOW", "optional": true,
+                  "subWorkflowParam": { "name": "correct_usage", "workflowDefinition": {
+                      "name": "correct_usage", "failureWorkflow": "undo_correction",
+                      "tasks": [put("fix", "8ad08ae29085a77b0190908bfd000000", 5)],
+                  } } },
+                put("after", known, 3),
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let args = [
+        definition.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "subfailure".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--definitions".into(),
+        definitions.display().to_string(),
+    ];
+    let (code, result, err) = tokio::time::timeout(PATIENCE, harness_run(&args))
+        .await
+        .expect("the run ended");
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["status"], "COMPLETED");
+    let correct = &result["tasks"][0];
+    assert_eq!(correct["status"], "COMPLETED_WITH_ERRORS");
+    let undo = &result["subWorkflowFailureWorkflows"][0];
+    assert_eq!(undo["status"], "COMPLETED", "{result:#}");
+    assert_eq!(
+        correct["output"]["conductor.failure_workflow"],
+        undo["workflowId"]
+    );
+    assert_eq!(
+        undo["output"],
+        json!({
+            "failedWorkflowId": correct["subWorkflow"]["workflowId"],
+            "failureStatus": "FAILED",
+        })
+    );
+    let bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            r#"{"Quantity":5}"#,
+            r#"{"Quantity":3}"#,
+            r#"{"Quantity":9}"#
+        ]
+    );
+    let workflow_id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "workflow")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_replays(&server, &workflow_id).await;
+}
+
 /// The batch example on Temporal as locally (its first 100 records, one made invalid):
 /// one sub-workflow per record inside the run-definition execution, every record
 /// created once, the bad one failing only its own branch; the history replays.

@@ -1663,6 +1663,75 @@ async fn a_failed_branch_in_a_sub_workflow_stops_the_other_branches_without_wait
     assert_eq!((sent, last), (vec![json!(11), json!(21)], Some(json!(3))));
 }
 
+/// A sub-workflow that fails starts its own `failureWorkflow`, as every Conductor workflow
+/// does (`WorkflowExecutor.terminateWorkflow`), with Conductor's input; the failed
+/// sub-workflow's output, and so its SUB_WORKFLOW task's, names it in
+/// `conductor.failure_workflow`; it runs beside the parent (here after it, in the
+/// result's `subWorkflowFailureWorkflows`), and the parent, whose SUB_WORKFLOW is
+/// optional, completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sub_workflow_starts_its_own_failure_workflow() {
+    let h = harness().await;
+    let undo = json!({
+        "name": "undo_correction",
+        "tasks": [zuora_put("undo", 9)],
+        "outputParameters": {
+            "failedWorkflowId": "${workflow.input.workflowId}",
+            "failureStatus": "${workflow.input.failureStatus}",
+            "failureTaskId": "${workflow.input.failureTaskId}",
+            "period": "${workflow.input.period}",
+        },
+    });
+    let definitions = harness_workflow::Definitions::from_values(&[undo]).unwrap();
+    let definition = def(json!({
+        "name": "period_close",
+        "tasks": [
+            { "name": "correct_usage", "taskReferenceName": "correct", "type": "SUB_WORKFLOW", "optional": true,
+              "inputParameters": { "period": "2026-11" },
+              "subWorkflowParam": { "name": "correct_usage", "workflowDefinition": {
+                  "name": "correct_usage", "failureWorkflow": "undo_correction",
+                  "tasks": [zuora_put_unknown("fix", 5)],
+              } } },
+            zuora_put("after", 3),
+        ],
+    }));
+    let options = RunOptions {
+        definitions: std::sync::Arc::new(definitions),
+        ..RunOptions::fresh()
+    };
+    let result = h.runner.run_with(&definition, json!({}), options).await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let printed = result.to_json();
+    let correct = &printed["tasks"][0];
+    assert_eq!(correct["status"], "COMPLETED_WITH_ERRORS");
+    let sub = &correct["subWorkflow"];
+    assert_eq!(sub["status"], "FAILED");
+    let started = &printed["subWorkflowFailureWorkflows"];
+    assert_eq!(started.as_array().map(Vec::len), Some(1), "{printed}");
+    let undo = &started[0];
+    assert_eq!(undo["workflow"], "undo_correction");
+    assert_eq!(undo["status"], "COMPLETED");
+    assert_eq!(
+        sub["output"]["conductor.failure_workflow"],
+        undo["workflowId"]
+    );
+    assert_eq!(
+        correct["output"]["conductor.failure_workflow"],
+        undo["workflowId"]
+    );
+    assert_eq!(
+        undo["output"],
+        json!({
+            "failedWorkflowId": sub["workflowId"],
+            "failureStatus": "FAILED",
+            "failureTaskId": sub["tasks"][0]["taskId"],
+            "period": "2026-11",
+        })
+    );
+    assert_eq!(printed.get("failureWorkflow"), None);
+    assert_eq!(sent_quantities(&h), [json!(5), json!(3), json!(9)]);
+}
+
 /// A task waiting out its retry delay holds no place, as a Conductor task in its retry
 /// delay holds no worker: with one task at a time, the second branch's first task runs
 /// while the first branch's first task waits to retry, and the retry, of the earlier

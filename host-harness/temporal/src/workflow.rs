@@ -155,6 +155,10 @@ impl RunDefinition {
         // A failed branch ends its fork at once in runs started since it does; older
         // runs replay with the other branches going on.
         let forks_wait_for_every_branch = !ctx.patched(FAILED_BRANCH_ENDS_FORK_PATCH);
+        // A failed sub-workflow starts its own failureWorkflow in runs started since it
+        // does; older runs replay without those runs.
+        let without_sub_workflow_failure_workflows =
+            !ctx.patched(SUB_WORKFLOW_FAILURE_WORKFLOWS_PATCH);
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
             correlation_id: input.correlation_id,
@@ -162,6 +166,7 @@ impl RunDefinition {
             definitions: Arc::new(definitions),
             without_sub_workflow_timeouts,
             forks_wait_for_every_branch,
+            without_sub_workflow_failure_workflows,
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
@@ -187,6 +192,10 @@ const SUB_WORKFLOW_TIMEOUTS_PATCH: &str = "sub-workflow-timeouts";
 /// The patch under which a task failing a fork's branch fails the workflow at once, the
 /// other branches' tasks canceled (runs started before it let them go on).
 const FAILED_BRANCH_ENDS_FORK_PATCH: &str = "failed-branch-ends-fork";
+
+/// The patch under which a failed sub-workflow starts its own `failureWorkflow` (runs
+/// started before it did not).
+const SUB_WORKFLOW_FAILURE_WORKFLOWS_PATCH: &str = "sub-workflow-failure-workflows";
 
 /// The patch that marks runs which ask for the connection task queues.
 const CONNECTION_QUEUES_PATCH: &str = "connection-queues";

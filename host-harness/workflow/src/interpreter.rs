@@ -171,6 +171,11 @@ pub struct RunOptions {
     /// Otherwise a task failing a fork's branch fails the workflow there, as Conductor's
     /// decider does, and the other branches' tasks are canceled.
     pub forks_wait_for_every_branch: bool,
+    /// Set for Temporal runs started before a failed sub-workflow started its own
+    /// `failureWorkflow`: their histories replay without those runs. Otherwise a
+    /// sub-workflow that fails, times out or is terminated by its own TERMINATE starts
+    /// its definition's `failureWorkflow`, as every Conductor workflow does.
+    pub without_sub_workflow_failure_workflows: bool,
 }
 
 impl RunOptions {
@@ -249,8 +254,21 @@ pub struct Interpreter {
     without_sub_timeouts: bool,
     /// [`RunOptions::forks_wait_for_every_branch`].
     forks_wait: bool,
+    /// [`RunOptions::without_sub_workflow_failure_workflows`].
+    without_sub_failures: bool,
     /// The tasks canceled while running since the executor last asked (the root's).
     stopped: Vec<TaskId>,
+    /// The failure workflows its failed sub-workflows start, in the order they failed
+    /// (the root's): run after it, as Conductor runs them beside it.
+    failures: Vec<FailureStart>,
+}
+
+/// A `failureWorkflow` to start: its id, its definition and its input.
+#[derive(Debug)]
+struct FailureStart {
+    id: String,
+    definition: Arc<WorkflowDef>,
+    input: Value,
 }
 
 impl Interpreter {
@@ -302,7 +320,9 @@ impl Interpreter {
             started_ms: 0,
             without_sub_timeouts: options.without_sub_workflow_timeouts,
             forks_wait: options.forks_wait_for_every_branch,
+            without_sub_failures: options.without_sub_workflow_failure_workflows,
             stopped: Vec::new(),
+            failures: Vec::new(),
             prefix: String::new(),
             dynamic_forks: 0,
         }
@@ -314,9 +334,11 @@ impl Interpreter {
         let mut ready = Vec::new();
         let mut next_key = self.next_key;
         let mut stopped = std::mem::take(&mut self.stopped);
-        self.advance_with(&mut next_key, &mut ready, &mut stopped);
+        let mut failures = std::mem::take(&mut self.failures);
+        self.advance_with(&mut next_key, &mut ready, &mut stopped, &mut failures);
         self.next_key = next_key;
         self.stopped = stopped;
+        self.failures = failures;
         ready
     }
 
@@ -335,6 +357,7 @@ impl Interpreter {
         next_key: &mut u64,
         ready: &mut Vec<ReadyTask>,
         stopped: &mut Vec<TaskId>,
+        failures: &mut Vec<FailureStart>,
     ) {
         let mut scope = Scope {
             task_defs: &self.task_defs,
@@ -346,7 +369,9 @@ impl Interpreter {
             now_ms: self.now_ms,
             without_sub_timeouts: self.without_sub_timeouts,
             forks_wait: self.forks_wait,
+            without_sub_failures: self.without_sub_failures,
             stopped,
+            failures,
             next_id: &mut self.next_id,
             workflow_id: &self.workflow_id,
             mocks: &mut self.mocks,
@@ -475,14 +500,56 @@ pub async fn drive<E: TaskExecutor>(
     input: Value,
     options: RunOptions,
 ) -> WorkflowResult {
-    let (definitions, mocks) = (options.definitions.clone(), options.mocks.clone());
-    let correlation_id = options.correlation_id.clone();
-    let options_without_sub_timeouts = options.without_sub_workflow_timeouts;
-    let forks_wait = options.forks_wait_for_every_branch;
-    let mut result = drive_one(executor, definition.clone(), input.clone(), options).await;
-    let Some(name) = failure_workflow_name(&definition, &input, &result) else {
-        return result;
+    let definitions = options.definitions.clone();
+    let failure_options = |id: String| RunOptions {
+        workflow_id: id,
+        correlation_id: options.correlation_id.clone(),
+        mocks: options.mocks.clone(),
+        // Its own failureWorkflow is not started: one definition naming itself would
+        // start failure workflows without end.
+        definitions: Arc::default(),
+        without_sub_workflow_timeouts: options.without_sub_workflow_timeouts,
+        forks_wait_for_every_branch: options.forks_wait_for_every_branch,
+        without_sub_workflow_failure_workflows: options.without_sub_workflow_failure_workflows,
     };
+    let (mut result, started_by_subs) =
+        drive_one(executor, definition.clone(), input.clone(), options.clone()).await;
+    let own = failure_start(&definition, &input, &mut result, &definitions);
+    // The failure workflows of failed sub-workflows, in the order those failed: Conductor
+    // starts each when its sub-workflow fails and runs it beside the parent.
+    for start in started_by_subs {
+        let (run, _) = Box::pin(drive_one(
+            executor,
+            start.definition,
+            start.input,
+            failure_options(start.id),
+        ))
+        .await;
+        result.sub_workflow_failure_workflows.push(run);
+    }
+    if let Some(start) = own {
+        let (run, _) = Box::pin(drive_one(
+            executor,
+            start.definition,
+            start.input,
+            failure_options(start.id),
+        ))
+        .await;
+        result.failure_workflow = Some(Box::new(run));
+    }
+    result
+}
+
+/// The `failureWorkflow` that `result`, a run of `definition` on `input`, starts, as
+/// Conductor's `WorkflowExecutor.terminateWorkflow` starts it, with `conductor.failure_workflow`
+/// set in its output: the failure workflow's id, or why it cannot start (then `None`).
+fn failure_start(
+    definition: &WorkflowDef,
+    input: &Value,
+    result: &mut WorkflowResult,
+    definitions: &Definitions,
+) -> Option<FailureStart> {
+    let name = failure_workflow_name(definition, input, result)?;
     let version = definition.failure_workflow_version;
     let id = uuid_from(hash_of(&result.workflow_id, u64::MAX));
     let Some(failure) = definitions.get(&name, version) else {
@@ -493,15 +560,15 @@ pub async fn drive<E: TaskExecutor>(
             known
         };
         set_output(
-            &mut result,
+            result,
             format!(
                 "Error workflow {name} failed to start.  reason: no definition `{name}`{} (definitions: {known})",
                 version.map(|v| format!(" version {v}")).unwrap_or_default()
             ),
         );
-        return result;
+        return None;
     };
-    let mut failure_input = match &input {
+    let mut failure_input = match input {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
@@ -517,26 +584,12 @@ pub async fn drive<E: TaskExecutor>(
         failure_input.insert("failureTaskId".into(), task.task_id.clone().into());
     }
     failure_input.insert("failedWorkflow".into(), result.to_json());
-    let options = RunOptions {
-        workflow_id: id.clone(),
-        correlation_id,
-        mocks,
-        // Its own failureWorkflow is not started: one definition naming itself would
-        // start failure workflows without end.
-        definitions: Arc::default(),
-        without_sub_workflow_timeouts: options_without_sub_timeouts,
-        forks_wait_for_every_branch: forks_wait,
-    };
-    let started = Box::pin(drive_one(
-        executor,
-        failure,
-        Value::Object(failure_input),
-        options,
-    ))
-    .await;
-    set_output(&mut result, id);
-    result.failure_workflow = Some(Box::new(started));
-    result
+    set_output(result, id.clone());
+    Some(FailureStart {
+        id,
+        definition: failure,
+        input: Value::Object(failure_input),
+    })
 }
 
 /// `conductor.failure_workflow` in a failed workflow's output: the id of the failure
@@ -580,13 +633,14 @@ fn failure_workflow_name(
     (!name.is_empty()).then_some(name)
 }
 
-/// One run of `definition`, without its failure workflow.
+/// One run of `definition`, without its failure workflow: its result, and the failure
+/// workflows its failed sub-workflows start.
 async fn drive_one<E: TaskExecutor>(
     executor: &E,
     definition: Arc<WorkflowDef>,
     input: Value,
     options: RunOptions,
-) -> WorkflowResult {
+) -> (WorkflowResult, Vec<FailureStart>) {
     let started_ms = executor.now_ms();
     let timeout = definition.timeout_seconds;
     let timed_out = move |now: u64| timed_out_after(now.saturating_sub(started_ms) / 1000, timeout);
@@ -665,7 +719,8 @@ async fn drive_one<E: TaskExecutor>(
     // places of those that ended are handed on.
     drop(running);
     executor.settled();
-    interpreter.result()
+    let failures = std::mem::take(&mut interpreter.failures);
+    (interpreter.result(), failures)
 }
 
 /// The tasks a run has started and not yet seen end, in the order they started. Only
@@ -804,6 +859,10 @@ struct Scope<'a> {
     forks_wait: bool,
     /// Where the tasks canceled while running go (the executor stops them).
     stopped: &'a mut Vec<TaskId>,
+    /// [`RunOptions::without_sub_workflow_failure_workflows`].
+    without_sub_failures: bool,
+    /// Where the failure workflows of failed sub-workflows go.
+    failures: &'a mut Vec<FailureStart>,
 }
 
 /// Tasks being canceled: which of them became ready in this advance and were never
@@ -1031,7 +1090,7 @@ impl Frame {
                 }
                 State::SubWorkflow { child, .. } => {
                     child.now_ms = scope.now_ms;
-                    child.advance_with(scope.next_key, scope.ready, scope.stopped);
+                    child.advance_with(scope.next_key, scope.ready, scope.stopped, scope.failures);
                     if !child.finished() {
                         return;
                     }
@@ -1044,7 +1103,23 @@ impl Frame {
                         unreachable!("matched SubWorkflow above");
                     };
                     let task = &self.tasks[self.next - 1];
-                    let (done, failure) = sub_workflow_record(task, task_id, input, child.result());
+                    // Conductor's WorkflowExecutor.terminateWorkflow starts a failed
+                    // sub-workflow's own failureWorkflow, as any workflow's (not when its
+                    // parent cancels it: SubWorkflow.cancel passes none).
+                    let definition = child.definition.clone();
+                    let workflow_input = child.workflow.get("input").cloned();
+                    let mut run = child.result();
+                    if !scope.without_sub_failures
+                        && let Some(start) = failure_start(
+                            &definition,
+                            &workflow_input.unwrap_or(Value::Null),
+                            &mut run,
+                            scope.definitions,
+                        )
+                    {
+                        scope.failures.push(start);
+                    }
+                    let (done, failure) = sub_workflow_record(task, task_id, input, run);
                     let optional = task.optional;
                     self.push(done, failure, optional);
                 }
@@ -2441,6 +2516,7 @@ fn start_sub_workflow(
         definitions: scope.definitions.clone(),
         without_sub_workflow_timeouts: scope.without_sub_timeouts,
         forks_wait_for_every_branch: scope.forks_wait,
+        without_sub_workflow_failure_workflows: scope.without_sub_failures,
     };
     let mut child = Interpreter::new(definition, input, options);
     child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);

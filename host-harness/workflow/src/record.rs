@@ -131,6 +131,10 @@ pub struct WorkflowResult {
     pub reason: Option<String>,
     /// The `failureWorkflow` started because this one failed, and how it ended.
     pub failure_workflow: Option<Box<WorkflowResult>>,
+    /// The `failureWorkflow`s its failed sub-workflows started (each sub-workflow's
+    /// output names its one's id in `conductor.failure_workflow`), in the order those
+    /// failed, and how they ended.
+    pub sub_workflow_failure_workflows: Vec<WorkflowResult>,
 }
 
 impl WorkflowResult {
@@ -220,6 +224,12 @@ impl Serialize for WorkflowResult {
         if let Some(failure) = &self.failure_workflow {
             map.serialize_entry("failureWorkflow", failure)?;
         }
+        if !self.sub_workflow_failure_workflows.is_empty() {
+            map.serialize_entry(
+                "subWorkflowFailureWorkflows",
+                &self.sub_workflow_failure_workflows,
+            )?;
+        }
         map.end()
     }
 }
@@ -267,6 +277,7 @@ pub(crate) fn finish(
         tasks: records,
         reason,
         failure_workflow: None,
+        sub_workflow_failure_workflows: Vec::new(),
     }
 }
 
