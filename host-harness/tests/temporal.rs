@@ -1876,7 +1876,16 @@ async fn the_batch_example_runs_on_temporal_as_locally() {
         &std::fs::read_to_string(examples.join("period-usage-batch.input.json")).unwrap(),
     )
     .unwrap();
-    let records: Vec<Value> = input["records"].as_array().unwrap()[..100].to_vec();
+    // The example's 500 records and 500 more (each quantity plus 1,000, so that every
+    // record stays distinct): a result of about 3 MB as JSON, over Temporal's 2 MB
+    // payload limit, which it passes packed.
+    let example = input["records"].as_array().unwrap().clone();
+    let mut records = example.clone();
+    for record in &example {
+        let mut more = record.clone();
+        more["quantity"] = json!(record["quantity"].as_f64().unwrap() + 1000.0);
+        records.push(more);
+    }
     input["records"] = Value::Array(records);
     input["records"][3]["quantity"] = json!(-1);
     let input_file = dir.join("input.json");
@@ -1901,7 +1910,7 @@ async fn the_batch_example_runs_on_temporal_as_locally() {
     assert_eq!(code, 0, "{err}\n{result:#}");
     assert_eq!(
         result["output"],
-        json!({ "period": "2026-11", "synced": 99, "failed": ["_sync_each_3"] })
+        json!({ "period": "2026-11", "synced": 999, "failed": ["_sync_each_3"] })
     );
     let journal = mock.journal();
     let mut created = std::collections::BTreeSet::new();
@@ -1915,7 +1924,11 @@ async fn the_batch_example_runs_on_temporal_as_locally() {
             "a record was created twice: {body}"
         );
     }
-    assert_eq!(created.len(), 99);
+    assert_eq!(created.len(), 999);
+    assert!(
+        result.to_string().len() > 2 << 20,
+        "the result is over Temporal's payload limit as JSON"
+    );
     let workflow_id = err
         .split_whitespace()
         .skip_while(|w| *w != "workflow")

@@ -297,13 +297,18 @@ pub async fn submit(
             reason: with_causes(&e),
         })?;
     started(&workflow_id);
-    let mut result = handle
+    let result = handle
         .get_result(WorkflowGetResultOptions::default())
         .await
         .map_err(|e| TemporalError::Result {
             workflow_id: workflow_id.clone(),
             reason: e.to_string(),
         })?;
+    // A large result travels packed (Temporal's payload limit).
+    let mut result = workflow::unpack(result).map_err(|reason| TemporalError::Result {
+        workflow_id: workflow_id.clone(),
+        reason,
+    })?;
     // The number of each task's final attempt, and a paced connection's hold on its
     // task queue, from the history (the workflow sees only an activity's final outcome).
     if let Ok(events) = handle.fetch_history(Default::default()).into_events().await {

@@ -170,7 +170,7 @@ impl RunDefinition {
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
-        Ok(result.to_json())
+        Ok(pack(result.to_json()))
     }
 }
 
@@ -560,6 +560,83 @@ fn describe_failure(error: &ActivityExecutionError, def: &TaskDef) -> Failed {
     }
 }
 
+/// The key of a packed result: its JSON, gzip-compressed, as base64 text.
+const PACKED: &str = "harnessResultGzipBase64";
+
+/// Results whose JSON is longer than this travel packed.
+const PACK_ABOVE: usize = 256 << 10;
+
+/// The longest packed result sent whole: Temporal refuses a payload over 2 MB.
+const PACKED_AT_MOST: usize = 1_900_000;
+
+/// A run's result as the workflow returns it: as it is, or, when its JSON is longer
+/// than [`PACK_ABOVE`], packed (gzip, then base64) under [`PACKED`]. Temporal refuses a
+/// result over 2 MB (`limit.blobSize.error`), about 640 records of the batch example as
+/// JSON; packed, a record takes about 300 bytes (about 6,000 records fit). A result too
+/// large even packed goes back without its task records, saying so in `warnings`. The
+/// packing is deterministic (the same result gives the same text on a replay).
+pub fn pack(result: Value) -> Value {
+    let text = result.to_string();
+    if text.len() <= PACK_ABOVE {
+        return result;
+    }
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let packed = gzip.write_all(text.as_bytes()).and_then(|()| gzip.finish());
+    let bytes = match packed {
+        Ok(bytes) => bytes,
+        // Writing to memory does not fail; if it did, the result goes as it is.
+        Err(_) => return result,
+    };
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    if text.len() <= PACKED_AT_MOST {
+        return serde_json::json!({ PACKED: text });
+    }
+    // Too large even packed: Temporal would refuse the workflow's completion again and
+    // again, and the run would never end. The run's status, output and reason go back,
+    // and the result says that its task records were left out and where they are.
+    let tasks = result["tasks"].as_array().map_or(0, Vec::len);
+    let mut summary = serde_json::Map::new();
+    for key in [
+        "workflow",
+        "workflowId",
+        "status",
+        "output",
+        "reasonForIncompletion",
+    ] {
+        if let Some(value) = result.get(key) {
+            summary.insert(key.into(), value.clone());
+        }
+    }
+    summary.insert("tasks".into(), Value::Array(Vec::new()));
+    summary.insert(
+        "warnings".into(),
+        serde_json::json!([format!(
+            "the result's {tasks} task records ({} bytes packed) exceed Temporal's 2 MB result limit and are left out: each task's input and output is in the workflow's history (temporal workflow show -w ID)",
+            text.len()
+        )]),
+    );
+    Value::Object(summary)
+}
+
+/// A result as [`pack`] made it, unpacked: the run's result JSON.
+pub fn unpack(result: Value) -> Result<Value, String> {
+    let Some(text) = result.get(PACKED).and_then(Value::as_str) else {
+        return Ok(result);
+    };
+    use base64::Engine;
+    use std::io::Read;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("the packed result is not base64: {e}"))?;
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .read_to_string(&mut json)
+        .map_err(|e| format!("the packed result does not inflate: {e}"))?;
+    serde_json::from_str(&json).map_err(|e| format!("the packed result is not JSON: {e}"))
+}
+
 /// What the history tells about a run's tasks that the workflow could not see, filled
 /// into `result` (the run's JSON) by the submitter:
 /// - the number of each task's final attempt (the workflow sees only an activity's final
@@ -667,6 +744,56 @@ pub fn fill_attempt_numbers(result: &mut Value, events: &[HistoryEvent], base_qu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result_with(tasks: Vec<Value>) -> Value {
+        serde_json::json!({
+            "workflow": "period_usage_batch", "workflowId": "wf-1", "status": "COMPLETED",
+            "output": { "synced": tasks.len() }, "tasks": tasks,
+        })
+    }
+
+    /// A result within the threshold goes as it is; a larger one travels packed and
+    /// unpacks to the same JSON; packing it again gives the same text (replays agree).
+    #[test]
+    fn a_large_result_travels_packed_and_unpacks_to_the_same_json() {
+        let small = result_with(vec![serde_json::json!({ "ref": "a" })]);
+        assert_eq!(pack(small.clone()), small);
+        assert_eq!(unpack(small.clone()), Ok(small));
+        let tasks = (0..5_000)
+            .map(|i| serde_json::json!({ "ref": format!("_sync_each_{i}"), "status": "COMPLETED", "output": { "quantity": i } }))
+            .collect();
+        let large = result_with(tasks);
+        assert!(large.to_string().len() > PACK_ABOVE);
+        let packed = pack(large.clone());
+        assert_eq!(packed.as_object().map(|m| m.len()), Some(1));
+        assert!(packed[PACKED].as_str().unwrap().len() < large.to_string().len() / 4);
+        assert_eq!(pack(large.clone()), packed);
+        assert_eq!(unpack(packed), Ok(large));
+    }
+
+    /// A result too large even packed goes back without its task records, and says so.
+    #[test]
+    fn a_result_too_large_even_packed_keeps_its_status_and_output_and_says_its_records_are_left_out()
+     {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let tasks: Vec<Value> = (0..3_000)
+            .map(|i| {
+                let noise: String = (0..1_000).map(|_| rng.alphanumeric()).collect();
+                serde_json::json!({ "ref": format!("t{i}"), "output": noise })
+            })
+            .collect();
+        let summary = pack(result_with(tasks));
+        assert_eq!(summary["status"], "COMPLETED");
+        assert_eq!(summary["output"], serde_json::json!({ "synced": 3_000 }));
+        assert_eq!(summary["tasks"], serde_json::json!([]));
+        let warning = summary["warnings"][0].as_str().unwrap();
+        assert!(
+            warning.starts_with("the result's 3000 task records (")
+                && warning.ends_with(" bytes packed) exceed Temporal's 2 MB result limit and are left out: each task's input and output is in the workflow's history (temporal workflow show -w ID)"),
+            "{warning}"
+        );
+        assert_eq!(unpack(summary.clone()), Ok(summary));
+    }
     use temporalio_common::protos::temporal::api::history::v1::{
         ActivityTaskScheduledEventAttributes, ActivityTaskStartedEventAttributes,
     };
