@@ -1859,9 +1859,10 @@ async fn a_failed_sub_workflow_starts_its_failure_workflow_on_temporal_as_locall
     assert_replays(&server, &workflow_id).await;
 }
 
-/// The batch example on Temporal as locally (its first 100 records, one made invalid):
-/// one sub-workflow per record inside the run-definition execution, every record
-/// created once, the bad one failing only its own branch; the history replays.
+/// The batch example on Temporal as locally (its 500 records and 500 more, one made
+/// invalid): one sub-workflow per record inside the run-definition execution, every
+/// record created once, the bad one failing only its own branch; the result, over
+/// Temporal's 2 MB payload limit as JSON, arrives packed; the history replays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_batch_example_runs_on_temporal_as_locally() {
     let Some(server) = DevServer::start() else {
