@@ -1663,6 +1663,51 @@ async fn a_failed_branch_in_a_sub_workflow_stops_the_other_branches_without_wait
     assert_eq!((sent, last), (vec![json!(11), json!(21)], Some(json!(3))));
 }
 
+/// A failed branch cancels a DO_WHILE running in the other branch, and a fork inside it:
+/// each keeps its own record, the DO_WHILE `CANCELED` before its loop's tasks, the inner
+/// fork `COMPLETED` (Conductor completes a fork when it schedules its branches) before
+/// its branch's canceled PUT, held by the mock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_branch_cancels_a_loop_and_a_fork_in_the_other_branch_keeping_their_records() {
+    let h = harness().await;
+    hold_the_known_usage(&h);
+    let definition = def(json!({
+        "name": "loop_beside_a_failure",
+        "tasks": [
+            { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+              "forkTasks": [
+                  [zuora_put_unknown("a1", 11)],
+                  [{ "name": "pages", "taskReferenceName": "pages", "type": "DO_WHILE",
+                     "loopCondition": "false",
+                     "loopOver": [
+                         { "name": "inner", "taskReferenceName": "inner", "type": "FORK_JOIN",
+                           "forkTasks": [[zuora_put("b1", 21)]] },
+                         { "name": "inner_join", "taskReferenceName": "inner_join", "type": "JOIN", "joinOn": ["b1"] },
+                     ] }],
+              ] },
+            { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "pages"] },
+        ],
+    }));
+    let run = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh());
+    let result = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the run waited for the canceled branch");
+    assert_eq!(result.status, "FAILED");
+    let printed = result.to_json();
+    assert_eq!(
+        statuses(&printed["tasks"]),
+        [
+            ("fork", "COMPLETED"),
+            ("a1", "FAILED_WITH_TERMINAL_ERROR"),
+            ("pages", "CANCELED"),
+            ("inner__1", "COMPLETED"),
+            ("b1__1", "CANCELED")
+        ]
+    );
+}
+
 /// A sub-workflow that fails starts its own `failureWorkflow`, as every Conductor workflow
 /// does (`WorkflowExecutor.terminateWorkflow`), with Conductor's input; the failed
 /// sub-workflow's output, and so its SUB_WORKFLOW task's, names it in

@@ -143,11 +143,12 @@ impl RunDefinition {
         } else {
             crate::activities::ConnectionQueues::new()
         };
-        let activities = Activities {
+        let mut activities = Activities {
             ctx: ctx.clone(),
             started: ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH),
             queues,
             limiters: Default::default(),
+            cancel_stopped: false,
         };
         // Sub-workflows time out on their own in runs started since they could; older
         // runs replay without those timers.
@@ -155,6 +156,7 @@ impl RunDefinition {
         // A failed branch ends its fork at once in runs started since it does; older
         // runs replay with the other branches going on.
         let forks_wait_for_every_branch = !ctx.patched(FAILED_BRANCH_ENDS_FORK_PATCH);
+        activities.cancel_stopped = !forks_wait_for_every_branch;
         // A failed sub-workflow starts its own failureWorkflow in runs started since it
         // does; older runs replay without those runs.
         let without_sub_workflow_failure_workflows =
@@ -208,6 +210,40 @@ struct Activities {
     queues: crate::activities::ConnectionQueues,
     /// The task definitions' Conductor limits, by task definition name.
     limiters: std::cell::RefCell<HashMap<String, std::rc::Rc<RunLimiter>>>,
+    /// Whether a task the run stops (dropped before its activity ended: a fork's other
+    /// branches when one failed, a timed-out sub-workflow's tasks) has its activity
+    /// canceled, so that Temporal retries it no more: in runs started since the
+    /// `failed-branch-ends-fork` patch.
+    cancel_stopped: bool,
+}
+
+/// An activity's future that requests the activity's cancellation when it is dropped
+/// before it ended (Temporal would otherwise go on retrying it by its retry policy).
+struct CancelOnDrop<F: temporalio_sdk::CancellableFuture> {
+    future: std::pin::Pin<Box<F>>,
+    cancel: bool,
+}
+
+impl<F: temporalio_sdk::CancellableFuture> std::future::Future for CancelOnDrop<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let polled = self.future.as_mut().poll(cx);
+        if polled.is_ready() {
+            self.cancel = false;
+        }
+        polled
+    }
+}
+
+impl<F: temporalio_sdk::CancellableFuture> Drop for CancelOnDrop<F> {
+    fn drop(&mut self) {
+        if self.cancel && !self.future.is_terminated() {
+            self.future.cancel();
+        }
+    }
 }
 
 /// A task definition's `rateLimitPerFrequency` / `rateLimitFrequencyInSeconds` and
@@ -341,7 +377,7 @@ impl TaskExecutor for Activities {
     }
 
     fn execute(&self, task: ReadyTask) -> Self::Run {
-        let (ctx, started) = (self.ctx.clone(), self.started);
+        let (ctx, started, cancel_stopped) = (self.ctx.clone(), self.started, self.cancel_stopped);
         let limiter = {
             let mut limiters = self.limiters.borrow_mut();
             match limiters.get(&task.def.name) {
@@ -398,9 +434,11 @@ impl TaskExecutor for Activities {
             let started_ms = now_ms(&ctx, started);
             let mut options = activity_options(&def, &reference);
             options.task_queue = queue;
-            let result = ctx
-                .execute_activity(TaskActivity(activity), input, options)
-                .await;
+            let result = CancelOnDrop {
+                future: Box::pin(ctx.execute_activity(TaskActivity(activity), input, options)),
+                cancel: cancel_stopped,
+            }
+            .await;
             drop(slot);
             let duration_ms = now_ms(&ctx, started).saturating_sub(started_ms);
             let attempt = |number, status, kind, message| Attempt {
@@ -613,7 +651,7 @@ pub fn pack(result: Value) -> Value {
     summary.insert(
         "warnings".into(),
         serde_json::json!([format!(
-            "the result's {tasks} task records ({} bytes packed) exceed Temporal's 2 MB result limit and are left out: each task's input and output is in the workflow's history (temporal workflow show -w ID)",
+            "the result's {tasks} task records ({} bytes packed) exceed Temporal's 2 MB result limit and are left out, with the runs of any failure workflows: each task's input and output is in the workflow's history (temporal workflow show -w ID)",
             text.len()
         )]),
     );
@@ -789,7 +827,7 @@ mod tests {
         let warning = summary["warnings"][0].as_str().unwrap();
         assert!(
             warning.starts_with("the result's 3000 task records (")
-                && warning.ends_with(" bytes packed) exceed Temporal's 2 MB result limit and are left out: each task's input and output is in the workflow's history (temporal workflow show -w ID)"),
+                && warning.ends_with(" bytes packed) exceed Temporal's 2 MB result limit and are left out, with the runs of any failure workflows: each task's input and output is in the workflow's history (temporal workflow show -w ID)"),
             "{warning}"
         );
         assert_eq!(unpack(summary.clone()), Ok(summary));

@@ -391,7 +391,11 @@ impl Interpreter {
             let mut canceling = Canceling::of_ready(&ready[before..]);
             self.end_with(ending, &mut canceling);
             ready.truncate(before);
-            stopped.extend(canceling.stopped);
+            // Temporal runs started before the failed-branch-ends-fork patch went on
+            // waiting for a terminated sub-workflow's tasks: their replays do so too.
+            if !self.forks_wait {
+                stopped.extend(canceling.stopped);
+            }
         }
     }
 
@@ -493,7 +497,7 @@ impl Interpreter {
 /// it `TIMED_OUT` when it passes, the tasks still running `CANCELED`.
 ///
 /// A run that ends `FAILED`, `TIMED_OUT` or `TERMINATED` starts its `failureWorkflow`, as Conductor's
-/// `WorkflowExecutor.terminateWorkflow` does: see [`start_failure_workflow`].
+/// `WorkflowExecutor.terminateWorkflow` does (and so does each failed sub-workflow).
 pub async fn drive<E: TaskExecutor>(
     executor: &E,
     definition: Arc<WorkflowDef>,
@@ -1140,32 +1144,8 @@ impl Frame {
             _ => (String::new(), None),
         };
         let task = &self.tasks[self.next - 1];
-        // Conductor records a dynamic fork as a FORK task with `forkedTasks` in its
-        // input; the JOIN after it joins on them.
-        let fork = match dynamic {
-            Some((mut input, refs)) => {
-                if let Value::Object(map) = &mut input {
-                    map.insert("forkedTasks".into(), json!(refs));
-                }
-                self.join_on = Some(refs);
-                record(
-                    task,
-                    "FORK",
-                    task_id,
-                    TaskStatus::Completed,
-                    input,
-                    json!({}),
-                )
-            }
-            None => record(
-                task,
-                "FORK_JOIN",
-                task_id,
-                TaskStatus::Completed,
-                json!({}),
-                json!({}),
-            ),
-        };
+        let (fork, join_on) = fork_record(task, task_id, dynamic);
+        self.join_on = join_on;
         self.push(fork, None, false);
         let mut ending = None;
         for branch in branches {
@@ -1286,7 +1266,14 @@ impl Frame {
                 });
                 self.records.push(canceled);
             }
-            State::Forked { branches, .. } => {
+            State::Forked {
+                branches,
+                task_id,
+                dynamic,
+            } => {
+                // Conductor completed the fork when it scheduled the branches.
+                let (fork, _) = fork_record(&self.tasks[self.next - 1], task_id, dynamic);
+                self.records.push(fork);
                 for mut branch in branches {
                     branch.cancel(reason, canceling);
                     self.records.extend(branch.records);
@@ -1315,6 +1302,8 @@ impl Frame {
             }
             State::Looping { mut body, lp } => {
                 body.cancel(reason, canceling);
+                self.records
+                    .push(canceled_loop(&self.tasks[self.next - 1], &lp));
                 self.records.extend(lp.records);
                 self.records.extend(body.records);
             }
@@ -1322,6 +1311,8 @@ impl Frame {
                 if !canceling.unstarted.contains(&id) {
                     canceling.stopped.push(id);
                 }
+                self.records
+                    .push(canceled_loop(&self.tasks[self.next - 1], &lp));
                 self.records.extend(lp.records);
             }
             // A script picking a case sent nothing: there is nothing to record.
@@ -2525,6 +2516,55 @@ fn start_sub_workflow(
     child.now_ms = scope.now_ms;
     child.started_ms = scope.now_ms;
     Ok((child, recorded))
+}
+
+/// A fork's own record, `COMPLETED` as Conductor completes it when it schedules the
+/// branches: a FORK_JOIN, or for a dynamic fork a FORK with `forkedTasks` in its input,
+/// and the references the JOIN after it joins on.
+fn fork_record(
+    task: &WorkflowTask,
+    task_id: String,
+    dynamic: Option<(Value, Vec<String>)>,
+) -> (TaskRecord, Option<Vec<String>>) {
+    match dynamic {
+        Some((mut input, refs)) => {
+            if let Value::Object(map) = &mut input {
+                map.insert("forkedTasks".into(), json!(refs));
+            }
+            let fork = record(
+                task,
+                "FORK",
+                task_id,
+                TaskStatus::Completed,
+                input,
+                json!({}),
+            );
+            (fork, Some(refs))
+        }
+        None => {
+            let fork = record(
+                task,
+                "FORK_JOIN",
+                task_id,
+                TaskStatus::Completed,
+                json!({}),
+                json!({}),
+            );
+            (fork, None)
+        }
+    }
+}
+
+/// A DO_WHILE's record when the run ended during it: `CANCELED`, its output so far.
+fn canceled_loop(task: &WorkflowTask, lp: &Loop) -> TaskRecord {
+    record(
+        task,
+        "DO_WHILE",
+        lp.task_id.clone(),
+        TaskStatus::Canceled,
+        lp.input.clone(),
+        Value::Object(lp.output.clone()),
+    )
 }
 
 /// A finished SUB_WORKFLOW's record, as Conductor's `SubWorkflow.updateTaskStatus`
