@@ -1047,7 +1047,14 @@ impl Frame {
                 }
                 State::Forked { branches, .. } => {
                     let fork_start = scope.ready.len();
-                    for (i, branch) in branches.iter_mut().enumerate() {
+                    // A branch that a task's result failed stops the fork before any
+                    // other branch goes on: Conductor's decide pass throws at the failed
+                    // task and schedules nothing.
+                    let failed = !scope.forks_wait
+                        && branches
+                            .iter()
+                            .any(|b| matches!(b.state, State::Done(Some(_))));
+                    for (i, branch) in branches.iter_mut().enumerate().filter(|_| !failed) {
                         let before = scope.ready.len();
                         branch.advance(scope);
                         for task in &mut scope.ready[before..] {
