@@ -1817,6 +1817,66 @@ async fn a_task_waiting_to_retry_gives_its_place_to_the_next_branch() {
     assert_eq!(a1.attempts[1].status, TaskStatus::Completed);
 }
 
+/// A task its definition's `concurrentExecLimit` holds back gives its place up while it
+/// waits, as a Conductor task held SCHEDULED holds no worker: with two places, x1 and x2
+/// (Zuora PUTs of one definition, limited to one at a time) take them; the first PUT
+/// received has its reply held five seconds by the mock, the other, held back by the
+/// limit, steps out, so the Rebilly POST of the third branch is received while that reply
+/// is still held (without the step-out it would wait for the first PUT to end), and the
+/// other PUT goes last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_held_by_its_definitions_limit_gives_its_place_to_the_next_branch() {
+    let mut h = harness().await;
+    h.runner = h.runner.clone().with_width(2);
+    h.mock.inject(Fault {
+        path: "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb".into(),
+        times: 1,
+        delay_ms: 5_000,
+        ..Fault::default()
+    });
+    let definition = def(json!({
+        "name": "limited_in_a_fork",
+        "tasks": [
+            { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+              "forkTasks": [[zuora_put("x1", 1)], [zuora_put("x2", 2)], [crate::workflows::rebilly_task("y")]] },
+            { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["x1", "x2", "y"] },
+        ],
+        "taskDefinitions": [{ "name": "zuora-update-usage", "concurrentExecLimit": 1 }],
+    }));
+    let runner = h.runner.clone();
+    let run = tokio::spawn(async move {
+        runner
+            .run_with(&definition, json!({}), RunOptions::fresh())
+            .await
+    });
+    let methods = |h: &crate::workflows::Harness| -> Vec<String> {
+        h.mock.journal().iter().map(|r| r.method.clone()).collect()
+    };
+    // While x1's reply is held: the POST arrives beside it.
+    let waited = std::time::Instant::now();
+    while !methods(&h).contains(&"POST".to_string())
+        && waited.elapsed() < std::time::Duration::from_millis(4_000)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut early = methods(&h);
+    early.sort();
+    assert_eq!(
+        early,
+        ["POST", "PUT"],
+        "y was sent while the first PUT's reply was held"
+    );
+    let first = sent_quantities(&h).into_iter().find(|q| !q.is_null());
+    let result = run.await.unwrap();
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let mut quantities = sent_quantities(&h);
+    let last = quantities.pop();
+    assert!(
+        last.as_ref().is_some_and(|q| !q.is_null()) && last != first,
+        "the other PUT went last: {first:?} then {last:?}"
+    );
+}
+
 /// A sub-workflow is a workflow of its own, as in Conductor: its definition's
 /// `timeoutSeconds` with `TIME_OUT_WF` counts from when it starts. Past it (a WAIT of
 /// 60 s in a 10 s sub-workflow, on the runner's clock), it ends `TIMED_OUT` before its
