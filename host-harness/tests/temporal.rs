@@ -396,13 +396,18 @@ async fn run_on_temporal(
     }
     let (code, out, err) = harness_run(&args).await;
     assert_ne!(code, 2, "harness run --temporal-address: {err}");
-    let id = err
-        .split_whitespace()
+    let id = workflow_id_in(&err);
+    (code, out, id)
+}
+
+/// The workflow id `harness run --temporal-address` printed on stderr
+/// (`… workflow ID …`).
+fn workflow_id_in(err: &str) -> String {
+    err.split_whitespace()
         .skip_while(|w| *w != "workflow")
         .nth(1)
         .unwrap_or_default()
-        .to_string();
-    (code, out, id)
+        .to_string()
 }
 
 /// The vendor requests a mock received, as `METHOD path`.
@@ -1001,12 +1006,7 @@ async fn a_conductor_definition_with_a_mocked_worker_runs_on_temporal_as_locally
         String::from_utf8(puts[0].body.clone()).unwrap(),
         r#"{"Quantity":7,"Description":"run period-2026-11"}"#
     );
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 
     // A failed workflow starts its failureWorkflow from --definitions, on Temporal as
@@ -1249,12 +1249,7 @@ async fn set_variable_and_terminate_run_on_temporal_as_locally() {
     assert_eq!(result["tasks"][3]["status"], "COMPLETED");
     assert_eq!(result["tasks"][3]["attempts"][0]["durationMs"], 1000);
     assert!(mock.journal().is_empty(), "nothing after the TERMINATE ran");
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 
@@ -1351,12 +1346,7 @@ async fn do_while_and_a_javascript_switch_run_on_temporal_as_locally() {
             r#"{"Quantity":4}"#
         ]
     );
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 
@@ -1473,12 +1463,7 @@ async fn lambda_and_decision_run_on_temporal_as_locally() {
         .map(|r| String::from_utf8(r.body.clone()).unwrap())
         .collect();
     assert_eq!(bodies, [r#"{"Quantity":6.5}"#]);
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 
@@ -1561,12 +1546,7 @@ async fn sub_workflows_run_on_temporal_as_locally() {
         String::from_utf8(puts[0].body.clone()).unwrap(),
         r#"{"Quantity":3}"#
     );
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 
@@ -1651,12 +1631,7 @@ async fn a_sub_workflow_times_out_on_its_own_timeout_on_temporal() {
         .map(|r| String::from_utf8(r.body.clone()).unwrap())
         .collect();
     assert_eq!(bodies, [r#"{"Quantity":2}"#]);
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 
@@ -1745,12 +1720,7 @@ async fn a_failed_branch_ends_its_fork_on_temporal_as_locally() {
         .map(|r| String::from_utf8(r.body.clone()).unwrap())
         .collect();
     assert_eq!(bodies, [r#"{"Quantity":11}"#, r#"{"Quantity":2}"#]);
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 
@@ -1850,12 +1820,7 @@ async fn a_failed_sub_workflow_starts_its_failure_workflow_on_temporal_as_locall
             r#"{"Quantity":9}"#
         ]
     );
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 
@@ -1930,12 +1895,7 @@ async fn the_batch_example_runs_on_temporal_as_locally() {
         result.to_string().len() > 2 << 20,
         "the result is over Temporal's payload limit as JSON"
     );
-    let workflow_id = err
-        .split_whitespace()
-        .skip_while(|w| *w != "workflow")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
 }
 

@@ -152,9 +152,25 @@ async fn zuora_runs_at_once(
     runs: usize,
     delay_ms: u64,
 ) -> (Vec<serde_json::Value>, MockServer) {
+    let (sandbox, mock) = zuora_sandbox_and_mock(name, pool, runs, delay_ms).await;
+    let mut running = start_zuora_runs(&sandbox, &mock, runs);
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = running.join_next().await {
+        outcomes.push(json(&outcome.unwrap()));
+    }
+    (outcomes, mock)
+}
+
+/// A sandbox with the zuora task and a pool of `pool` slots, and a mock that holds its
+/// replies to the first `runs` PUTs for `delay_ms`.
+async fn zuora_sandbox_and_mock(
+    name: &str,
+    pool: u32,
+    runs: usize,
+    delay_ms: u64,
+) -> (std::sync::Arc<Sandbox>, MockServer) {
     let mut sandbox = Sandbox::with_options(options(&scratch_dir(name), pool)).unwrap();
     sandbox.load(zuora_component()).await.unwrap();
-    let sandbox = std::sync::Arc::new(sandbox);
     let mock = MockServer::start().await;
     mock.inject(Fault {
         path: ZUORA_PATH.into(),
@@ -162,6 +178,15 @@ async fn zuora_runs_at_once(
         delay_ms,
         ..Fault::default()
     });
+    (std::sync::Arc::new(sandbox), mock)
+}
+
+/// `runs` zuora tasks started at once against `mock`, each a tokio task.
+fn start_zuora_runs(
+    sandbox: &std::sync::Arc<Sandbox>,
+    mock: &MockServer,
+    runs: usize,
+) -> tokio::task::JoinSet<runner::TaskOutcome> {
     let input = json!({
         "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
         "headers": { "Authorization": "Bearer mock-zuora-token" },
@@ -185,11 +210,7 @@ async fn zuora_runs_at_once(
             .unwrap()
         });
     }
-    let mut outcomes = Vec::new();
-    while let Some(outcome) = running.join_next().await {
-        outcomes.push(json(&outcome.unwrap()));
-    }
-    (outcomes, mock)
+    running
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,17 +268,8 @@ async fn more_than_a_thousand_runs_in_flight_all_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_runs_waiting_on_replies_holds_no_instance_per_run() {
     const RUNS: usize = 300;
-    let mut sandbox = Sandbox::with_options(options(&scratch_dir("burst"), RUNS as u32)).unwrap();
-    sandbox.load(zuora_component()).await.unwrap();
-    let sandbox = std::sync::Arc::new(sandbox);
+    let (sandbox, mock) = zuora_sandbox_and_mock("burst", RUNS as u32, RUNS, 3_000).await;
     let engine = sandbox.engine().clone();
-    let mock = MockServer::start().await;
-    mock.inject(Fault {
-        path: ZUORA_PATH.into(),
-        times: RUNS as u32,
-        delay_ms: 3_000,
-        ..Fault::default()
-    });
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
         let done = done.clone();
@@ -277,29 +289,7 @@ async fn a_burst_of_runs_waiting_on_replies_holds_no_instance_per_run() {
             )
         })
     };
-    let input = json!({
-        "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
-        "headers": { "Authorization": "Bearer mock-zuora-token" },
-        "body": { "UOM": "Each" },
-    });
-    let base = mock.base_url(Vendor::Zuora);
-    let mut running = tokio::task::JoinSet::new();
-    for _ in 0..RUNS {
-        let (sandbox, prepared) = (
-            sandbox.clone(),
-            runner::prepare("zuora-update-usage", input.clone(), Some(&base)),
-        );
-        running.spawn(async move {
-            runner::run_task(
-                &sandbox,
-                "zuora-update-usage",
-                &prepared.input,
-                prepared.policy,
-            )
-            .await
-            .unwrap()
-        });
-    }
+    let mut running = start_zuora_runs(&sandbox, &mock, RUNS);
     // Every request received: every run has planned and waits on its reply.
     while mock.journal().len() < RUNS {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -1574,6 +1574,20 @@ fn a_fork_whose_first_branch_fails() -> Vec<Value> {
 /// How long a test waits for a run that must not wait on the held reply.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Run `definition` on `{}`, failing the test if the run waits out [`PATIENCE`] (for a
+/// reply the mock holds ten minutes).
+async fn run_within_patience(
+    h: &crate::workflows::Harness,
+    definition: &WorkflowDef,
+) -> harness_workflow::WorkflowResult {
+    let run = h
+        .runner
+        .run_with(definition, json!({}), RunOptions::fresh());
+    tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the run waited for the canceled branch")
+}
+
 /// A task failing its branch fails the workflow at once, as Conductor's decider has it
 /// (`DeciderService.retry` throws `TerminateWorkflowException` for a task out of retries
 /// that is not optional), and the other branch's running task is canceled, with no wait
@@ -1586,12 +1600,7 @@ async fn a_failed_branch_fails_the_workflow_and_cancels_the_other_branches() {
     let mut tasks = a_fork_whose_first_branch_fails();
     tasks.push(zuora_put("after", 3));
     let definition = def(json!({ "name": "one_branch_fails", "tasks": tasks }));
-    let run = h
-        .runner
-        .run_with(&definition, json!({}), RunOptions::fresh());
-    let result = tokio::time::timeout(PATIENCE, run)
-        .await
-        .expect("the run waited for the canceled branch");
+    let result = run_within_patience(&h, &definition).await;
     assert_eq!(result.status, "FAILED");
     let printed = result.to_json();
     assert_eq!(
@@ -1637,12 +1646,7 @@ async fn a_failed_branch_in_a_sub_workflow_stops_the_other_branches_without_wait
             zuora_put("after", 3),
         ],
     }));
-    let run = h
-        .runner
-        .run_with(&definition, json!({}), RunOptions::fresh());
-    let result = tokio::time::timeout(PATIENCE, run)
-        .await
-        .expect("the run waited for the canceled branch");
+    let result = run_within_patience(&h, &definition).await;
     assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
     let printed = result.to_json();
     let sub = &printed["tasks"][0];
@@ -1688,12 +1692,7 @@ async fn a_failed_branch_cancels_a_loop_and_a_fork_in_the_other_branch_keeping_t
             { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "pages"] },
         ],
     }));
-    let run = h
-        .runner
-        .run_with(&definition, json!({}), RunOptions::fresh());
-    let result = tokio::time::timeout(PATIENCE, run)
-        .await
-        .expect("the run waited for the canceled branch");
+    let result = run_within_patience(&h, &definition).await;
     assert_eq!(result.status, "FAILED");
     let printed = result.to_json();
     assert_eq!(

@@ -519,28 +519,19 @@ pub async fn drive<E: TaskExecutor>(
     let (mut result, started_by_subs) =
         drive_one(executor, definition.clone(), input.clone(), options.clone()).await;
     let own = failure_start(&definition, &input, &mut result, &definitions);
-    // The failure workflows of failed sub-workflows, in the order those failed: Conductor
-    // starts each when its sub-workflow fails and runs it beside the parent.
-    for start in started_by_subs {
-        let (run, _) = Box::pin(drive_one(
-            executor,
-            start.definition,
-            start.input,
-            failure_options(start.id),
-        ))
-        .await;
-        result.sub_workflow_failure_workflows.push(run);
+    // The failure workflows of failed sub-workflows, in the order those failed (Conductor
+    // starts each when its sub-workflow fails and runs it beside the parent), then its own.
+    let own_started = own.is_some();
+    let mut runs = Vec::new();
+    for start in started_by_subs.into_iter().chain(own) {
+        let options = failure_options(start.id);
+        let (run, _) = Box::pin(drive_one(executor, start.definition, start.input, options)).await;
+        runs.push(run);
     }
-    if let Some(start) = own {
-        let (run, _) = Box::pin(drive_one(
-            executor,
-            start.definition,
-            start.input,
-            failure_options(start.id),
-        ))
-        .await;
-        result.failure_workflow = Some(Box::new(run));
+    if own_started {
+        result.failure_workflow = runs.pop().map(Box::new);
     }
+    result.sub_workflow_failure_workflows = runs;
     result
 }
 
