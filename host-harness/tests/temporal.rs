@@ -1467,6 +1467,100 @@ async fn lambda_and_decision_run_on_temporal_as_locally() {
     assert_replays(&server, &workflow_id).await;
 }
 
+/// A server-only HUMAN task answered by `--mock-outputs`, then a DYNAMIC task running the
+/// task the approval names, run on Temporal as locally (the same records and request),
+/// and the history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mocked_human_task_and_a_dynamic_task_run_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("dynamic");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "dynamic", &config, dir.join("worker.log"));
+    let definition = dir.join("approve.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "approve_then_correct",
+            "tasks": [
+                { "name": "approve", "taskReferenceName": "approve", "type": "HUMAN" },
+                { "name": "correct_usage", "taskReferenceName": "correct", "type": "DYNAMIC",
+                  "dynamicTaskNameParam": "taskToExecute",
+                  "inputParameters": {
+                      "taskToExecute": "${approve.output.vendorTask}",
+                      "connection": "zuora",
+                      "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+                      "body": { "Quantity": 7, "Description": "approved by ${approve.output.approver}" },
+                  } },
+            ],
+            "outputParameters": { "updated": "${correct.output.response.body.Success}" },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mocks = dir.join("mocks.json");
+    std::fs::write(
+        &mocks,
+        json!({ "taskRefToMockOutput": { "approve": [{ "status": "COMPLETED",
+            "output": { "approver": "finance", "vendorTask": "zuora-update-usage" } }] } })
+        .to_string(),
+    )
+    .unwrap();
+    let common = [
+        definition.display().to_string(),
+        "--mock-outputs".into(),
+        mocks.display().to_string(),
+    ];
+    // Locally on the embedded mock (its `zuora` connection), as the README runs.
+    let (local_code, local, err) = harness_run(&common).await;
+    assert_eq!(local_code, 0, "{err}\n{local:#}");
+    let mut args = common.to_vec();
+    args.extend([
+        "--config".into(),
+        config.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "dynamic".into(),
+    ]);
+    let (code, result, err) = harness_run(&args).await;
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["output"], json!({ "updated": true }));
+    let tasks: Vec<(&str, &str, &str)> = result["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["ref"].as_str().unwrap(),
+                t["taskType"].as_str().unwrap(),
+                t["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("approve", "HUMAN", "COMPLETED"),
+            ("correct", "zuora-update-usage", "COMPLETED")
+        ]
+    );
+    assert_eq!(comparable(&result), comparable(&local));
+    let bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [r#"{"Quantity":7,"Description":"approved by finance"}"#]
+    );
+    assert_replays(&server, &workflow_id_in(&err)).await;
+}
+
 /// A SUB_WORKFLOW (inline, and by name from --definitions) runs inside the parent's
 /// execution on Temporal as locally, its tasks as activities, and the history replays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1472,6 +1472,89 @@ async fn a_server_only_task_type_runs_as_its_mock_or_is_refused_naming_the_serve
     );
 }
 
+/// DYNAMIC (Conductor's DynamicTaskMapper): the task its `dynamicTaskNameParam` input
+/// names runs in its place, under the DYNAMIC task's reference and with its whole
+/// resolved input, recorded with that task's name as its type; when the parameter
+/// resolves to nothing the workflow fails with Conductor's reason and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_task_runs_the_task_its_input_names_under_its_own_reference() {
+    let h = harness().await;
+    let mut correct = zuora_task("correct");
+    correct["name"] = json!("correct_usage");
+    correct["type"] = json!("DYNAMIC");
+    correct["dynamicTaskNameParam"] = json!("taskToExecute");
+    correct["inputParameters"]["taskToExecute"] = json!("${workflow.input.vendorTask}");
+    correct["inputParameters"]["body"]["Quantity"] = json!("${workflow.input.quantity}");
+    let definition = def(json!({
+        "name": "correct_by_vendor",
+        "tasks": [correct],
+        "outputParameters": { "updated": "${correct.output.response.body.Success}" },
+    }));
+    let result = h
+        .runner
+        .run_with(
+            &definition,
+            json!({ "vendorTask": "zuora-update-usage", "quantity": 7 }),
+            RunOptions::fresh(),
+        )
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(result.output, json!({ "updated": true }));
+    let printed = result.to_json();
+    let task = &printed["tasks"][0];
+    assert_eq!(
+        (
+            &task["ref"],
+            &task["task"],
+            &task["taskType"],
+            &task["status"]
+        ),
+        (
+            &json!("correct"),
+            &json!("zuora-update-usage"),
+            &json!("zuora-update-usage"),
+            &json!("COMPLETED")
+        )
+    );
+    assert_eq!(
+        task["input"],
+        json!({
+            "taskToExecute": "zuora-update-usage",
+            "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
+            "headers": { "Authorization": "***" },
+            "body": { "UOM": "Each", "Quantity": 7 },
+        })
+    );
+    assert_eq!(printed["tasks"].as_array().unwrap().len(), 1);
+    let journal = h.mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        (journal[0].method.as_str(), journal[0].path.as_str()),
+        (
+            "PUT",
+            "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb"
+        )
+    );
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"UOM":"Each","Quantity":7}"#
+    );
+
+    let result = h
+        .runner
+        .run_with(&definition, json!({ "quantity": 7 }), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(
+        result.reason.as_deref(),
+        Some(
+            "task correct: Cannot map a dynamic task based on the parameter and input. Parameter= taskToExecute, its value= null"
+        )
+    );
+    assert!(result.tasks.is_empty());
+    assert_eq!(h.mock.journal().len(), 1, "nothing more was sent");
+}
+
 /// The shipped Zuora task of `zuora_task`, sending `quantity`.
 fn zuora_put(reference: &str, quantity: u32) -> Value {
     let mut task = zuora_task(reference);

@@ -127,6 +127,12 @@ pub struct WorkflowTask {
     /// DYNAMIC: the input key holding the name of the task to run.
     #[serde(default)]
     pub dynamic_task_name_param: Option<String>,
+    /// Set on the task a DYNAMIC task resolved to: the DYNAMIC task's name parameter,
+    /// kept in the task's recorded input (as Conductor records it) but left out of the
+    /// input its component is given (a component refuses fields it does not know, and
+    /// the parameter was Conductor's routing, not the worker's input).
+    #[serde(skip)]
+    pub routed_by: Option<String>,
     /// DO_WHILE: the JavaScript evaluated after each iteration; true runs another.
     #[serde(default)]
     pub loop_condition: Option<String>,

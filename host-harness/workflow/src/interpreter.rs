@@ -1369,6 +1369,10 @@ impl Frame {
                     self.push_mocked(scope.mocks, &def, &task_type, task_id, input);
                     return;
                 }
+                let mut given = input.clone();
+                if let (Some(param), Value::Object(given)) = (&task.routed_by, &mut given) {
+                    given.remove(param);
+                }
                 scope.ready.push(ReadyTask {
                     id,
                     branch: Vec::new(),
@@ -1376,7 +1380,7 @@ impl Frame {
                     reference: format!("{}{reference}", scope.prefix),
                     def,
                     component: task.component().to_string(),
-                    input: input.clone(),
+                    input: given,
                     wait: None,
                 });
                 self.state = State::Running {
@@ -1652,24 +1656,38 @@ impl Frame {
                 // the same reference and input.
                 let (_, task_id) = scope.ids();
                 let param = task.dynamic_task_name_param.clone().unwrap_or_default();
-                let name = task_input(
+                let input = match task_input(
                     task,
                     &task.effective_def(scope.task_defs),
                     &self.context,
                     &task_id,
-                )
-                .ok()
-                .and_then(|input| input.get(&param).and_then(Value::as_str).map(String::from));
+                ) {
+                    Ok(input) => input,
+                    Err(e) => {
+                        self.push_unresolved("DYNAMIC", task_id, &e);
+                        return;
+                    }
+                };
+                // Conductor takes `String.valueOf` of whatever the parameter resolved to;
+                // only a missing (null) one cannot name a task.
+                let value = input.get(&param).cloned().unwrap_or_default();
+                let name = match &value {
+                    Value::Null => None,
+                    Value::String(name) => Some(name.clone()),
+                    other => Some(other.to_string()),
+                };
                 let Some(name) = name.filter(|n| !n.is_empty()) else {
+                    // Conductor's reason prints the whole input; only the parameter is
+                    // named here (the rest may carry credentials).
                     self.state = State::Done(Some(Ending::failed(format!(
-                        "task {reference}: Cannot map a dynamic task based on the parameter and input. Parameter= {param}, input= {:?}",
-                        task.input_parameters.get(&param)
+                        "task {reference}: Cannot map a dynamic task based on the parameter and input. Parameter= {param}, its value= {value}"
                     ))));
                     return;
                 };
                 let mut resolved = task.clone();
                 resolved.name = name;
                 resolved.kind = crate::definition::TaskType::Unset;
+                resolved.routed_by = Some(param);
                 self.tasks[self.next - 1] = resolved;
                 self.next -= 1;
                 self.start_next(scope);
