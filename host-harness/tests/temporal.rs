@@ -327,7 +327,9 @@ async fn a_worker_with_a_config_opens_no_listening_socket_and_one_without_serves
 
 /// Replay a workflow's history against the `run-definition` workflow code: the code
 /// takes the same decisions again (it is deterministic), or this fails.
-async fn assert_replays(server: &DevServer, workflow_id: &str) {
+/// Replays the workflow's history with the worker's code (a non-deterministic change
+/// fails it); returns how many events the history holds.
+async fn assert_replays(server: &DevServer, workflow_id: &str) -> usize {
     use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
     let client = harness_temporal::connect(&harness_temporal::Target {
         address: server.address.clone(),
@@ -336,9 +338,16 @@ async fn assert_replays(server: &DevServer, workflow_id: &str) {
     })
     .await
     .expect("a client");
-    let history = client
+    let events = client
         .get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id)
-        .fetch_history(Default::default());
+        .fetch_history(Default::default())
+        .into_events()
+        .await
+        .expect("the workflow's history");
+    let count = events.len();
+    let history = temporalio_client::WorkflowHistory::from(
+        temporalio_common::protos::temporal::api::history::v1::History { events },
+    );
     let options = WorkflowReplayerOptions::new()
         .register_workflow::<harness_temporal::workflow::RunDefinition>()
         .expect("registering run-definition")
@@ -348,6 +357,7 @@ async fn assert_replays(server: &DevServer, workflow_id: &str) {
         .replay_workflow(history)
         .await
         .expect("the workflow replays deterministically");
+    count
 }
 
 fn examples() -> PathBuf {
@@ -1990,7 +2000,11 @@ async fn the_batch_example_runs_on_temporal_as_locally() {
         "the result is over Temporal's payload limit as JSON"
     );
     let workflow_id = workflow_id_in(&err);
-    assert_replays(&server, &workflow_id).await;
+    let events = assert_replays(&server, &workflow_id).await;
+    // Temporal's default limit is 51,200 events a history: the figure per record is in
+    // docs/conductor.md.
+    eprintln!("the 1,000-record batch's history holds {events} events");
+    assert!(events < 51_200, "{events} events");
 }
 
 /// Two workers, one connection paced at 4/s: the connection's tasks go to its own task

@@ -1555,6 +1555,85 @@ async fn a_dynamic_task_runs_the_task_its_input_names_under_its_own_reference() 
     assert_eq!(h.mock.journal().len(), 1, "nothing more was sent");
 }
 
+/// Conductor's DynamicTaskMapper gives the task the name as its taskType, so a name
+/// that is a system task's type runs that system task (here HTTP, as a definition
+/// choosing between a vendor task and a raw HTTP call has it); a control-flow type
+/// cannot be one scheduled task and fails the run before anything is sent, and an empty
+/// name fails as Conductor's task definition lookup does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_task_naming_a_system_task_type_runs_that_system_task() {
+    let h = harness().await;
+    let definition = def(json!({
+        "name": "correct_by_kind",
+        "tasks": [{
+            "name": "correct_usage",
+            "taskReferenceName": "correct",
+            "type": "DYNAMIC",
+            "dynamicTaskNameParam": "taskToExecute",
+            "inputParameters": {
+                "taskToExecute": "${workflow.input.kind}",
+                "http_request": {
+                    "uri": "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb",
+                    "method": "PUT",
+                    "headers": { "Authorization": "Bearer mock-zuora-token" },
+                    "body": { "UOM": "Each", "Quantity": 9 },
+                },
+            },
+        }],
+        "outputParameters": { "status": "${correct.output.response.statusCode}" },
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({ "kind": "HTTP" }), RunOptions::fresh())
+        .await;
+    assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    assert_eq!(result.output, json!({ "status": 200 }));
+    let printed = result.to_json();
+    let task = &printed["tasks"][0];
+    assert_eq!(
+        (&task["ref"], &task["task"], &task["taskType"]),
+        (&json!("correct"), &json!("HTTP"), &json!("HTTP"))
+    );
+    let journal = h.mock.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        (journal[0].method.as_str(), journal[0].path.as_str()),
+        (
+            "PUT",
+            "/zuora/v1/object/usage/8ad08ae29085a77b0190908bfdd67abb"
+        )
+    );
+    assert_eq!(journal[0].query, None);
+    assert_eq!(
+        journal[0].header("authorization"),
+        Some("Bearer mock-zuora-token")
+    );
+    assert_eq!(
+        String::from_utf8(journal[0].body.clone()).unwrap(),
+        r#"{"UOM":"Each","Quantity":9}"#
+    );
+
+    for (kind, reason) in [
+        (
+            "FORK_JOIN",
+            "task correct: the dynamic task names `FORK_JOIN`, which Conductor does not run as one scheduled task (a dynamic task may name a worker task or the HTTP, JSON_JQ_TRANSFORM, INLINE, LAMBDA, WAIT, TERMINATE or SET_VARIABLE system task): give the task the type `FORK_JOIN` in the definition instead",
+        ),
+        (
+            "",
+            "task correct: Invalid task specified.  Cannot find task by name  in the task definitions",
+        ),
+    ] {
+        let result = h
+            .runner
+            .run_with(&definition, json!({ "kind": kind }), RunOptions::fresh())
+            .await;
+        assert_eq!(result.status, "FAILED");
+        assert_eq!(result.reason.as_deref(), Some(reason));
+        assert!(result.tasks.is_empty());
+    }
+    assert_eq!(h.mock.journal().len(), 1, "nothing more was sent");
+}
+
 /// The shipped Zuora task of `zuora_task`, sending `quantity`.
 fn zuora_put(reference: &str, quantity: u32) -> Value {
     let mut task = zuora_task(reference);

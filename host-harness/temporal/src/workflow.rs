@@ -161,6 +161,9 @@ impl RunDefinition {
         // does; older runs replay without those runs.
         let without_sub_workflow_failure_workflows =
             !ctx.patched(SUB_WORKFLOW_FAILURE_WORKFLOWS_PATCH);
+        // A fork keeps at most BRANCHES_AT_ONCE branches in progress in runs started
+        // since it does; older runs replay with every branch started at once.
+        let every_branch_at_once = !ctx.patched(BRANCHES_AT_ONCE_PATCH);
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
             correlation_id: input.correlation_id,
@@ -169,6 +172,7 @@ impl RunDefinition {
             without_sub_workflow_timeouts,
             forks_wait_for_every_branch,
             without_sub_workflow_failure_workflows,
+            every_branch_at_once,
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
@@ -198,6 +202,10 @@ const FAILED_BRANCH_ENDS_FORK_PATCH: &str = "failed-branch-ends-fork";
 /// The patch under which a failed sub-workflow starts its own `failureWorkflow` (runs
 /// started before it did not).
 const SUB_WORKFLOW_FAILURE_WORKFLOWS_PATCH: &str = "sub-workflow-failure-workflows";
+
+/// The patch under which a fork keeps at most `BRANCHES_AT_ONCE` branches in progress,
+/// starting the next as one ends (runs started before it started every branch at once).
+const BRANCHES_AT_ONCE_PATCH: &str = "branches-at-once";
 
 /// The patch that marks runs which ask for the connection task queues.
 const CONNECTION_QUEUES_PATCH: &str = "connection-queues";

@@ -176,7 +176,19 @@ pub struct RunOptions {
     /// sub-workflow that fails, times out or is terminated by its own TERMINATE starts
     /// its definition's `failureWorkflow`, as every Conductor workflow does.
     pub without_sub_workflow_failure_workflows: bool,
+    /// Set for Temporal runs started before a fork kept at most [`BRANCHES_AT_ONCE`]
+    /// branches in progress: their histories replay with every branch started when the
+    /// fork starts. Otherwise a fork with more branches starts the next one each time
+    /// one ends.
+    pub every_branch_at_once: bool,
 }
+
+/// The most branches of one fork in progress at once (eight times `harness run`'s
+/// default pool width). A fork with more starts the next when one ends, in branch order:
+/// a fork of 10,000 sub-workflows then holds this many half done, not 10,000 runs and
+/// their ready tasks. A constant, not the pool's width: a Temporal run must start its
+/// branches in the same order on every worker and on replay.
+pub const BRANCHES_AT_ONCE: usize = 512;
 
 impl RunOptions {
     /// A run with a fresh random workflow id.
@@ -256,6 +268,8 @@ pub struct Interpreter {
     forks_wait: bool,
     /// [`RunOptions::without_sub_workflow_failure_workflows`].
     without_sub_failures: bool,
+    /// [`RunOptions::every_branch_at_once`].
+    every_branch: bool,
     /// The tasks canceled while running since the executor last asked (the root's).
     stopped: Vec<TaskId>,
     /// The failure workflows its failed sub-workflows start, in the order they failed
@@ -321,6 +335,7 @@ impl Interpreter {
             without_sub_timeouts: options.without_sub_workflow_timeouts,
             forks_wait: options.forks_wait_for_every_branch,
             without_sub_failures: options.without_sub_workflow_failure_workflows,
+            every_branch: options.every_branch_at_once,
             stopped: Vec::new(),
             failures: Vec::new(),
             prefix: String::new(),
@@ -359,6 +374,38 @@ impl Interpreter {
         stopped: &mut Vec<TaskId>,
         failures: &mut Vec<FailureStart>,
     ) {
+        let before = ready.len();
+        self.scoped(next_key, ready, stopped, failures, |root, scope| {
+            root.advance(scope);
+        });
+        // A TERMINATE ends the workflow at once, wherever it ran, as Conductor's
+        // decider does: the tasks still running are canceled, and those that became
+        // ready in this advance never start.
+        if let Some((ending, _)) = &self.terminated
+            && !matches!(self.root.state, State::Done(Some(_)))
+        {
+            let ending = ending.clone();
+            let mut canceling = Canceling::of_ready(&ready[before..]);
+            self.end_with(ending, &mut canceling, next_key, failures);
+            ready.truncate(before);
+            // Temporal runs started before the failed-branch-ends-fork patch went on
+            // waiting for a terminated sub-workflow's tasks: their replays do so too.
+            if !self.forks_wait {
+                stopped.extend(canceling.stopped);
+            }
+        }
+    }
+
+    /// Run `f` on the root frame with this run's [`Scope`] (the [`TaskId`] counter and
+    /// where tasks go given, a sub-workflow's being its parent's).
+    fn scoped<R>(
+        &mut self,
+        next_key: &mut u64,
+        ready: &mut Vec<ReadyTask>,
+        stopped: &mut Vec<TaskId>,
+        failures: &mut Vec<FailureStart>,
+        f: impl FnOnce(&mut Frame, &mut Scope<'_>) -> R,
+    ) -> R {
         let mut scope = Scope {
             task_defs: &self.task_defs,
             next_key,
@@ -370,6 +417,7 @@ impl Interpreter {
             without_sub_timeouts: self.without_sub_timeouts,
             forks_wait: self.forks_wait,
             without_sub_failures: self.without_sub_failures,
+            every_branch: self.every_branch,
             stopped,
             failures,
             next_id: &mut self.next_id,
@@ -379,24 +427,7 @@ impl Interpreter {
             workflow: &mut self.workflow,
             terminated: &mut self.terminated,
         };
-        let before = scope.ready.len();
-        self.root.advance(&mut scope);
-        // A TERMINATE ends the workflow at once, wherever it ran, as Conductor's
-        // decider does: the tasks still running are canceled, and those that became
-        // ready in this advance never start.
-        if let Some((ending, _)) = &self.terminated
-            && !matches!(self.root.state, State::Done(Some(_)))
-        {
-            let ending = ending.clone();
-            let mut canceling = Canceling::of_ready(&ready[before..]);
-            self.end_with(ending, &mut canceling);
-            ready.truncate(before);
-            // Temporal runs started before the failed-branch-ends-fork patch went on
-            // waiting for a terminated sub-workflow's tasks: their replays do so too.
-            if !self.forks_wait {
-                stopped.extend(canceling.stopped);
-            }
-        }
+        f(&mut self.root, &mut scope)
     }
 
     /// Record how the task `id` ended, then advance: the tasks that became ready.
@@ -412,12 +443,38 @@ impl Interpreter {
 
     /// End the run now with `ending`: tasks still running are recorded `CANCELED`.
     pub fn end(&mut self, ending: Ending) {
-        self.end_with(ending, &mut Canceling::default());
+        let mut next_key = self.next_key;
+        let mut failures = std::mem::take(&mut self.failures);
+        self.end_with(
+            ending,
+            &mut Canceling::default(),
+            &mut next_key,
+            &mut failures,
+        );
+        self.next_key = next_key;
+        self.failures = failures;
     }
 
-    /// [`Interpreter::end`], telling the canceled tasks that had not started apart.
-    fn end_with(&mut self, ending: Ending, canceling: &mut Canceling) {
-        self.root.cancel(&ending.reason, canceling);
+    /// [`Interpreter::end`], telling the canceled tasks that had not started apart,
+    /// with the run's [`TaskId`] counter (a fork's branches that had not started are
+    /// started to be canceled: their tasks are never handed out).
+    fn end_with(
+        &mut self,
+        ending: Ending,
+        canceling: &mut Canceling,
+        next_key: &mut u64,
+        failures: &mut Vec<FailureStart>,
+    ) {
+        let (mut ready, mut stopped) = (Vec::new(), Vec::new());
+        self.scoped(
+            next_key,
+            &mut ready,
+            &mut stopped,
+            failures,
+            |root, scope| {
+                root.cancel(&ending.reason, canceling, scope);
+            },
+        );
         self.root.state = State::Done(Some(ending));
     }
 
@@ -433,7 +490,8 @@ impl Interpreter {
     /// the tasks that were running in them: the executor stops them.
     pub fn expire(&mut self) -> Vec<TaskId> {
         let mut stopped = Vec::new();
-        self.root.expire(self.now_ms, &mut stopped);
+        self.root
+            .expire(self.now_ms, &mut stopped, &mut self.next_key);
         stopped
     }
 
@@ -515,6 +573,7 @@ pub async fn drive<E: TaskExecutor>(
         without_sub_workflow_timeouts: options.without_sub_workflow_timeouts,
         forks_wait_for_every_branch: options.forks_wait_for_every_branch,
         without_sub_workflow_failure_workflows: options.without_sub_workflow_failure_workflows,
+        every_branch_at_once: options.every_branch_at_once,
     };
     let (mut result, started_by_subs) =
         drive_one(executor, definition.clone(), input.clone(), options.clone()).await;
@@ -852,6 +911,8 @@ struct Scope<'a> {
     without_sub_timeouts: bool,
     /// [`RunOptions::forks_wait_for_every_branch`].
     forks_wait: bool,
+    /// [`RunOptions::every_branch_at_once`].
+    every_branch: bool,
     /// Where the tasks canceled while running go (the executor stops them).
     stopped: &'a mut Vec<TaskId>,
     /// [`RunOptions::without_sub_workflow_failure_workflows`].
@@ -940,6 +1001,9 @@ enum State {
         branches: Vec<Frame>,
         task_id: String,
         dynamic: Option<(Value, Vec<String>)>,
+        /// How many branches have started, in order (at most [`BRANCHES_AT_ONCE`] of
+        /// them unfinished); the rest wait as their unstarted frames.
+        started: usize,
     },
     /// A SWITCH or DECISION (`tasks[next - 1]`) waits for the script that picks its
     /// case.
@@ -1036,20 +1100,35 @@ impl Frame {
                     };
                     self.iteration_done(*body, lp, scope);
                 }
-                State::Forked { branches, .. } => {
+                State::Forked {
+                    branches, started, ..
+                } => {
                     let fork_start = scope.ready.len();
                     // A branch that a task's result failed stops the fork before any
                     // other branch goes on: Conductor's decide pass throws at the failed
                     // task and schedules nothing.
                     let failed = !scope.forks_wait
-                        && branches
+                        && branches[..*started]
                             .iter()
                             .any(|b| matches!(b.state, State::Done(Some(_))));
-                    for (i, branch) in branches.iter_mut().enumerate().filter(|_| !failed) {
-                        let before = scope.ready.len();
-                        branch.advance(scope);
-                        for task in &mut scope.ready[before..] {
-                            task.branch.insert(0, u32::try_from(i).unwrap_or(u32::MAX));
+                    if !failed {
+                        for (i, branch) in branches[..*started].iter_mut().enumerate() {
+                            if !branch.done() {
+                                branch.advance_as(i, scope);
+                                branch.shed_if_done(&self.context);
+                            }
+                        }
+                        // Conductor schedules every branch at once; here the next ones
+                        // start as earlier ones end, at most BRANCHES_AT_ONCE unfinished.
+                        let mut open = branches[..*started].iter().filter(|b| !b.done()).count();
+                        while *started < branches.len()
+                            && (scope.every_branch || open < BRANCHES_AT_ONCE)
+                        {
+                            let branch = &mut branches[*started];
+                            branch.advance_as(*started, scope);
+                            branch.shed_if_done(&self.context);
+                            open += usize::from(!branch.done());
+                            *started += 1;
                         }
                     }
                     // DeciderService: a task that fails its branch (not optional, out
@@ -1062,9 +1141,15 @@ impl Frame {
                         })
                     {
                         let mut canceling = Canceling::of_ready(&scope.ready[fork_start..]);
-                        for branch in branches.iter_mut().filter(|b| !b.done()) {
-                            branch.cancel(&reason, &mut canceling);
+                        for (i, branch) in branches.iter_mut().enumerate() {
+                            if i >= *started {
+                                branch.start_to_cancel(scope, &mut canceling);
+                            }
+                            if !branch.done() {
+                                branch.cancel(&reason, &mut canceling, scope);
+                            }
                         }
+                        *started = branches.len();
                         let unstarted = &canceling.unstarted;
                         scope.ready.retain(|task| !unstarted.contains(&task.id));
                         scope.stopped.extend(canceling.stopped);
@@ -1130,6 +1215,38 @@ impl Frame {
         }
     }
 
+    /// Advance the fork branch `i`, its ready tasks marked as in that branch.
+    fn advance_as(&mut self, i: usize, scope: &mut Scope<'_>) {
+        let before = scope.ready.len();
+        self.advance(scope);
+        for task in &mut scope.ready[before..] {
+            task.branch.insert(0, u32::try_from(i).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// A fork branch that finished keeps only what its JOIN takes (its records, the
+    /// context entries its tasks made): its tasks and the entries it shares with the
+    /// fork's frame (`forked`) go, so that 10,000 finished branches hold their records,
+    /// not 10,000 copies of their definitions.
+    fn shed_if_done(&mut self, forked: &Context) {
+        if !self.done() {
+            return;
+        }
+        self.tasks = Vec::new();
+        self.context
+            .retain(|key, value| !forked.get(key).is_some_and(|kept| Arc::ptr_eq(kept, value)));
+    }
+
+    /// Start a fork branch that had not started so that it can be canceled as Conductor
+    /// cancels a scheduled branch: its tasks that became ready are never handed out.
+    fn start_to_cancel(&mut self, scope: &mut Scope<'_>, canceling: &mut Canceling) {
+        let before = scope.ready.len();
+        self.advance(scope);
+        canceling
+            .unstarted
+            .extend(scope.ready.drain(before..).map(|task| task.id));
+    }
+
     /// A fork's branches are done: the FORK_JOIN's own record first (Conductor completes
     /// it when it schedules the branches, so it lists before them, even when one fails),
     /// then their records in branch order and their context entries (the first branch's
@@ -1162,7 +1279,7 @@ impl Frame {
 
     /// End the sub-workflows under this frame whose deadline is at or before `now_ms`;
     /// the tasks that were running in them go to `stopped`.
-    fn expire(&mut self, now_ms: u64, stopped: &mut Vec<TaskId>) {
+    fn expire(&mut self, now_ms: u64, stopped: &mut Vec<TaskId>, next_key: &mut u64) {
         match &mut self.state {
             State::SubWorkflow { child, .. } => {
                 if child.finished() {
@@ -1172,18 +1289,26 @@ impl Frame {
                     child.root.running(stopped);
                     let elapsed = now_ms.saturating_sub(child.started_ms) / 1000;
                     let timeout = child.definition.timeout_seconds;
-                    child.end(timed_out_after(elapsed, timeout));
+                    let mut failures = Vec::new();
+                    child.end_with(
+                        timed_out_after(elapsed, timeout),
+                        &mut Canceling::default(),
+                        next_key,
+                        &mut failures,
+                    );
                 } else {
-                    child.root.expire(now_ms, stopped);
+                    child.root.expire(now_ms, stopped, next_key);
                 }
             }
-            State::Forked { branches, .. } => {
-                for branch in branches {
-                    branch.expire(now_ms, stopped);
+            State::Forked {
+                branches, started, ..
+            } => {
+                for branch in &mut branches[..*started] {
+                    branch.expire(now_ms, stopped, next_key);
                 }
             }
-            State::Switched { case } => case.expire(now_ms, stopped),
-            State::Looping { body, .. } => body.expire(now_ms, stopped),
+            State::Switched { case } => case.expire(now_ms, stopped, next_key),
+            State::Looping { body, .. } => body.expire(now_ms, stopped, next_key),
             _ => {}
         }
     }
@@ -1195,8 +1320,10 @@ impl Frame {
             | State::Choosing { id, .. }
             | State::LoopCondition { id, .. } => out.push(*id),
             State::SubWorkflow { child, .. } => child.root.running(out),
-            State::Forked { branches, .. } => {
-                for branch in branches {
+            State::Forked {
+                branches, started, ..
+            } => {
+                for branch in &branches[..*started] {
                     branch.running(out);
                 }
             }
@@ -1215,9 +1342,12 @@ impl Frame {
                     (a, b) => a.or(b),
                 }
             }
-            State::Forked { branches, .. } => {
-                branches.iter().filter_map(Frame::next_deadline).min()
-            }
+            State::Forked {
+                branches, started, ..
+            } => branches[..*started]
+                .iter()
+                .filter_map(Frame::next_deadline)
+                .min(),
             State::Switched { case } => case.next_deadline(),
             State::Looping { body, .. } => body.next_deadline(),
             _ => None,
@@ -1226,7 +1356,7 @@ impl Frame {
 
     /// Record every task still running as `CANCELED` (the run ended without it); those
     /// that were running (not just ready) go to `canceling.stopped`.
-    fn cancel(&mut self, reason: &str, canceling: &mut Canceling) {
+    fn cancel(&mut self, reason: &str, canceling: &mut Canceling, scope: &mut Scope<'_>) {
         match std::mem::replace(&mut self.state, State::Done(None)) {
             State::Running {
                 id,
@@ -1268,17 +1398,21 @@ impl Frame {
                 branches,
                 task_id,
                 dynamic,
+                started,
             } => {
                 // Conductor completed the fork when it scheduled the branches.
                 let (fork, _) = fork_record(&self.tasks[self.next - 1], task_id, dynamic);
                 self.records.push(fork);
-                for mut branch in branches {
-                    branch.cancel(reason, canceling);
+                for (i, mut branch) in branches.into_iter().enumerate() {
+                    if i >= started {
+                        branch.start_to_cancel(scope, canceling);
+                    }
+                    branch.cancel(reason, canceling, scope);
                     self.records.extend(branch.records);
                 }
             }
             State::Switched { mut case } => {
-                case.cancel(reason, canceling);
+                case.cancel(reason, canceling, scope);
                 self.records.extend(case.records);
             }
             State::SubWorkflow {
@@ -1292,6 +1426,8 @@ impl Frame {
                         reason: reason.to_string(),
                     },
                     canceling,
+                    scope.next_key,
+                    scope.failures,
                 );
                 let task = &self.tasks[self.next - 1];
                 let (mut done, _) = sub_workflow_record(task, task_id, input, child.result());
@@ -1299,7 +1435,7 @@ impl Frame {
                 self.records.push(done);
             }
             State::Looping { mut body, lp } => {
-                body.cancel(reason, canceling);
+                body.cancel(reason, canceling, scope);
                 self.records
                     .push(canceled_loop(&self.tasks[self.next - 1], &lp));
                 self.records.extend(lp.records);
@@ -1453,6 +1589,7 @@ impl Frame {
                     branches,
                     task_id,
                     dynamic: None,
+                    started: 0,
                 };
             }
             TaskKind::ForkJoinDynamic => {
@@ -1493,18 +1630,19 @@ impl Frame {
                             .iter()
                             .map(|t| t.task_reference_name.clone())
                             .collect();
-                        let branches = tasks
-                            .into_iter()
-                            .map(|t| {
-                                let mut frame = Frame::new(vec![t], self.context.clone());
-                                frame.iteration = self.iteration;
-                                frame
-                            })
-                            .collect();
+                        // Collected into a Vec of its own size: collecting in place would
+                        // keep the tasks' (four times larger) allocation for the frames.
+                        let mut branches = Vec::with_capacity(tasks.len());
+                        branches.extend(tasks.into_iter().map(|t| {
+                            let mut frame = Frame::new(vec![t], self.context.clone());
+                            frame.iteration = self.iteration;
+                            frame
+                        }));
                         self.state = State::Forked {
                             branches,
                             task_id,
                             dynamic: Some((input, refs)),
+                            started: 0,
                         };
                     }
                     Err(e) => {
@@ -1676,7 +1814,7 @@ impl Frame {
                     Value::String(name) => Some(name.clone()),
                     other => Some(other.to_string()),
                 };
-                let Some(name) = name.filter(|n| !n.is_empty()) else {
+                let Some(name) = name else {
                     // Conductor's reason prints the whole input; only the parameter is
                     // named here (the rest may carry credentials).
                     self.state = State::Done(Some(Ending::failed(format!(
@@ -1684,9 +1822,39 @@ impl Frame {
                     ))));
                     return;
                 };
+                // Conductor then looks the name up among the task definitions; no name
+                // finds none.
+                if name.is_empty() {
+                    self.state = State::Done(Some(Ending::failed(format!(
+                        "task {reference}: Invalid task specified.  Cannot find task by name  in the task definitions"
+                    ))));
+                    return;
+                }
+                // Conductor gives the task the name as its taskType, and a system task
+                // of that type runs it; any other name is a worker's.
+                use crate::definition::TaskType;
+                let kind = match TaskType::from(name.clone()) {
+                    TaskType::Known(
+                        kind @ (TaskKind::Http
+                        | TaskKind::JsonJqTransform
+                        | TaskKind::Inline
+                        | TaskKind::Lambda
+                        | TaskKind::Wait
+                        | TaskKind::Terminate
+                        | TaskKind::SetVariable),
+                    ) => TaskType::Known(kind),
+                    TaskType::Known(TaskKind::Simple) | TaskType::Unsupported(_) => TaskType::Unset,
+                    TaskType::Known(_) => {
+                        self.state = State::Done(Some(Ending::failed(format!(
+                            "task {reference}: the dynamic task names `{name}`, which Conductor does not run as one scheduled task (a dynamic task may name a worker task or the HTTP, JSON_JQ_TRANSFORM, INLINE, LAMBDA, WAIT, TERMINATE or SET_VARIABLE system task): give the task the type `{name}` in the definition instead"
+                        ))));
+                        return;
+                    }
+                    TaskType::Unset => TaskType::Unset,
+                };
                 let mut resolved = task.clone();
                 resolved.name = name;
-                resolved.kind = crate::definition::TaskType::Unset;
+                resolved.kind = kind;
                 resolved.routed_by = Some(param);
                 self.tasks[self.next - 1] = resolved;
                 self.next -= 1;
@@ -2044,9 +2212,11 @@ impl Frame {
                 self.push(done, result.failure, optional);
                 None
             }
-            State::Forked { branches, .. } => {
+            State::Forked {
+                branches, started, ..
+            } => {
                 let mut result = Some(result);
-                for branch in branches.iter_mut() {
+                for branch in &mut branches[..*started] {
                     match result.take() {
                         Some(r) => result = branch.complete(id, r),
                         None => break,
@@ -2524,6 +2694,7 @@ fn start_sub_workflow(
         without_sub_workflow_timeouts: scope.without_sub_timeouts,
         forks_wait_for_every_branch: scope.forks_wait,
         without_sub_workflow_failure_workflows: scope.without_sub_failures,
+        every_branch_at_once: scope.every_branch,
     };
     let mut child = Interpreter::new(definition, input, options);
     child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);
@@ -2816,7 +2987,11 @@ mod tests {
         }))
         .unwrap();
         let input = json!({ "id": "x", "blob": "b".repeat(5 << 20) });
-        let mut interpreter = Interpreter::new(Arc::new(definition), input, RunOptions::fresh());
+        let options = RunOptions {
+            every_branch_at_once: true,
+            ..RunOptions::fresh()
+        };
+        let mut interpreter = Interpreter::new(Arc::new(definition), input, options);
         let ready = interpreter.start();
         assert_eq!(ready.len(), 1000);
         assert_eq!(ready[999].input, json!({ "id": "x" }));
@@ -2827,5 +3002,126 @@ mod tests {
         for branch in branches {
             assert!(Arc::ptr_eq(&branch.context["workflow"], workflow));
         }
+    }
+
+    /// A static fork of `n` branches of one worker task each (`t0`, `t1`, …), then its
+    /// JOIN.
+    fn wide_fork(n: usize) -> Arc<WorkflowDef> {
+        let branches: Vec<Value> = (0..n)
+            .map(|i| {
+                json!([{
+                    "name": "zuora-update-usage",
+                    "taskReferenceName": format!("t{i}"),
+                    "inputParameters": { "n": i },
+                }])
+            })
+            .collect();
+        Arc::new(
+            serde_json::from_value(json!({
+                "name": "wide",
+                "tasks": [
+                    { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": branches },
+                    { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": [] },
+                ],
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn completed() -> TaskResult {
+        TaskResult {
+            status: TaskStatus::Completed,
+            attempts: Vec::new(),
+            output: json!({}),
+            failure: None,
+        }
+    }
+
+    fn canceled_message(record: &TaskRecord) -> &str {
+        assert_eq!(record.status, TaskStatus::Canceled, "{}", record.reference);
+        record.attempts[0].message.as_deref().unwrap()
+    }
+
+    #[test]
+    fn a_fork_keeps_at_most_branches_at_once_in_progress_and_starts_the_next_as_one_ends() {
+        let mut interpreter = Interpreter::new(wide_fork(600), json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        let refs: Vec<&str> = ready.iter().map(|t| t.reference.as_str()).collect();
+        let first: Vec<String> = (0..BRANCHES_AT_ONCE).map(|i| format!("t{i}")).collect();
+        assert_eq!(refs, first);
+        assert_eq!(ready[511].branch, vec![511]);
+        // A branch ending starts the next one not started, and only that one.
+        let next = interpreter.complete(ready[5].id, completed());
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].reference, "t512");
+        assert_eq!(next[0].branch, vec![512]);
+        assert_eq!(next[0].input, json!({ "n": 512 }));
+        let mut running: Vec<ReadyTask> =
+            ready.into_iter().filter(|t| t.reference != "t5").collect();
+        running.extend(next);
+        while let Some(task) = running.pop() {
+            running.extend(interpreter.complete(task.id, completed()));
+            assert!(running.len() <= BRANCHES_AT_ONCE);
+        }
+        assert!(interpreter.finished());
+        let result = interpreter.result();
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        let mut expected = vec!["fork".to_string()];
+        expected.extend((0..600).map(|i| format!("t{i}")));
+        expected.push("join".into());
+        let recorded: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
+        assert_eq!(recorded, expected);
+    }
+
+    #[test]
+    fn a_failed_branch_cancels_the_branches_not_started_yet_as_never_sent() {
+        let mut interpreter = Interpreter::new(wide_fork(600), json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        let failed = TaskResult::terminal("t0 refused".into());
+        assert!(interpreter.complete(ready[0].id, failed).is_empty());
+        let stopped: HashSet<TaskId> = interpreter.take_stopped().into_iter().collect();
+        let running: HashSet<TaskId> = ready[1..].iter().map(|t| t.id).collect();
+        assert_eq!(stopped, running);
+        assert!(interpreter.finished());
+        let result = interpreter.result();
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        let recorded: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
+        let mut expected = vec!["fork".to_string()];
+        expected.extend((0..600).map(|i| format!("t{i}")));
+        assert_eq!(recorded, expected);
+        assert_eq!(result.tasks[1].status, TaskStatus::FailedWithTerminalError);
+        assert!(
+            canceled_message(&result.tasks[2])
+                .contains("while running: its request may have been sent")
+        );
+        assert!(canceled_message(&result.tasks[512]).contains("while running"));
+        for unstarted in &result.tasks[513..] {
+            assert_eq!(
+                unstarted.input,
+                json!({ "n": unstarted.reference[1..].parse::<u64>().unwrap() })
+            );
+            assert_eq!(
+                canceled_message(unstarted),
+                "canceled (t0 refused) before it started: nothing was sent"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_ended_while_branches_wait_to_start_records_them_canceled_before_they_started() {
+        let mut interpreter = Interpreter::new(wide_fork(600), json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        interpreter.end(Ending::failed("Workflow timed out"));
+        let result = interpreter.result();
+        assert_eq!(result.tasks.len(), 601);
+        assert!(canceled_message(&result.tasks[512]).contains("while running"));
+        assert_eq!(
+            canceled_message(&result.tasks[513]),
+            "canceled (Workflow timed out) before it started: nothing was sent"
+        );
+        // Each task keeps the id it was handed out with; the late ones get their own.
+        let ids: HashSet<&str> = result.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids.len(), 601);
+        assert_eq!(result.tasks[1].task_id, ready[0].task_id);
     }
 }
