@@ -1828,6 +1828,114 @@ async fn a_failed_branch_ends_its_fork_on_temporal_as_locally() {
     assert_replays(&server, &workflow_id).await;
 }
 
+/// A task the run stops is not retried on Temporal: in a sub-workflow, one branch's PUT
+/// gets a 404 while the other branch's PUT, which its task definition retries every
+/// second, is still waiting for its 503. That branch is canceled with the fork, and its
+/// activity too. Without the activity's cancellation Temporal would send the PUT again
+/// a second later, while the parent waits 3 s before its own PUT: the mock receives it
+/// once. The history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_stopped_with_its_fork_is_not_retried_by_temporal() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("stopped-retry");
+    let mock = MockServer::start().await;
+    let known = "8ad08ae29085a77b0190908bfdd67abb";
+    mock.inject(Fault {
+        method: Some("PUT".into()),
+        path: format!("/zuora/v1/object/usage/{known}"),
+        times: 1,
+        status: Some(503),
+        delay_ms: 500,
+        ..Fault::default()
+    });
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "stoppedretry", &config, dir.join("worker.log"));
+    let put = |reference: &str, id: &str, quantity: u32| {
+        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
+                "inputParameters": { "connection": "zuora", "path": { "id": id },
+                                     "body": { "Quantity": quantity } } })
+    };
+    let definition = dir.join("parent.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "parent",
+            "tasks": [
+                { "name": "forked_sync", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "optional": true,
+                  "subWorkflowParam": { "name": "forked_sync", "workflowDefinition": {
+                      "name": "forked_sync",
+                      "taskDefinitions": [{ "name": "zuora-update-usage", "retryCount": 3, "retryDelaySeconds": 1 }],
+                      "tasks": [
+                          { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+                            "forkTasks": [
+                                [put("a1", "8ad08ae29085a77b0190908bfd000000", 11)],
+                                [put("b1", known, 22)],
+                            ] },
+                          { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "b1"] },
+                      ],
+                  } } },
+                { "name": "pause", "taskReferenceName": "pause", "type": "WAIT",
+                  "inputParameters": { "duration": "3s" } },
+                put("after", known, 2),
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let args = [
+        definition.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "stoppedretry".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let (code, result, err) = tokio::time::timeout(PATIENCE, harness_run(&args))
+        .await
+        .expect("the run ended");
+    assert_eq!(code, 0, "{err}\n{result:#}");
+    assert_eq!(result["status"], "COMPLETED");
+    let sub = &result["tasks"][0];
+    assert_eq!(sub["status"], "COMPLETED_WITH_ERRORS");
+    let inner: Vec<(&str, &str)> = sub["subWorkflow"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["ref"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        inner,
+        [
+            ("fork", "COMPLETED"),
+            ("a1", "FAILED_WITH_TERMINAL_ERROR"),
+            ("b1", "CANCELED")
+        ]
+    );
+    let canceled = &sub["subWorkflow"]["tasks"][2]["attempts"][0]["message"];
+    assert!(
+        canceled
+            .as_str()
+            .unwrap()
+            .contains("while running: its request may have been sent and applied"),
+        "{canceled}"
+    );
+    mock.wait_until_idle().await;
+    let mut bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    // The branches' PUTs leave together; the parent's comes last.
+    assert_eq!(bodies.pop().as_deref(), Some(r#"{"Quantity":2}"#));
+    bodies.sort();
+    assert_eq!(bodies, [r#"{"Quantity":11}"#, r#"{"Quantity":22}"#]);
+    assert_replays(&server, &workflow_id_in(&err)).await;
+}
+
 /// A failed sub-workflow starts its own `failureWorkflow` on Temporal as locally: the
 /// sub-workflow's PUT gets a 404, so the optional SUB_WORKFLOW completes with errors
 /// naming the failure workflow's id, the parent's PUT goes out, then the failure
