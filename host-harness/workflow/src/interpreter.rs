@@ -1004,6 +1004,9 @@ enum State {
         /// How many branches have started, in order (at most [`BRANCHES_AT_ONCE`] of
         /// them unfinished); the rest wait as their unstarted frames.
         started: usize,
+        /// How many branches, from the first, have all finished: a result is looked for
+        /// among, and an advance walks, only those in progress after them.
+        settled: usize,
     },
     /// A SWITCH or DECISION (`tasks[next - 1]`) waits for the script that picks its
     /// case.
@@ -1101,18 +1104,23 @@ impl Frame {
                     self.iteration_done(*body, lp, scope);
                 }
                 State::Forked {
-                    branches, started, ..
+                    branches,
+                    started,
+                    settled,
+                    ..
                 } => {
                     let fork_start = scope.ready.len();
+                    let in_progress = *settled..*started;
                     // A branch that a task's result failed stops the fork before any
                     // other branch goes on: Conductor's decide pass throws at the failed
                     // task and schedules nothing.
                     let failed = !scope.forks_wait
-                        && branches[..*started]
+                        && branches[in_progress.clone()]
                             .iter()
                             .any(|b| matches!(b.state, State::Done(Some(_))));
                     if !failed {
-                        for (i, branch) in branches[..*started].iter_mut().enumerate() {
+                        for i in in_progress.clone() {
+                            let branch = &mut branches[i];
                             if !branch.done() {
                                 branch.advance_as(i, scope);
                                 branch.shed_if_done(&self.context);
@@ -1120,7 +1128,7 @@ impl Frame {
                         }
                         // Conductor schedules every branch at once; here the next ones
                         // start as earlier ones end, at most BRANCHES_AT_ONCE unfinished.
-                        let mut open = branches[..*started].iter().filter(|b| !b.done()).count();
+                        let mut open = branches[in_progress].iter().filter(|b| !b.done()).count();
                         while *started < branches.len()
                             && (scope.every_branch || open < BRANCHES_AT_ONCE)
                         {
@@ -1130,15 +1138,21 @@ impl Frame {
                             open += usize::from(!branch.done());
                             *started += 1;
                         }
+                        while *settled < *started && branches[*settled].done() {
+                            *settled += 1;
+                        }
                     }
                     // DeciderService: a task that fails its branch (not optional, out
                     // of retries) fails the workflow at once; WorkflowExecutor then
                     // cancels the tasks of the other branches, and none starts after.
                     if !scope.forks_wait
-                        && let Some(reason) = branches.iter().find_map(|b| match &b.state {
-                            State::Done(Some(ending)) => Some(ending.reason.clone()),
-                            _ => None,
-                        })
+                        && let Some(reason) =
+                            branches[*settled..*started]
+                                .iter()
+                                .find_map(|b| match &b.state {
+                                    State::Done(Some(ending)) => Some(ending.reason.clone()),
+                                    _ => None,
+                                })
                     {
                         let mut canceling = Canceling::of_ready(&scope.ready[fork_start..]);
                         for (i, branch) in branches.iter_mut().enumerate() {
@@ -1150,11 +1164,12 @@ impl Frame {
                             }
                         }
                         *started = branches.len();
+                        *settled = branches.len();
                         let unstarted = &canceling.unstarted;
                         scope.ready.retain(|task| !unstarted.contains(&task.id));
                         scope.stopped.extend(canceling.stopped);
                     }
-                    if !branches.iter().all(Frame::done) {
+                    if *settled < branches.len() {
                         return;
                     }
                     let branches = std::mem::take(branches);
@@ -1301,9 +1316,12 @@ impl Frame {
                 }
             }
             State::Forked {
-                branches, started, ..
+                branches,
+                started,
+                settled,
+                ..
             } => {
-                for branch in &mut branches[..*started] {
+                for branch in &mut branches[*settled..*started] {
                     branch.expire(now_ms, stopped, next_key);
                 }
             }
@@ -1321,9 +1339,12 @@ impl Frame {
             | State::LoopCondition { id, .. } => out.push(*id),
             State::SubWorkflow { child, .. } => child.root.running(out),
             State::Forked {
-                branches, started, ..
+                branches,
+                started,
+                settled,
+                ..
             } => {
-                for branch in &branches[..*started] {
+                for branch in &branches[*settled..*started] {
                     branch.running(out);
                 }
             }
@@ -1343,8 +1364,11 @@ impl Frame {
                 }
             }
             State::Forked {
-                branches, started, ..
-            } => branches[..*started]
+                branches,
+                started,
+                settled,
+                ..
+            } => branches[*settled..*started]
                 .iter()
                 .filter_map(Frame::next_deadline)
                 .min(),
@@ -1399,6 +1423,7 @@ impl Frame {
                 task_id,
                 dynamic,
                 started,
+                ..
             } => {
                 // Conductor completed the fork when it scheduled the branches.
                 let (fork, _) = fork_record(&self.tasks[self.next - 1], task_id, dynamic);
@@ -1590,6 +1615,7 @@ impl Frame {
                     task_id,
                     dynamic: None,
                     started: 0,
+                    settled: 0,
                 };
             }
             TaskKind::ForkJoinDynamic => {
@@ -1643,6 +1669,7 @@ impl Frame {
                             task_id,
                             dynamic: Some((input, refs)),
                             started: 0,
+                            settled: 0,
                         };
                     }
                     Err(e) => {
@@ -2213,10 +2240,13 @@ impl Frame {
                 None
             }
             State::Forked {
-                branches, started, ..
+                branches,
+                started,
+                settled,
+                ..
             } => {
                 let mut result = Some(result);
-                for branch in &mut branches[..*started] {
+                for branch in &mut branches[*settled..*started] {
                     match result.take() {
                         Some(r) => result = branch.complete(id, r),
                         None => break,
