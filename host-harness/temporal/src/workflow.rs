@@ -164,6 +164,9 @@ impl RunDefinition {
         // A fork keeps at most BRANCHES_AT_ONCE branches in progress in runs started
         // since it does; older runs replay with every branch started at once.
         let every_branch_at_once = !ctx.patched(BRANCHES_AT_ONCE_PATCH);
+        // A DYNAMIC task naming a system task's type runs that system task in runs
+        // started since it does; older runs replay with every name a worker's.
+        let dynamic_names_are_workers = !ctx.patched(DYNAMIC_SYSTEM_TASKS_PATCH);
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
             correlation_id: input.correlation_id,
@@ -173,6 +176,7 @@ impl RunDefinition {
             forks_wait_for_every_branch,
             without_sub_workflow_failure_workflows,
             every_branch_at_once,
+            dynamic_names_are_workers,
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
@@ -206,6 +210,10 @@ const SUB_WORKFLOW_FAILURE_WORKFLOWS_PATCH: &str = "sub-workflow-failure-workflo
 /// The patch under which a fork keeps at most `BRANCHES_AT_ONCE` branches in progress,
 /// starting the next as one ends (runs started before it started every branch at once).
 const BRANCHES_AT_ONCE_PATCH: &str = "branches-at-once";
+
+/// The patch under which a DYNAMIC task naming a system task's type (HTTP, INLINE, …)
+/// runs that system task (runs started before it ran a worker of that name).
+const DYNAMIC_SYSTEM_TASKS_PATCH: &str = "dynamic-system-tasks";
 
 /// The patch that marks runs which ask for the connection task queues.
 const CONNECTION_QUEUES_PATCH: &str = "connection-queues";

@@ -181,6 +181,10 @@ pub struct RunOptions {
     /// fork starts. Otherwise a fork with more branches starts the next one each time
     /// one ends.
     pub every_branch_at_once: bool,
+    /// Set for Temporal runs started before a DYNAMIC task naming a system task's type
+    /// (HTTP, INLINE, …) ran that system task: their histories replay with every name
+    /// a worker's. Otherwise the name is Conductor's taskType, as there.
+    pub dynamic_names_are_workers: bool,
 }
 
 /// The most branches of one fork in progress at once (eight times `harness run`'s
@@ -270,6 +274,8 @@ pub struct Interpreter {
     without_sub_failures: bool,
     /// [`RunOptions::every_branch_at_once`].
     every_branch: bool,
+    /// [`RunOptions::dynamic_names_are_workers`].
+    dynamic_workers: bool,
     /// The tasks canceled while running since the executor last asked (the root's).
     stopped: Vec<TaskId>,
     /// The failure workflows its failed sub-workflows start, in the order they failed
@@ -336,6 +342,7 @@ impl Interpreter {
             forks_wait: options.forks_wait_for_every_branch,
             without_sub_failures: options.without_sub_workflow_failure_workflows,
             every_branch: options.every_branch_at_once,
+            dynamic_workers: options.dynamic_names_are_workers,
             stopped: Vec::new(),
             failures: Vec::new(),
             prefix: String::new(),
@@ -418,6 +425,7 @@ impl Interpreter {
             forks_wait: self.forks_wait,
             without_sub_failures: self.without_sub_failures,
             every_branch: self.every_branch,
+            dynamic_workers: self.dynamic_workers,
             stopped,
             failures,
             next_id: &mut self.next_id,
@@ -574,6 +582,7 @@ pub async fn drive<E: TaskExecutor>(
         forks_wait_for_every_branch: options.forks_wait_for_every_branch,
         without_sub_workflow_failure_workflows: options.without_sub_workflow_failure_workflows,
         every_branch_at_once: options.every_branch_at_once,
+        dynamic_names_are_workers: options.dynamic_names_are_workers,
     };
     let (mut result, started_by_subs) =
         drive_one(executor, definition.clone(), input.clone(), options.clone()).await;
@@ -913,6 +922,8 @@ struct Scope<'a> {
     forks_wait: bool,
     /// [`RunOptions::every_branch_at_once`].
     every_branch: bool,
+    /// [`RunOptions::dynamic_names_are_workers`].
+    dynamic_workers: bool,
     /// Where the tasks canceled while running go (the executor stops them).
     stopped: &'a mut Vec<TaskId>,
     /// [`RunOptions::without_sub_workflow_failure_workflows`].
@@ -1157,9 +1168,8 @@ impl Frame {
                         let mut canceling = Canceling::of_ready(&scope.ready[fork_start..]);
                         for (i, branch) in branches.iter_mut().enumerate() {
                             if i >= *started {
-                                branch.start_to_cancel(scope, &mut canceling);
-                            }
-                            if !branch.done() {
+                                branch.cancel_unstarted(&reason, scope);
+                            } else if !branch.done() {
                                 branch.cancel(&reason, &mut canceling, scope);
                             }
                         }
@@ -1252,14 +1262,38 @@ impl Frame {
             .retain(|key, value| !forked.get(key).is_some_and(|kept| Arc::ptr_eq(kept, value)));
     }
 
-    /// Start a fork branch that had not started so that it can be canceled as Conductor
-    /// cancels a scheduled branch: its tasks that became ready are never handed out.
-    fn start_to_cancel(&mut self, scope: &mut Scope<'_>, canceling: &mut Canceling) {
-        let before = scope.ready.len();
-        self.advance(scope);
-        canceling
-            .unstarted
-            .extend(scope.ready.drain(before..).map(|task| task.id));
+    /// Cancel a fork branch that had not started, as Conductor cancels a branch it
+    /// scheduled: its first task is recorded `CANCELED`, nothing sent. Nothing of it
+    /// runs (no script, no TERMINATE or SET_VARIABLE, no mock used, no sub-workflow).
+    fn cancel_unstarted(&mut self, reason: &str, scope: &mut Scope<'_>) {
+        self.state = State::Done(None);
+        let Some(task) = self.tasks.first() else {
+            return;
+        };
+        self.next = 1;
+        self.context
+            .insert("workflow".into(), scope.workflow.clone());
+        let (_, task_id) = scope.ids();
+        let def = task.effective_def(scope.task_defs);
+        let input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
+        // Conductor's taskType: the system task's type, a SIMPLE task's name.
+        let task_type = match task.kind() {
+            Ok(TaskKind::Simple) => task.name.clone(),
+            Ok(kind) => kind.as_str().to_string(),
+            Err(UnsupportedType(task_type)) => task_type,
+        };
+        let mut canceled = record(
+            task,
+            &task_type,
+            task_id,
+            TaskStatus::Canceled,
+            input,
+            json!({}),
+        );
+        canceled.attempts.push(canceled_attempt(format!(
+            "canceled ({reason}) before it started: nothing was sent"
+        )));
+        self.records.push(canceled);
     }
 
     /// A fork's branches are done: the FORK_JOIN's own record first (Conductor completes
@@ -1405,17 +1439,7 @@ impl Frame {
                     input,
                     json!({}),
                 );
-                canceled.attempts.push(Attempt {
-                    number: 1,
-                    started_ms: 0,
-                    duration_ms: 0,
-                    status: TaskStatus::Canceled,
-                    kind: None,
-                    message: Some(message),
-                    wait_ms: None,
-                    wait_reason: None,
-                    paced: None,
-                });
+                canceled.attempts.push(canceled_attempt(message));
                 self.records.push(canceled);
             }
             State::Forked {
@@ -1430,9 +1454,10 @@ impl Frame {
                 self.records.push(fork);
                 for (i, mut branch) in branches.into_iter().enumerate() {
                     if i >= started {
-                        branch.start_to_cancel(scope, canceling);
+                        branch.cancel_unstarted(reason, scope);
+                    } else {
+                        branch.cancel(reason, canceling, scope);
                     }
-                    branch.cancel(reason, canceling, scope);
                     self.records.extend(branch.records);
                 }
             }
@@ -1841,7 +1866,7 @@ impl Frame {
                     Value::String(name) => Some(name.clone()),
                     other => Some(other.to_string()),
                 };
-                let Some(name) = name else {
+                let Some(name) = name.filter(|n| !(scope.dynamic_workers && n.is_empty())) else {
                     // Conductor's reason prints the whole input; only the parameter is
                     // named here (the rest may carry credentials).
                     self.state = State::Done(Some(Ending::failed(format!(
@@ -1861,6 +1886,7 @@ impl Frame {
                 // of that type runs it; any other name is a worker's.
                 use crate::definition::TaskType;
                 let kind = match TaskType::from(name.clone()) {
+                    _ if scope.dynamic_workers => TaskType::Unset,
                     TaskType::Known(
                         kind @ (TaskKind::Http
                         | TaskKind::JsonJqTransform
@@ -2725,6 +2751,7 @@ fn start_sub_workflow(
         forks_wait_for_every_branch: scope.forks_wait,
         without_sub_workflow_failure_workflows: scope.without_sub_failures,
         every_branch_at_once: scope.every_branch,
+        dynamic_names_are_workers: scope.dynamic_workers,
     };
     let mut child = Interpreter::new(definition, input, options);
     child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);
@@ -2773,6 +2800,21 @@ fn fork_record(
 }
 
 /// A DO_WHILE's record when the run ended during it: `CANCELED`, its output so far.
+/// The one attempt of a task canceled by the run, saying whether it may have been sent.
+fn canceled_attempt(message: String) -> Attempt {
+    Attempt {
+        number: 1,
+        started_ms: 0,
+        duration_ms: 0,
+        status: TaskStatus::Canceled,
+        kind: None,
+        message: Some(message),
+        wait_ms: None,
+        wait_reason: None,
+        paced: None,
+    }
+}
+
 fn canceled_loop(task: &WorkflowTask, lp: &Loop) -> TaskRecord {
     record(
         task,
@@ -3035,8 +3077,12 @@ mod tests {
     }
 
     /// A static fork of `n` branches of one worker task each (`t0`, `t1`, …), then its
-    /// JOIN.
+    /// JOIN on the first and the last; the workflow's output reads the last.
     fn wide_fork(n: usize) -> Arc<WorkflowDef> {
+        Arc::new(serde_json::from_value(wide_fork_json(n)).unwrap())
+    }
+
+    fn wide_fork_json(n: usize) -> Value {
         let branches: Vec<Value> = (0..n)
             .map(|i| {
                 json!([{
@@ -3046,23 +3092,23 @@ mod tests {
                 }])
             })
             .collect();
-        Arc::new(
-            serde_json::from_value(json!({
-                "name": "wide",
-                "tasks": [
-                    { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": branches },
-                    { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": [] },
-                ],
-            }))
-            .unwrap(),
-        )
+        json!({
+            "name": "wide",
+            "tasks": [
+                { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": branches },
+                { "name": "j", "taskReferenceName": "join", "type": "JOIN",
+                  "joinOn": ["t0", format!("t{}", n - 1)] },
+            ],
+            "outputParameters": { "last": format!("${{t{}.output.n}}", n - 1) },
+        })
     }
 
-    fn completed() -> TaskResult {
+    /// A worker task's result: completed, its output its input's `n`.
+    fn completed_as(task: &ReadyTask) -> TaskResult {
         TaskResult {
             status: TaskStatus::Completed,
             attempts: Vec::new(),
-            output: json!({}),
+            output: json!({ "n": task.input["n"] }),
             failure: None,
         }
     }
@@ -3081,7 +3127,7 @@ mod tests {
         assert_eq!(refs, first);
         assert_eq!(ready[511].branch, vec![511]);
         // A branch ending starts the next one not started, and only that one.
-        let next = interpreter.complete(ready[5].id, completed());
+        let next = interpreter.complete(ready[5].id, completed_as(&ready[5]));
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].reference, "t512");
         assert_eq!(next[0].branch, vec![512]);
@@ -3090,7 +3136,7 @@ mod tests {
             ready.into_iter().filter(|t| t.reference != "t5").collect();
         running.extend(next);
         while let Some(task) = running.pop() {
-            running.extend(interpreter.complete(task.id, completed()));
+            running.extend(interpreter.complete(task.id, completed_as(&task)));
             assert!(running.len() <= BRANCHES_AT_ONCE);
         }
         assert!(interpreter.finished());
@@ -3101,6 +3147,12 @@ mod tests {
         expected.push("join".into());
         let recorded: Vec<&str> = result.tasks.iter().map(|t| t.reference.as_str()).collect();
         assert_eq!(recorded, expected);
+        // What the finished branches kept is what the JOIN and the output read.
+        assert_eq!(
+            result.tasks[601].output,
+            json!({ "t0": { "n": 0 }, "t599": { "n": 599 } })
+        );
+        assert_eq!(result.output, json!({ "last": 599 }));
     }
 
     #[test]
@@ -3135,6 +3187,64 @@ mod tests {
                 "canceled (t0 refused) before it started: nothing was sent"
             );
         }
+    }
+
+    /// A branch canceled before it started runs nothing: its TERMINATE neither ends the
+    /// run its way nor gives the run its output.
+    #[test]
+    fn a_branch_canceled_before_it_started_runs_none_of_its_tasks() {
+        let mut definition = wide_fork_json(600);
+        definition["tasks"][0]["forkTasks"][599] = json!([{
+            "name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+            "inputParameters": { "terminationStatus": "COMPLETED", "workflowOutput": { "stopped": true } },
+        }]);
+        definition["tasks"][1]["joinOn"] = json!(["t0"]);
+        definition["outputParameters"] = json!({ "first": "${t0.output.n}" });
+        let definition = Arc::new(serde_json::from_value(definition).unwrap());
+        let mut interpreter = Interpreter::new(definition, json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        let failed = TaskResult::terminal("t0 refused".into());
+        assert!(interpreter.complete(ready[0].id, failed).is_empty());
+        let result = interpreter.result();
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        assert_eq!(result.reason.as_deref(), Some("t0 refused"));
+        assert_eq!(result.output, json!({ "first": null }));
+        let stop = &result.tasks[600];
+        assert_eq!(
+            (stop.reference.as_str(), stop.task_type.as_str()),
+            ("stop", "TERMINATE")
+        );
+        assert_eq!(
+            canceled_message(stop),
+            "canceled (t0 refused) before it started: nothing was sent"
+        );
+    }
+
+    /// Ending the run while a fork inside a fork has branches waiting: a task running in
+    /// the outer fork's other branch is still told apart as running.
+    #[test]
+    fn a_run_ended_with_a_wide_inner_fork_stops_the_tasks_running_beside_it() {
+        let inner = wide_fork_json(600);
+        let definition: WorkflowDef = serde_json::from_value(json!({
+            "name": "nested",
+            "tasks": [
+                { "name": "outer", "taskReferenceName": "outer", "type": "FORK_JOIN",
+                  "forkTasks": [inner["tasks"], [{ "name": "zuora-update-usage", "taskReferenceName": "w" }]] },
+                { "name": "j", "taskReferenceName": "outer_join", "type": "JOIN", "joinOn": ["join", "w"] },
+            ],
+        }))
+        .unwrap();
+        let mut interpreter =
+            Interpreter::new(Arc::new(definition), json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        assert_eq!(ready.len(), BRANCHES_AT_ONCE + 1);
+        assert_eq!(ready[BRANCHES_AT_ONCE].reference, "w");
+        interpreter.end(Ending::failed("Workflow timed out"));
+        let result = interpreter.result();
+        let w = result.tasks.iter().find(|t| t.reference == "w").unwrap();
+        assert!(canceled_message(w).contains("while running"));
+        let waiting = result.tasks.iter().find(|t| t.reference == "t599").unwrap();
+        assert!(canceled_message(waiting).contains("before it started"));
     }
 
     #[test]

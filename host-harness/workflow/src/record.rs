@@ -166,8 +166,13 @@ impl SubWorkflowRun {
 
     /// Its printed JSON.
     pub fn to_json(&self) -> Value {
-        serde_json::from_reader(flate2::read::DeflateDecoder::new(&self.0[..]))
-            .unwrap_or(Value::Null)
+        use std::io::Read as _;
+        let mut text = Vec::new();
+        // Unpacked whole first: parsing from the decoder directly reads it byte by byte.
+        match flate2::read::DeflateDecoder::new(&self.0[..]).read_to_end(&mut text) {
+            Ok(_) => serde_json::from_slice(&text).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
     }
 }
 
