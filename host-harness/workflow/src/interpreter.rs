@@ -1314,8 +1314,29 @@ impl Frame {
         let mut ending = None;
         for branch in branches {
             self.records.extend(branch.records);
+            // In iteration N of a loop a branch task's `ref` is also its `ref__N`: that
+            // one replaces the previous iteration's `ref`, as Conductor's ParametersUtils
+            // gives a loop task's plain reference its current iteration.
+            let current: Vec<String> = match self.iteration {
+                Some(n) => branch
+                    .context
+                    .iter()
+                    .filter(|(key, value)| {
+                        branch
+                            .context
+                            .get(&format!("{key}__{n}"))
+                            .is_some_and(|this| Arc::ptr_eq(this, value))
+                    })
+                    .map(|(key, _)| key.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
             for (key, value) in branch.context {
-                self.context.entry(key).or_insert(value);
+                if current.contains(&key) {
+                    self.context.insert(key, value);
+                } else {
+                    self.context.entry(key).or_insert(value);
+                }
             }
             if let State::Done(Some(branch_ending)) = branch.state {
                 ending = ending.or(Some(branch_ending));
@@ -3187,6 +3208,54 @@ mod tests {
                 "canceled (t0 refused) before it started: nothing was sent"
             );
         }
+    }
+
+    /// In iteration 2 of a DO_WHILE, a task after a fork's JOIN that reads a branch task
+    /// by its plain reference reads iteration 2's, as Conductor resolves a loop task's
+    /// reference to its current iteration.
+    #[test]
+    fn after_a_join_in_a_loop_a_branch_task_reads_as_its_current_iteration() {
+        let definition: WorkflowDef = serde_json::from_value(json!({
+            "name": "looped_fork",
+            "tasks": [{
+                "name": "each", "taskReferenceName": "each", "type": "DO_WHILE",
+                "loopCondition": "$.each['iteration'] < 2",
+                "loopOver": [
+                    { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+                      "forkTasks": [[{ "name": "zuora-update-usage", "taskReferenceName": "t0" }]] },
+                    { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["t0"] },
+                    { "name": "zuora-update-usage", "taskReferenceName": "after",
+                      "inputParameters": { "seen": "${t0.output.n}" } },
+                ],
+            }],
+        }))
+        .unwrap();
+        let mut interpreter =
+            Interpreter::new(Arc::new(definition), json!({}), RunOptions::fresh());
+        let output = |n: u32| TaskResult {
+            status: TaskStatus::Completed,
+            attempts: Vec::new(),
+            output: json!({ "n": n, "result": true }),
+            failure: None,
+        };
+        let mut seen = Vec::new();
+        let mut ready = interpreter.start();
+        for n in [1, 2] {
+            assert_eq!(ready[0].reference, format!("t0__{n}"));
+            ready = interpreter.complete(ready[0].id, output(n));
+            assert_eq!(ready[0].reference, format!("after__{n}"));
+            seen.push(ready[0].input["seen"].clone());
+            ready = interpreter.complete(ready[0].id, output(n));
+            // The loop condition's script: go on once.
+            assert_eq!(ready[0].component, JAVASCRIPT);
+            let go_on = TaskResult {
+                output: json!({ "result": n < 2 }),
+                ..output(n)
+            };
+            ready = interpreter.complete(ready[0].id, go_on);
+        }
+        assert!(interpreter.finished());
+        assert_eq!(seen, [json!(1), json!(2)]);
     }
 
     /// A branch canceled before it started runs nothing: its TERMINATE neither ends the
