@@ -1936,6 +1936,73 @@ async fn a_task_stopped_with_its_fork_is_not_retried_by_temporal() {
     assert_replays(&server, &workflow_id_in(&err)).await;
 }
 
+/// A failed `permissive` task lets the workflow go on and fails it at the end on
+/// Temporal as locally: both PUTs are sent, the records and the failure match the local
+/// run's (but for the task id the reason names), and the history replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_permissive_task_fails_the_workflow_at_its_end_on_temporal_as_locally() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let dir = scratch_dir("permissive");
+    let mock = MockServer::start().await;
+    let config = config_for(&mock, &dir.0);
+    let _worker = WorkerProcess::start(&server, "permissive", &config, dir.join("worker.log"));
+    let put = |reference: &str, id: &str, quantity: u32| {
+        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
+                "inputParameters": { "connection": "zuora", "path": { "id": id },
+                                     "body": { "Quantity": quantity } } })
+    };
+    let mut first = put("a1", "8ad08ae29085a77b0190908bfd000000", 11);
+    first["permissive"] = json!(true);
+    let definition = dir.join("permissive.json");
+    std::fs::write(
+        &definition,
+        json!({
+            "name": "permissive_then_more",
+            "tasks": [first, put("b1", "8ad08ae29085a77b0190908bfdd67abb", 21)],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let common = [definition.display().to_string()];
+    let (local_code, local, local_err) = harness_run(&common).await;
+    assert_eq!(local_code, 1, "{local_err}\n{local:#}");
+    let mut args = common.to_vec();
+    args.extend([
+        "--config".into(),
+        config.display().to_string(),
+        "--temporal-address".into(),
+        server.address.clone(),
+        "--task-queue".into(),
+        "permissive".into(),
+    ]);
+    let (code, result, err) = harness_run(&args).await;
+    assert_eq!(code, 1, "{err}\n{result:#}");
+    assert_eq!(result["status"], "FAILED");
+    assert_eq!(comparable(&result), comparable(&local));
+    let reason = |run: &Value| {
+        let id = run["tasks"][0]["taskId"].as_str().unwrap().to_string();
+        run["reasonForIncompletion"]
+            .as_str()
+            .unwrap()
+            .replace(&id, "ID")
+    };
+    assert_eq!(
+        reason(&result),
+        "Task ID failed with status: FAILED_WITH_TERMINAL_ERROR and reason: 'task a1 failed: 404 Not Found: INVALID_VALUE: The usage record 8ad08ae29085a77b0190908bfd000000 does not exist. Check the record id and the baseUrl.'"
+    );
+    assert_eq!(reason(&result), reason(&local));
+    let bodies: Vec<String> = mock
+        .journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(bodies, [r#"{"Quantity":11}"#, r#"{"Quantity":21}"#]);
+    assert_replays(&server, &workflow_id_in(&err)).await;
+}
+
 /// A failed sub-workflow starts its own `failureWorkflow` on Temporal as locally: the
 /// sub-workflow's PUT gets a 404, so the optional SUB_WORKFLOW completes with errors
 /// naming the failure workflow's id, the parent's PUT goes out, then the failure

@@ -1733,6 +1733,89 @@ fn a_fork_whose_first_branch_fails() -> Vec<Value> {
     ]
 }
 
+/// Conductor's `permissive`: a task that fails (out of retries, not optional) keeps its
+/// status and the workflow goes on to its next task; the workflow then fails when it
+/// would complete, naming the task (DeciderService's "Task … failed with status: …").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_permissive_task_lets_the_workflow_go_on_then_fails_it_at_the_end() {
+    let h = harness().await;
+    let mut first = zuora_put_unknown("a1", 11);
+    first["permissive"] = json!(true);
+    let definition = def(json!({
+        "name": "permissive_then_more",
+        "tasks": [first, zuora_put("b1", 21)],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    assert_eq!(sent_quantities(&h), [json!(11), json!(21)]);
+    let printed = result.to_json();
+    assert_eq!(
+        statuses(&printed["tasks"]),
+        [("a1", "FAILED_WITH_TERMINAL_ERROR"), ("b1", "COMPLETED")]
+    );
+    assert_eq!(result.status, "FAILED");
+    let a1 = printed["tasks"][0]["taskId"].as_str().unwrap();
+    assert_eq!(
+        result.reason.as_deref(),
+        Some(
+            format!(
+                "Task {a1} failed with status: FAILED_WITH_TERMINAL_ERROR and reason: '{PUT_404}'"
+            )
+            .as_str()
+        )
+    );
+}
+
+/// The failure reason of [`zuora_put_unknown`]'s task `a1`.
+const PUT_404: &str = "task a1 failed: 404 Not Found: INVALID_VALUE: The usage record 8ad08ae29085a77b0190908bfd000000 does not exist. Check the record id and the baseUrl.";
+
+/// A JOIN on a failed permissive task fails, as Conductor's `Join` does once every task
+/// it joins has ended: the other branch still runs to its end, the JOIN's output holds
+/// the outputs up to the failed task, its reason is the task's, and the task after the
+/// JOIN never starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_on_a_failed_permissive_task_fails_once_every_branch_ended() {
+    let h = harness().await;
+    let mut failing = zuora_put_unknown("a1", 11);
+    failing["permissive"] = json!(true);
+    let definition = def(json!({
+        "name": "permissive_fork",
+        "tasks": [
+            { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
+              "forkTasks": [[failing], [zuora_put("b1", 21), zuora_put("b2", 22)]] },
+            { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "b2"] },
+            zuora_put("after", 31),
+        ],
+    }));
+    let result = h
+        .runner
+        .run_with(&definition, json!({}), RunOptions::fresh())
+        .await;
+    let mut sent = sent_quantities(&h);
+    sent.sort_by_key(|q| q.as_u64());
+    assert_eq!(sent, [json!(11), json!(21), json!(22)]);
+    let printed = result.to_json();
+    assert_eq!(
+        statuses(&printed["tasks"]),
+        [
+            ("fork", "COMPLETED"),
+            ("a1", "FAILED_WITH_TERMINAL_ERROR"),
+            ("b1", "COMPLETED"),
+            ("b2", "COMPLETED"),
+            ("join", "FAILED"),
+        ]
+    );
+    let join = &printed["tasks"][4];
+    assert_eq!(
+        join["output"],
+        json!({ "a1": printed["tasks"][1]["output"] })
+    );
+    assert_eq!(result.status, "FAILED");
+    assert_eq!(result.reason.as_deref(), Some(PUT_404));
+}
+
 /// How long a test waits for a run that must not wait on the held reply.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -65,8 +65,14 @@ impl RunDefinition {
     #[run(name = "run-definition")]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
-        input: RunDefinitionInput,
+        mut input: RunDefinitionInput,
     ) -> WorkflowResult<Value> {
+        // A task's `permissive` is Conductor's in runs started since the `permissive`
+        // patch; older runs, which ignored it, replay without it.
+        if !ctx.patched(PERMISSIVE_PATCH) {
+            without_permissive(&mut input.definition);
+            input.definitions.iter_mut().for_each(without_permissive);
+        }
         // An invalid definition fails the execution (as `harness run` refuses to start
         // it), rather than completing with a FAILED result.
         let mocks = if input.mocks.is_null() {
@@ -214,6 +220,24 @@ const BRANCHES_AT_ONCE_PATCH: &str = "branches-at-once";
 /// The patch under which a DYNAMIC task naming a system task's type (HTTP, INLINE, …)
 /// runs that system task (runs started before it ran a worker of that name).
 const DYNAMIC_SYSTEM_TASKS_PATCH: &str = "dynamic-system-tasks";
+
+/// The patch under which a task's `permissive` holds (runs started before it ignored it).
+const PERMISSIVE_PATCH: &str = "permissive";
+
+/// `definition` with every task's `permissive` left out, as runs before the
+/// `permissive` patch read it.
+fn without_permissive(definition: &mut Value) {
+    match definition {
+        Value::Object(map) => {
+            if map.contains_key("taskReferenceName") {
+                map.remove("permissive");
+            }
+            map.values_mut().for_each(without_permissive);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_permissive),
+        _ => {}
+    }
+}
 
 /// The patch that marks runs which ask for the connection task queues.
 const CONNECTION_QUEUES_PATCH: &str = "connection-queues";

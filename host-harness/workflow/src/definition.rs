@@ -80,6 +80,11 @@ pub struct WorkflowTask {
     /// A failed optional task ends `COMPLETED_WITH_ERRORS` and does not fail the workflow.
     #[serde(default)]
     pub optional: bool,
+    /// Conductor's `permissive`: a failed task (out of retries, not optional) keeps its
+    /// status and the workflow goes on; a JOIN on it fails once all it joins ended, and
+    /// the workflow fails when it would complete (DeciderService, Join).
+    #[serde(default)]
+    pub permissive: bool,
     /// Overrides the task definition's `retryCount`.
     #[serde(default)]
     pub retry_count: Option<u32>,

@@ -1067,13 +1067,19 @@ impl Frame {
 
     /// Record a finished worker task and its context entry, as Conductor's decider
     /// would: a failed optional task becomes `COMPLETED_WITH_ERRORS` and the list goes
-    /// on; a task `TIMED_OUT` (its timeout policy `TIME_OUT_WF`, or out of retries) ends
-    /// the workflow `TIMED_OUT`; any other failure ends it `FAILED`.
-    fn push(&mut self, mut done: TaskRecord, failure: Option<String>, optional: bool) {
+    /// on; a failed permissive one keeps its status and the list goes on (the workflow
+    /// fails when it would complete); a task `TIMED_OUT` (its timeout policy
+    /// `TIME_OUT_WF`, or out of retries) ends the workflow `TIMED_OUT`; any other
+    /// failure ends it `FAILED`.
+    fn push(&mut self, mut done: TaskRecord, failure: Option<String>, tolerance: Tolerance) {
         let failed = !matches!(done.status, TaskStatus::Completed);
-        if failed && optional {
+        if failed && tolerance.optional {
             done.status = TaskStatus::CompletedWithErrors;
         }
+        if failed && !tolerance.optional && tolerance.permissive {
+            done.permissive_failure = Some(failure.clone().unwrap_or_default());
+        }
+        let optional = tolerance.optional || tolerance.permissive;
         let entry = entry(&done, failure.as_deref().filter(|_| failed));
         if let Some(base) = self.iteration.and_then(|n| loop_base(&done.reference, n)) {
             self.context.insert(base.to_string(), entry.clone());
@@ -1232,7 +1238,7 @@ impl Frame {
                         scope.failures.push(start);
                     }
                     let (done, failure) = sub_workflow_record(task, task_id, input, run);
-                    let optional = task.optional;
+                    let optional = Tolerance::of(task);
                     self.push(done, failure, optional);
                 }
                 State::Ready => self.start_next(scope),
@@ -1310,7 +1316,7 @@ impl Frame {
         let task = &self.tasks[self.next - 1];
         let (fork, join_on) = fork_record(task, task_id, dynamic);
         self.join_on = join_on;
-        self.push(fork, None, false);
+        self.push(fork, None, Tolerance::default());
         let mut ending = None;
         for branch in branches {
             self.records.extend(branch.records);
@@ -1612,7 +1618,7 @@ impl Frame {
                 } else {
                     set_variable(task, task_id, input, scope)
                 };
-                let optional = task.optional;
+                let optional = Tolerance::of(task);
                 self.push(done, failure, optional);
                 // Nothing after a TERMINATE runs: the lists above it end with it.
                 if let Some((ending, _)) = scope.terminated.as_ref() {
@@ -1641,9 +1647,9 @@ impl Frame {
             TaskKind::Join => {
                 let (_, task_id) = scope.ids();
                 let join_on = self.join_on.take().unwrap_or_else(|| task.join_on.clone());
-                let join = join_record(task, &join_on, &self.context, task_id);
-                let optional = task.optional;
-                self.push(join, None, optional);
+                let (join, failure) = join_record(task, &join_on, &self.context, task_id);
+                let optional = Tolerance::of(task);
+                self.push(join, failure, optional);
             }
             TaskKind::ForkJoin => {
                 let (_, task_id) = scope.ids();
@@ -1728,7 +1734,7 @@ impl Frame {
                 let (id, task_id) = scope.ids();
                 let def = task.effective_def(scope.task_defs);
                 let input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
-                let optional = task.optional;
+                let optional = Tolerance::of(task);
                 if scope.mocks.has(&reference) {
                     self.push_mocked(scope.mocks, &def, "WAIT", task_id, input);
                     return;
@@ -1802,7 +1808,7 @@ impl Frame {
             TaskKind::Inline | TaskKind::Lambda => {
                 let (id, task_id) = scope.ids();
                 let def = task.effective_def(scope.task_defs);
-                let optional = task.optional;
+                let optional = Tolerance::of(task);
                 let name = kind.as_str();
                 let input = match task_input(task, &def, &self.context, &task_id) {
                     Ok(input) => input,
@@ -1984,7 +1990,7 @@ impl Frame {
             result.output,
         );
         done.attempts = result.attempts;
-        let optional = task.optional;
+        let optional = Tolerance::of(task);
         self.push(done, result.failure, optional);
     }
 
@@ -2006,7 +2012,7 @@ impl Frame {
             json!({}),
         );
         let reason = format!("task {}: {failure}", task.task_reference_name);
-        let optional = task.optional;
+        let optional = Tolerance::of(task);
         self.push(failed, Some(reason), optional);
     }
 
@@ -2178,7 +2184,7 @@ impl Frame {
             lp.input,
             Value::Object(lp.output),
         );
-        let optional = task.optional;
+        let optional = Tolerance::of(task);
         self.context = context;
         // The DO_WHILE lists before its loop's tasks, as Conductor schedules it.
         self.push(done, None, optional);
@@ -2197,7 +2203,7 @@ impl Frame {
             lp.input,
             Value::Object(lp.output),
         );
-        let optional = task.optional;
+        let optional = Tolerance::of(task);
         self.context = context;
         self.push(done, Some(reason), optional);
         self.records.extend(lp.records);
@@ -2247,7 +2253,7 @@ impl Frame {
                     task.task_reference_name,
                     result.failure.unwrap_or_default()
                 );
-                self.push(failed, Some(reason), false);
+                self.push(failed, Some(reason), Tolerance::default());
                 None
             }
             State::Running { id: running, .. } if *running == id => {
@@ -2282,7 +2288,7 @@ impl Frame {
                 }
                 let mut done = record(task, &task_type, task_id, status, input, output);
                 done.attempts = result.attempts;
-                let optional = task.optional;
+                let optional = Tolerance::of(task);
                 self.push(done, result.failure, optional);
                 None
             }
@@ -2821,6 +2827,22 @@ fn fork_record(
 }
 
 /// A DO_WHILE's record when the run ended during it: `CANCELED`, its output so far.
+/// What a task's failure does not end: its `optional` and `permissive`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tolerance {
+    optional: bool,
+    permissive: bool,
+}
+
+impl Tolerance {
+    fn of(task: &WorkflowTask) -> Tolerance {
+        Tolerance {
+            optional: task.optional,
+            permissive: task.permissive,
+        }
+    }
+}
+
 /// The one attempt of a task canceled by the run, saying whether it may have been sent.
 fn canceled_attempt(message: String) -> Attempt {
     Attempt {

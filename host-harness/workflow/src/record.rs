@@ -112,6 +112,9 @@ pub struct TaskRecord {
     pub output: Value,
     /// A SUB_WORKFLOW's run.
     pub sub_workflow: Option<SubWorkflowRun>,
+    /// A failed `permissive` task's reason: the workflow went on past it and fails when
+    /// it would complete, naming it (not printed: the reason is the run's).
+    pub permissive_failure: Option<String>,
 }
 
 /// The result of a workflow run.
@@ -269,6 +272,27 @@ pub(crate) fn finish(
             context,
         )
     };
+    // DeciderService: a workflow that would complete (its tasks done, or a TERMINATE
+    // COMPLETED it) with a permissive task failed fails, naming each.
+    let permissive: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let reason = r.permissive_failure.as_ref()?;
+            Some(format!(
+                "Task {} failed with status: {} and reason: '{reason}'",
+                r.task_id,
+                r.status.as_str()
+            ))
+        })
+        .collect();
+    let ending = match ending {
+        None
+        | Some(Ending {
+            status: WorkflowStatus::Completed,
+            ..
+        }) if !permissive.is_empty() => Some(Ending::failed(permissive.join(". "))),
+        ending => ending,
+    };
     let (status, output, reason) = match ending {
         Some(Ending { status, reason }) => {
             (status, output().unwrap_or_else(|_| json!({})), Some(reason))
@@ -295,32 +319,79 @@ pub(crate) fn finish(
 }
 
 /// A JOIN's record: the outputs of the tasks it joins on.
+///
+/// When it runs, every task it joins has ended, and one that failed without ending the
+/// run was `permissive`: as Conductor's `Join`, the JOIN then fails (`CANCELED` when
+/// every such task was canceled), its output the tasks' up to the first failed one, its
+/// reason theirs; the second value is that reason.
 pub(crate) fn join_record(
     task: &WorkflowTask,
     join_on: &[String],
     context: &Context,
     task_id: String,
-) -> TaskRecord {
-    let output: Map<String, Value> = join_on
+) -> (TaskRecord, Option<String>) {
+    let status_of = |r: &String| {
+        context
+            .get(r)
+            .and_then(|c| c["status"].as_str().map(str::to_string))
+    };
+    let failed = |status: &str| {
+        !matches!(
+            status,
+            "COMPLETED" | "COMPLETED_WITH_ERRORS" | "SKIPPED" | "IN_PROGRESS"
+        )
+    };
+    let mut output = Map::new();
+    let mut first_failed = None;
+    for r in join_on {
+        output.insert(
+            r.clone(),
+            context
+                .get(r)
+                .map(|c| c["output"].clone())
+                .unwrap_or(Value::Null),
+        );
+        if status_of(r).is_some_and(|s| failed(&s)) {
+            first_failed = Some(r);
+            break;
+        }
+    }
+    let Some(_) = first_failed else {
+        let done = record(
+            task,
+            "JOIN",
+            task_id,
+            TaskStatus::Completed,
+            json!({ "joinOn": join_on }),
+            Value::Object(output),
+        );
+        return (done, None);
+    };
+    let failures: Vec<(String, Option<String>)> = join_on
         .iter()
-        .map(|r| {
-            (
-                r.clone(),
-                context
-                    .get(r)
-                    .map(|c| c["output"].clone())
-                    .unwrap_or(Value::Null),
-            )
+        .filter_map(|r| {
+            let status = status_of(r).filter(|s| failed(s))?;
+            let reason = context[r]["reasonForIncompletion"]
+                .as_str()
+                .map(str::to_string);
+            Some((status, reason))
         })
         .collect();
-    record(
+    let reason: Vec<&str> = failures.iter().filter_map(|(_, r)| r.as_deref()).collect();
+    let status = if failures.iter().all(|(s, _)| s == "CANCELED") {
+        TaskStatus::Canceled
+    } else {
+        TaskStatus::Failed
+    };
+    let done = record(
         task,
         "JOIN",
         task_id,
-        TaskStatus::Completed,
+        status,
         json!({ "joinOn": join_on }),
         Value::Object(output),
-    )
+    );
+    (done, Some(reason.join(" ")))
 }
 
 /// A SWITCH's or DECISION's input, resolved on `context` as its mapper resolves it; the
@@ -439,6 +510,7 @@ pub(crate) fn record(
 ) -> TaskRecord {
     TaskRecord {
         sub_workflow: None,
+        permissive_failure: None,
         reference: task.task_reference_name.clone(),
         task: task.name.clone(),
         task_type: task_type.to_string(),
