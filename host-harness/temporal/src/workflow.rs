@@ -67,12 +67,6 @@ impl RunDefinition {
         ctx: &mut WorkflowContext<Self>,
         mut input: RunDefinitionInput,
     ) -> WorkflowResult<Value> {
-        // A task's `permissive` is Conductor's in runs started since the `permissive`
-        // patch; older runs, which ignored it, replay without it.
-        if !ctx.patched(PERMISSIVE_PATCH) {
-            without_permissive(&mut input.definition);
-            input.definitions.iter_mut().for_each(without_permissive);
-        }
         // An invalid definition fails the execution (as `harness run` refuses to start
         // it), rather than completing with a FAILED result.
         let mocks = if input.mocks.is_null() {
@@ -173,6 +167,20 @@ impl RunDefinition {
         // A DYNAMIC task naming a system task's type runs that system task in runs
         // started since it does; older runs replay with every name a worker's.
         let dynamic_names_are_workers = !ctx.patched(DYNAMIC_SYSTEM_TASKS_PATCH);
+        // A task's `permissive` is Conductor's in runs started since the `permissive`
+        // patch; older runs, which ignored it, replay with it left out (the definitions
+        // parsed once more without it: they parsed with it above).
+        let (definition, definitions) = if ctx.patched(PERMISSIVE_PATCH) {
+            (definition, definitions)
+        } else {
+            without_permissive(&mut input.definition);
+            input.definitions.iter_mut().for_each(without_permissive);
+            (
+                serde_json::from_value(input.definition.clone()).unwrap_or(definition),
+                harness_workflow::Definitions::from_values(&input.definitions)
+                    .unwrap_or(definitions),
+            )
+        };
         let options = interpreter::RunOptions {
             workflow_id: ctx.workflow_id().to_string(),
             correlation_id: input.correlation_id,
