@@ -1281,7 +1281,27 @@ impl Frame {
             .insert("workflow".into(), scope.workflow.clone());
         let (_, task_id) = scope.ids();
         let def = task.effective_def(scope.task_defs);
-        let input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
+        let mut input = task_input(task, &def, &self.context, &task_id).unwrap_or_default();
+        // A SUB_WORKFLOW's input is recorded as a started one's is.
+        if let (Ok(TaskKind::SubWorkflow), Some(params)) = (task.kind(), &task.sub_workflow_param) {
+            let inline = params.workflow_definition.as_ref();
+            let name = inline
+                .and_then(|d| d["name"].as_str())
+                .unwrap_or(&params.name);
+            let version = inline
+                .and_then(|d| d["version"].as_u64())
+                .or_else(|| {
+                    let found = scope.definitions.get(&params.name, params.version);
+                    found.and_then(|d| d.version).map(u64::from)
+                })
+                .or(params.version.map(u64::from))
+                .unwrap_or(1);
+            input = json!({
+                "subWorkflowName": name,
+                "subWorkflowVersion": version,
+                "workflowInput": input,
+            });
+        }
         // Conductor's taskType: the system task's type, a SIMPLE task's name.
         let task_type = match task.kind() {
             Ok(TaskKind::Simple) => task.name.clone(),
@@ -3308,6 +3328,45 @@ mod tests {
         assert_eq!(
             canceled_message(stop),
             "canceled (t0 refused) before it started: nothing was sent"
+        );
+    }
+
+    /// A SUB_WORKFLOW branch canceled before it started records its input as a started
+    /// one does (the workflow it would run, and its input).
+    #[test]
+    fn a_sub_workflow_branch_canceled_before_it_started_records_the_workflow_it_would_run() {
+        let mut definition = wide_fork_json(600);
+        definition["tasks"][0]["forkTasks"][599] = json!([{
+            "name": "sync_usage_record", "taskReferenceName": "sync", "type": "SUB_WORKFLOW",
+            "inputParameters": { "quantity": 5 },
+            "subWorkflowParam": { "name": "sync_usage_record", "workflowDefinition": {
+                "name": "sync_usage_record", "version": 3,
+                "tasks": [{ "name": "zuora-update-usage", "taskReferenceName": "put" }],
+            } },
+        }]);
+        let definition = Arc::new(serde_json::from_value(definition).unwrap());
+        let mut interpreter = Interpreter::new(definition, json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        interpreter.end(Ending::failed("Workflow timed out"));
+        assert_eq!(ready.len(), BRANCHES_AT_ONCE);
+        let result = interpreter.result();
+        let sync = &result.tasks[600];
+        assert_eq!(
+            (sync.reference.as_str(), sync.task_type.as_str()),
+            ("sync", "SUB_WORKFLOW")
+        );
+        assert_eq!(
+            sync.input,
+            json!({
+                "subWorkflowName": "sync_usage_record",
+                "subWorkflowVersion": 3,
+                "workflowInput": { "quantity": 5 },
+            })
+        );
+        assert!(sync.sub_workflow.is_none());
+        assert_eq!(
+            canceled_message(sync),
+            "canceled (Workflow timed out) before it started: nothing was sent"
         );
     }
 
