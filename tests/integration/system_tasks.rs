@@ -741,6 +741,22 @@ async fn a_dynamic_fork_in_a_loop_names_its_tasks_per_iteration_as_conductor_doe
 /// output names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_batch_example_creates_every_record_once_and_a_bad_record_fails_only_its_branch() {
+    batch_creates_every_record_once(false, 7).await;
+}
+
+/// The batch of 1,000 records (the example's and 500 more), wider than the 512 branches
+/// a fork keeps in progress: the later branches start as earlier ones end, every record
+/// is still created exactly once, and a bad record past the first 512 fails only its own
+/// branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_wider_than_the_branches_in_progress_creates_every_record_once() {
+    batch_creates_every_record_once(true, 800).await;
+}
+
+/// Run the batch example on the embedded mock, its records doubled (500 more, each
+/// quantity plus 1,000) or not, record `bad` given a quantity Rebilly refuses; check
+/// that every other record was created and corrected exactly once.
+async fn batch_creates_every_record_once(doubled: bool, bad: usize) {
     let h = harness().await;
     let connections = harness_config::Connections::for_mock(&h.mock);
     let policy = connections.policy().clone();
@@ -764,7 +780,16 @@ async fn the_batch_example_creates_every_record_once_and_a_bad_record_fails_only
         harness_workflow::Definitions::load_dir(&examples.join("definitions")).unwrap();
     let mut input = read("period-usage-batch.input.json");
     assert_eq!(input["records"].as_array().unwrap().len(), 500);
-    input["records"][7]["quantity"] = json!(-1);
+    if doubled {
+        let example = input["records"].as_array().unwrap().clone();
+        let more = example.into_iter().map(|mut record| {
+            record["quantity"] = json!(record["quantity"].as_f64().unwrap() + 1000.0);
+            record
+        });
+        input["records"].as_array_mut().unwrap().extend(more);
+    }
+    let total = input["records"].as_array().unwrap().len();
+    input["records"][bad]["quantity"] = json!(-1);
     let options = RunOptions {
         definitions: std::sync::Arc::new(definitions),
         ..RunOptions::fresh()
@@ -777,16 +802,17 @@ async fn the_batch_example_creates_every_record_once_and_a_bad_record_fails_only
         )
         .await;
     assert_eq!(result.status, "COMPLETED", "{:?}", result.reason);
+    let bad_ref = format!("_sync_each_{bad}");
     assert_eq!(
         result.output,
-        json!({ "period": "2026-11", "synced": 499, "failed": ["_sync_each_7"] })
+        json!({ "period": "2026-11", "synced": total - 1, "failed": [bad_ref] })
     );
     let printed = result.to_json();
     let failed = printed["tasks"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["ref"] == "_sync_each_7")
+        .find(|t| t["ref"] == bad_ref.as_str())
         .unwrap();
     assert_eq!(failed["status"], "COMPLETED_WITH_ERRORS");
     assert_eq!(failed["subWorkflow"]["status"], "FAILED");
@@ -813,16 +839,16 @@ async fn the_batch_example_creates_every_record_once_and_a_bad_record_fails_only
         .unwrap()
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != 7)
+        .filter(|(i, _)| *i != bad)
         .map(|(_, r)| ((r["usageTime"].to_string(), r["quantity"].to_string()), 1))
         .collect();
     assert_eq!(
         created.len(),
-        499,
+        total - 1,
         "every record but the bad one, once each"
     );
     assert_eq!(created, expected);
-    assert_eq!(corrected, 499);
+    assert_eq!(corrected, total - 1);
     assert_eq!(logins, 1);
 }
 
