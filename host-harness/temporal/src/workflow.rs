@@ -170,11 +170,15 @@ impl RunDefinition {
         // A task's `permissive` is Conductor's in runs started since the `permissive`
         // patch; older runs, which ignored it, replay with it left out (the definitions
         // parsed once more without it: they parsed with it above).
-        let (definition, definitions) = if ctx.patched(PERMISSIVE_PATCH) {
+        let permissive_ignored = !ctx.patched(PERMISSIVE_PATCH);
+        let (definition, definitions) = if !permissive_ignored {
             (definition, definitions)
         } else {
-            without_permissive(&mut input.definition);
-            input.definitions.iter_mut().for_each(without_permissive);
+            harness_workflow::strip_permissive(&mut input.definition);
+            input
+                .definitions
+                .iter_mut()
+                .for_each(harness_workflow::strip_permissive);
             (
                 serde_json::from_value(input.definition.clone()).unwrap_or(definition),
                 harness_workflow::Definitions::from_values(&input.definitions)
@@ -191,6 +195,7 @@ impl RunDefinition {
             without_sub_workflow_failure_workflows,
             every_branch_at_once,
             dynamic_names_are_workers,
+            permissive_ignored,
         };
         let result =
             interpreter::drive(&activities, Arc::new(definition), input.input, options).await;
@@ -231,21 +236,6 @@ const DYNAMIC_SYSTEM_TASKS_PATCH: &str = "dynamic-system-tasks";
 
 /// The patch under which a task's `permissive` holds (runs started before it ignored it).
 const PERMISSIVE_PATCH: &str = "permissive";
-
-/// `definition` with every task's `permissive` left out, as runs before the
-/// `permissive` patch read it.
-fn without_permissive(definition: &mut Value) {
-    match definition {
-        Value::Object(map) => {
-            if map.contains_key("taskReferenceName") {
-                map.remove("permissive");
-            }
-            map.values_mut().for_each(without_permissive);
-        }
-        Value::Array(items) => items.iter_mut().for_each(without_permissive),
-        _ => {}
-    }
-}
 
 /// The patch that marks runs which ask for the connection task queues.
 const CONNECTION_QUEUES_PATCH: &str = "connection-queues";

@@ -185,6 +185,10 @@ pub struct RunOptions {
     /// (HTTP, INLINE, …) ran that system task: their histories replay with every name
     /// a worker's. Otherwise the name is Conductor's taskType, as there.
     pub dynamic_names_are_workers: bool,
+    /// Set for Temporal runs started before a task's `permissive` held: the tasks a
+    /// dynamic fork makes from its input are made without it, as those runs made them
+    /// (the Temporal workflow leaves it out of the definitions themselves).
+    pub permissive_ignored: bool,
 }
 
 /// The most branches of one fork in progress at once (eight times `harness run`'s
@@ -276,6 +280,8 @@ pub struct Interpreter {
     every_branch: bool,
     /// [`RunOptions::dynamic_names_are_workers`].
     dynamic_workers: bool,
+    /// [`RunOptions::permissive_ignored`].
+    permissive_ignored: bool,
     /// The tasks canceled while running since the executor last asked (the root's).
     stopped: Vec<TaskId>,
     /// The failure workflows its failed sub-workflows start, in the order they failed
@@ -343,6 +349,7 @@ impl Interpreter {
             without_sub_failures: options.without_sub_workflow_failure_workflows,
             every_branch: options.every_branch_at_once,
             dynamic_workers: options.dynamic_names_are_workers,
+            permissive_ignored: options.permissive_ignored,
             stopped: Vec::new(),
             failures: Vec::new(),
             prefix: String::new(),
@@ -426,6 +433,7 @@ impl Interpreter {
             without_sub_failures: self.without_sub_failures,
             every_branch: self.every_branch,
             dynamic_workers: self.dynamic_workers,
+            permissive_ignored: self.permissive_ignored,
             stopped,
             failures,
             next_id: &mut self.next_id,
@@ -583,6 +591,7 @@ pub async fn drive<E: TaskExecutor>(
         without_sub_workflow_failure_workflows: options.without_sub_workflow_failure_workflows,
         every_branch_at_once: options.every_branch_at_once,
         dynamic_names_are_workers: options.dynamic_names_are_workers,
+        permissive_ignored: options.permissive_ignored,
     };
     let (mut result, started_by_subs) =
         drive_one(executor, definition.clone(), input.clone(), options.clone()).await;
@@ -924,6 +933,8 @@ struct Scope<'a> {
     every_branch: bool,
     /// [`RunOptions::dynamic_names_are_workers`].
     dynamic_workers: bool,
+    /// [`RunOptions::permissive_ignored`].
+    permissive_ignored: bool,
     /// Where the tasks canceled while running go (the executor stops them).
     stopped: &'a mut Vec<TaskId>,
     /// [`RunOptions::without_sub_workflow_failure_workflows`].
@@ -1079,7 +1090,10 @@ impl Frame {
         if failed && !tolerance.optional && tolerance.permissive {
             done.permissive_failure = Some(failure.clone().unwrap_or_default());
         }
-        let optional = tolerance.optional || tolerance.permissive;
+        // Inside a DO_WHILE's iteration a failed permissive task stops it: Conductor's
+        // DoWhile fails the loop (see `iteration_done`).
+        let in_loop = done.permissive_failure.is_some() && self.iteration.is_some();
+        let optional = tolerance.optional || (tolerance.permissive && !in_loop);
         let entry = entry(&done, failure.as_deref().filter(|_| failed));
         if let Some(base) = self.iteration.and_then(|n| loop_base(&done.reference, n)) {
             self.context.insert(base.to_string(), entry.clone());
@@ -1288,14 +1302,16 @@ impl Frame {
             let name = inline
                 .and_then(|d| d["name"].as_str())
                 .unwrap_or(&params.name);
-            let version = inline
-                .and_then(|d| d["version"].as_u64())
-                .or_else(|| {
-                    let found = scope.definitions.get(&params.name, params.version);
-                    found.and_then(|d| d.version).map(u64::from)
-                })
-                .or(params.version.map(u64::from))
-                .unwrap_or(1);
+            // As `start_sub_workflow` finds it: the inline one, else the one by name.
+            let version = match inline {
+                Some(inline) => inline["version"].as_u64(),
+                None => scope
+                    .definitions
+                    .get(&params.name, params.version)
+                    .and_then(|d| d.version)
+                    .map(u64::from),
+            }
+            .unwrap_or(1);
             input = json!({
                 "subWorkflowName": name,
                 "subWorkflowVersion": version,
@@ -1723,7 +1739,10 @@ impl Frame {
                         })
                     });
                 match forked {
-                    Ok((input, tasks)) => {
+                    Ok((input, mut tasks)) => {
+                        if scope.permissive_ignored {
+                            tasks.iter_mut().for_each(without_permissive);
+                        }
                         let refs = tasks
                             .iter()
                             .map(|t| t.task_reference_name.clone())
@@ -2114,6 +2133,27 @@ impl Frame {
             });
         }
         let context = body.context;
+        if let State::Done(Some(ending)) = &body.state
+            && ending.status == WorkflowStatus::Failed
+            && lp.records.iter().any(|r| r.permissive_failure.is_some())
+        {
+            // DoWhile.execute: a failed (permissive) task of the iteration fails the loop,
+            // which its own optional or permissive may then let the workflow go past.
+            let done = record(
+                task,
+                "DO_WHILE",
+                lp.task_id.clone(),
+                TaskStatus::Failed,
+                lp.input.clone(),
+                Value::Object(lp.output.clone()),
+            );
+            let tolerance = Tolerance::of(task);
+            let reason = ending.reason.clone();
+            self.context = context;
+            self.push(done, Some(reason), tolerance);
+            self.records.extend(lp.records);
+            return;
+        }
         if let State::Done(Some(ending)) = body.state {
             // A task of the loop failed it (or a TERMINATE ended the run).
             let status = match ending.status {
@@ -2799,6 +2839,7 @@ fn start_sub_workflow(
         without_sub_workflow_failure_workflows: scope.without_sub_failures,
         every_branch_at_once: scope.every_branch,
         dynamic_names_are_workers: scope.dynamic_workers,
+        permissive_ignored: scope.permissive_ignored,
     };
     let mut child = Interpreter::new(definition, input, options);
     child.prefix = format!("{}{}/", scope.prefix, task.task_reference_name);
@@ -2847,6 +2888,36 @@ fn fork_record(
 }
 
 /// A DO_WHILE's record when the run ended during it: `CANCELED`, its output so far.
+/// `task` and the tasks inside it without `permissive`.
+fn without_permissive(task: &mut WorkflowTask) {
+    task.permissive = false;
+    let inner = task
+        .fork_tasks
+        .iter_mut()
+        .flatten()
+        .chain(task.default_case.iter_mut())
+        .chain(task.loop_over.iter_mut());
+    inner.for_each(without_permissive);
+    for case in task.decision_cases.values_mut() {
+        strip_permissive(case);
+    }
+}
+
+/// Leave `permissive` out of every task in `value` (a definition, a SWITCH's cases, as
+/// JSON), as runs that ignored it read them.
+pub fn strip_permissive(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("taskReferenceName") {
+                map.remove("permissive");
+            }
+            map.values_mut().for_each(strip_permissive);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_permissive),
+        _ => {}
+    }
+}
+
 /// What a task's failure does not end: its `optional` and `permissive`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tolerance {
@@ -3298,6 +3369,122 @@ mod tests {
         }
         assert!(interpreter.finished());
         assert_eq!(seen, [json!(1), json!(2)]);
+    }
+
+    /// A permissive task failing in a DO_WHILE's iteration fails the loop at once, as
+    /// Conductor's DoWhile does (no next task, no next iteration); an optional loop lets
+    /// the workflow go on, which then fails at its end for the permissive task.
+    #[test]
+    fn a_failed_permissive_task_fails_its_loop_at_once() {
+        let looped = |optional: bool| -> WorkflowDef {
+            serde_json::from_value(json!({
+                "name": "looped",
+                "tasks": [
+                    { "name": "each", "taskReferenceName": "each", "type": "DO_WHILE", "optional": optional,
+                      "loopCondition": "$.each['iteration'] < 3",
+                      "loopOver": [
+                          { "name": "zuora-update-usage", "taskReferenceName": "t", "permissive": true },
+                          { "name": "zuora-update-usage", "taskReferenceName": "u" },
+                      ] },
+                    { "name": "zuora-update-usage", "taskReferenceName": "after" },
+                ],
+            }))
+            .unwrap()
+        };
+        let mut interpreter =
+            Interpreter::new(Arc::new(looped(false)), json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        assert_eq!(ready[0].reference, "t__1");
+        let failed = TaskResult::terminal("t refused".into());
+        assert!(interpreter.complete(ready[0].id, failed.clone()).is_empty());
+        let result = interpreter.result();
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        assert_eq!(result.reason.as_deref(), Some("t refused"));
+        let statuses: Vec<(&str, TaskStatus)> = result
+            .tasks
+            .iter()
+            .map(|t| (t.reference.as_str(), t.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("each", TaskStatus::Failed),
+                ("t__1", TaskStatus::FailedWithTerminalError)
+            ]
+        );
+
+        let mut interpreter =
+            Interpreter::new(Arc::new(looped(true)), json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        let next = interpreter.complete(ready[0].id, failed);
+        assert_eq!(next[0].reference, "after");
+        assert!(
+            interpreter
+                .complete(
+                    next[0].id,
+                    TaskResult {
+                        status: TaskStatus::Completed,
+                        attempts: Vec::new(),
+                        output: json!({}),
+                        failure: None,
+                    }
+                )
+                .is_empty()
+        );
+        let result = interpreter.result();
+        assert_eq!(result.tasks[0].status, TaskStatus::CompletedWithErrors);
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        let t = &result.tasks[1];
+        assert_eq!(
+            result.reason,
+            Some(format!(
+                "Task {} failed with status: FAILED_WITH_TERMINAL_ERROR and reason: 't refused'",
+                t.task_id
+            ))
+        );
+    }
+
+    /// A Temporal run started before `permissive` held makes its dynamic fork's tasks
+    /// without it, as it made them: the failed task fails the fork at once (no JOIN),
+    /// where a newer run's JOIN fails once the branch ended.
+    #[test]
+    fn a_run_that_ignored_permissive_makes_its_dynamic_fork_tasks_without_it() {
+        let definition: Arc<WorkflowDef> = Arc::new(
+            serde_json::from_value(json!({
+                "name": "dynamic",
+                "tasks": [
+                    { "name": "dyn", "taskReferenceName": "dyn", "type": "FORK_JOIN_DYNAMIC",
+                      "dynamicForkTasksParam": "tasks", "dynamicForkTasksInputParamName": "inputs",
+                      "inputParameters": { "tasks": "${workflow.input.tasks}", "inputs": "${workflow.input.inputs}" } },
+                    { "name": "j", "taskReferenceName": "join", "type": "JOIN" },
+                ],
+            }))
+            .unwrap(),
+        );
+        let input = json!({
+            "tasks": [{ "name": "zuora-update-usage", "taskReferenceName": "p", "permissive": true }],
+            "inputs": { "p": {} },
+        });
+        let run = |permissive_ignored: bool| {
+            let options = RunOptions {
+                permissive_ignored,
+                ..RunOptions::fresh()
+            };
+            let mut interpreter = Interpreter::new(definition.clone(), input.clone(), options);
+            let ready = interpreter.start();
+            assert_eq!(ready[0].reference, "p");
+            interpreter.complete(ready[0].id, TaskResult::terminal("p refused".into()));
+            let result = interpreter.result();
+            assert_eq!(result.status, WorkflowStatus::Failed);
+            assert_eq!(result.reason.as_deref(), Some("p refused"));
+            result
+                .tasks
+                .iter()
+                .map(|t| t.reference.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(true), ["dyn", "p"]);
+        assert_eq!(run(false), ["dyn", "p", "join"]);
     }
 
     /// A branch canceled before it started runs nothing: its TERMINATE neither ends the

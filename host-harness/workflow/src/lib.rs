@@ -14,7 +14,7 @@ mod record;
 pub mod validate;
 
 pub use definitions::{Definitions, DefinitionsError};
-pub use interpreter::RunOptions;
+pub use interpreter::{RunOptions, strip_permissive};
 pub use local::{
     BaseUrlFor, Clock, MAX_WAIT_MS, ManualClock, Progress, SystemClock, WorkflowRunner,
     prepare_in_workflow,
