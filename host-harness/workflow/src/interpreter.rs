@@ -548,6 +548,18 @@ impl Interpreter {
                 "the workflow stopped before its tasks finished",
             )),
         };
+        // DeciderService: a TERMINATE is a successful task whatever its
+        // terminationStatus, so a run it ended with a permissive task failed fails for
+        // that task instead (`finish` names it).
+        let ending = match ending {
+            Some(_)
+                if self.terminated.is_some()
+                    && records.iter().any(|r| r.permissive_failure.is_some()) =>
+            {
+                None
+            }
+            ending => ending,
+        };
         context.insert("workflow".into(), self.workflow.clone());
         let mut result = finish(
             &self.definition,
@@ -3485,6 +3497,39 @@ mod tests {
         };
         assert_eq!(run(true), ["dyn", "p"]);
         assert_eq!(run(false), ["dyn", "p", "join"]);
+    }
+
+    /// A TERMINATE after a failed permissive task, whatever its terminationStatus, ends
+    /// the run failed for that task, as Conductor's decider has it.
+    #[test]
+    fn a_terminate_after_a_failed_permissive_task_fails_the_run_for_that_task() {
+        let definition: WorkflowDef = serde_json::from_value(json!({
+            "name": "stop_after",
+            "tasks": [
+                { "name": "zuora-update-usage", "taskReferenceName": "t", "permissive": true },
+                { "name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+                  "inputParameters": { "terminationStatus": "TERMINATED", "terminationReason": "stopped" } },
+            ],
+        }))
+        .unwrap();
+        let mut interpreter =
+            Interpreter::new(Arc::new(definition), json!({}), RunOptions::fresh());
+        let ready = interpreter.start();
+        assert!(
+            interpreter
+                .complete(ready[0].id, TaskResult::terminal("t refused".into()))
+                .is_empty()
+        );
+        let result = interpreter.result();
+        assert_eq!(result.tasks[1].reference, "stop");
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        assert_eq!(
+            result.reason,
+            Some(format!(
+                "Task {} failed with status: FAILED_WITH_TERMINAL_ERROR and reason: 't refused'",
+                result.tasks[0].task_id
+            ))
+        );
     }
 
     /// A branch canceled before it started runs nothing: its TERMINATE neither ends the
