@@ -461,6 +461,23 @@ fn without_ports(text: &str) -> String {
 }
 
 /// The result without what differs between runs (times, attempts' timing, mock ports).
+/// The shipped Zuora task `reference`, setting usage `id`'s `Quantity` on the
+/// worker's `zuora` connection.
+fn zuora_put(reference: &str, id: &str, quantity: u32) -> Value {
+    json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
+            "inputParameters": { "connection": "zuora", "path": { "id": id },
+                                 "body": { "Quantity": quantity } } })
+}
+
+/// The bodies of the PUTs `mock` received, in order.
+fn put_bodies(mock: &MockServer) -> Vec<String> {
+    mock.journal()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect()
+}
+
 fn comparable(result: &Value) -> Value {
     let result: Value = serde_json::from_str(&without_ports(&result.to_string())).unwrap();
     let tasks: Vec<Value> = result["tasks"]
@@ -1342,12 +1359,7 @@ async fn do_while_and_a_javascript_switch_run_on_temporal_as_locally() {
         ]
     );
     // After the connection's OAuth login, one PUT per record, in order.
-    let bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let bodies = put_bodies(&mock);
     assert_eq!(
         bodies,
         [
@@ -1466,12 +1478,7 @@ async fn lambda_and_decision_run_on_temporal_as_locally() {
     );
     assert_eq!(tasks[4].0, "each");
     assert_eq!(tasks.len(), 5);
-    let bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let bodies = put_bodies(&mock);
     assert_eq!(bodies, [r#"{"Quantity":6.5}"#]);
     let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
@@ -1558,12 +1565,7 @@ async fn a_mocked_human_task_and_a_dynamic_task_run_on_temporal_as_locally() {
         ]
     );
     assert_eq!(comparable(&result), comparable(&local));
-    let bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let bodies = put_bodies(&mock);
     assert_eq!(
         bodies,
         [r#"{"Quantity":7,"Description":"approved by finance"}"#]
@@ -1669,12 +1671,7 @@ async fn a_sub_workflow_times_out_on_its_own_timeout_on_temporal() {
     let mock = MockServer::start().await;
     let config = config_for(&mock, &dir.0);
     let _worker = WorkerProcess::start(&server, "subtimeout", &config, dir.join("worker.log"));
-    let put = |reference: &str, quantity: u32| {
-        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
-                "inputParameters": { "connection": "zuora",
-                                     "path": { "id": "8ad08ae29085a77b0190908bfdd67abb" },
-                                     "body": { "Quantity": quantity } } })
-    };
+    let known = "8ad08ae29085a77b0190908bfdd67abb";
     let definition = dir.join("parent.json");
     std::fs::write(
         &definition,
@@ -1687,10 +1684,10 @@ async fn a_sub_workflow_times_out_on_its_own_timeout_on_temporal() {
                       "tasks": [
                           { "name": "hold", "taskReferenceName": "hold", "type": "WAIT",
                             "inputParameters": { "duration": "1 hour" } },
-                          put("inside", 1),
+                          zuora_put("inside", known, 1),
                       ],
                   } } },
-                put("after", 2),
+                zuora_put("after", known, 2),
             ],
         })
         .to_string(),
@@ -1728,12 +1725,7 @@ async fn a_sub_workflow_times_out_on_its_own_timeout_on_temporal() {
     );
     assert_eq!(sub["subWorkflow"]["tasks"][0]["ref"], "hold");
     assert_eq!(sub["subWorkflow"]["tasks"][0]["status"], "CANCELED");
-    let bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let bodies = put_bodies(&mock);
     assert_eq!(bodies, [r#"{"Quantity":2}"#]);
     let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
@@ -1753,11 +1745,6 @@ async fn a_failed_branch_ends_its_fork_on_temporal_as_locally() {
     let mock = MockServer::start().await;
     let config = config_for(&mock, &dir.0);
     let _worker = WorkerProcess::start(&server, "failedbranch", &config, dir.join("worker.log"));
-    let put = |reference: &str, id: &str, quantity: u32| {
-        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
-                "inputParameters": { "connection": "zuora", "path": { "id": id },
-                                     "body": { "Quantity": quantity } } })
-    };
     let known = "8ad08ae29085a77b0190908bfdd67abb";
     let definition = dir.join("parent.json");
     std::fs::write(
@@ -1771,15 +1758,15 @@ async fn a_failed_branch_ends_its_fork_on_temporal_as_locally() {
                       "tasks": [
                           { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
                             "forkTasks": [
-                                [put("a1", "8ad08ae29085a77b0190908bfd000000", 11)],
+                                [zuora_put("a1", "8ad08ae29085a77b0190908bfd000000", 11)],
                                 [{ "name": "hold", "taskReferenceName": "hold", "type": "WAIT",
                                    "inputParameters": { "duration": "1 hour" } },
-                                 put("b2", known, 22)],
+                                 zuora_put("b2", known, 22)],
                             ] },
                           { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "b2"] },
                       ],
                   } } },
-                put("after", known, 2),
+                zuora_put("after", known, 2),
             ],
         })
         .to_string(),
@@ -1817,12 +1804,7 @@ async fn a_failed_branch_ends_its_fork_on_temporal_as_locally() {
             ("hold", "CANCELED")
         ]
     );
-    let bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let bodies = put_bodies(&mock);
     assert_eq!(bodies, [r#"{"Quantity":11}"#, r#"{"Quantity":2}"#]);
     let workflow_id = workflow_id_in(&err);
     assert_replays(&server, &workflow_id).await;
@@ -1852,11 +1834,6 @@ async fn a_task_stopped_with_its_fork_is_not_retried_by_temporal() {
     });
     let config = config_for(&mock, &dir.0);
     let _worker = WorkerProcess::start(&server, "stoppedretry", &config, dir.join("worker.log"));
-    let put = |reference: &str, id: &str, quantity: u32| {
-        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
-                "inputParameters": { "connection": "zuora", "path": { "id": id },
-                                     "body": { "Quantity": quantity } } })
-    };
     let definition = dir.join("parent.json");
     std::fs::write(
         &definition,
@@ -1870,15 +1847,15 @@ async fn a_task_stopped_with_its_fork_is_not_retried_by_temporal() {
                       "tasks": [
                           { "name": "f", "taskReferenceName": "fork", "type": "FORK_JOIN",
                             "forkTasks": [
-                                [put("a1", "8ad08ae29085a77b0190908bfd000000", 11)],
-                                [put("b1", known, 22)],
+                                [zuora_put("a1", "8ad08ae29085a77b0190908bfd000000", 11)],
+                                [zuora_put("b1", known, 22)],
                             ] },
                           { "name": "j", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a1", "b1"] },
                       ],
                   } } },
                 { "name": "pause", "taskReferenceName": "pause", "type": "WAIT",
                   "inputParameters": { "duration": "3s" } },
-                put("after", known, 2),
+                zuora_put("after", known, 2),
             ],
         })
         .to_string(),
@@ -1923,12 +1900,7 @@ async fn a_task_stopped_with_its_fork_is_not_retried_by_temporal() {
         "{canceled}"
     );
     mock.wait_until_idle().await;
-    let mut bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let mut bodies = put_bodies(&mock);
     // The branches' PUTs leave together; the parent's comes last.
     assert_eq!(bodies.pop().as_deref(), Some(r#"{"Quantity":2}"#));
     bodies.sort();
@@ -1948,19 +1920,14 @@ async fn a_failed_permissive_task_fails_the_workflow_at_its_end_on_temporal_as_l
     let mock = MockServer::start().await;
     let config = config_for(&mock, &dir.0);
     let _worker = WorkerProcess::start(&server, "permissive", &config, dir.join("worker.log"));
-    let put = |reference: &str, id: &str, quantity: u32| {
-        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
-                "inputParameters": { "connection": "zuora", "path": { "id": id },
-                                     "body": { "Quantity": quantity } } })
-    };
-    let mut first = put("a1", "8ad08ae29085a77b0190908bfd000000", 11);
+    let mut first = zuora_put("a1", "8ad08ae29085a77b0190908bfd000000", 11);
     first["permissive"] = json!(true);
     let definition = dir.join("permissive.json");
     std::fs::write(
         &definition,
         json!({
             "name": "permissive_then_more",
-            "tasks": [first, put("b1", "8ad08ae29085a77b0190908bfdd67abb", 21)],
+            "tasks": [first, zuora_put("b1", "8ad08ae29085a77b0190908bfdd67abb", 21)],
             // Not the last task's whole output: its Date header differs between runs.
             "outputParameters": { "updated": "${b1.output.response.body.Success}" },
         })
@@ -1996,12 +1963,7 @@ async fn a_failed_permissive_task_fails_the_workflow_at_its_end_on_temporal_as_l
         "Task ID failed with status: FAILED_WITH_TERMINAL_ERROR and reason: 'task a1 failed: 404 Not Found: INVALID_VALUE: The usage record 8ad08ae29085a77b0190908bfd000000 does not exist. Check the record id and the baseUrl.'"
     );
     assert_eq!(reason(&result), reason(&local));
-    let bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let bodies = put_bodies(&mock);
     assert_eq!(bodies, [r#"{"Quantity":11}"#, r#"{"Quantity":21}"#]);
     assert_replays(&server, &workflow_id_in(&err)).await;
 }
@@ -2019,11 +1981,6 @@ async fn a_failed_sub_workflow_starts_its_failure_workflow_on_temporal_as_locall
     let mock = MockServer::start().await;
     let config = config_for(&mock, &dir.0);
     let _worker = WorkerProcess::start(&server, "subfailure", &config, dir.join("worker.log"));
-    let put = |reference: &str, id: &str, quantity: u32| {
-        json!({ "name": "zuora-update-usage", "taskReferenceName": reference,
-                "inputParameters": { "connection": "zuora", "path": { "id": id },
-                                     "body": { "Quantity": quantity } } })
-    };
     let known = "8ad08ae29085a77b0190908bfdd67abb";
     let definitions = dir.join("definitions");
     std::fs::create_dir_all(&definitions).unwrap();
@@ -2031,7 +1988,7 @@ async fn a_failed_sub_workflow_starts_its_failure_workflow_on_temporal_as_locall
         definitions.join("undo_correction.json"),
         json!({
             "name": "undo_correction",
-            "tasks": [put("undo", known, 9)],
+            "tasks": [zuora_put("undo", known, 9)],
             "outputParameters": {
                 "failedWorkflowId": "${workflow.input.workflowId}",
                 "failureStatus": "${workflow.input.failureStatus}",
@@ -2049,9 +2006,9 @@ async fn a_failed_sub_workflow_starts_its_failure_workflow_on_temporal_as_locall
                 { "name": "correct_usage", "taskReferenceName": "correct", "type": "SUB_WORKFLOW", "optional": true,
                   "subWorkflowParam": { "name": "correct_usage", "workflowDefinition": {
                       "name": "correct_usage", "failureWorkflow": "undo_correction",
-                      "tasks": [put("fix", "8ad08ae29085a77b0190908bfd000000", 5)],
+                      "tasks": [zuora_put("fix", "8ad08ae29085a77b0190908bfd000000", 5)],
                   } } },
-                put("after", known, 3),
+                zuora_put("after", known, 3),
             ],
         })
         .to_string(),
@@ -2088,12 +2045,7 @@ async fn a_failed_sub_workflow_starts_its_failure_workflow_on_temporal_as_locall
             "failureStatus": "FAILED",
         })
     );
-    let bodies: Vec<String> = mock
-        .journal()
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .map(|r| String::from_utf8(r.body.clone()).unwrap())
-        .collect();
+    let bodies = put_bodies(&mock);
     assert_eq!(
         bodies,
         [

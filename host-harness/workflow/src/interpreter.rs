@@ -1336,17 +1336,8 @@ impl Frame {
             Ok(kind) => kind.as_str().to_string(),
             Err(UnsupportedType(task_type)) => task_type,
         };
-        let mut canceled = record(
-            task,
-            &task_type,
-            task_id,
-            TaskStatus::Canceled,
-            input,
-            json!({}),
-        );
-        canceled.attempts.push(canceled_attempt(format!(
-            "canceled ({reason}) before it started: nothing was sent"
-        )));
+        let message = format!("canceled ({reason}) before it started: nothing was sent");
+        let canceled = canceled_record(task, &task_type, task_id, input, message);
         self.records.push(canceled);
     }
 
@@ -1506,15 +1497,7 @@ impl Frame {
                     )
                 };
                 let task = &self.tasks[self.next - 1];
-                let mut canceled = record(
-                    task,
-                    &task_type,
-                    task_id,
-                    TaskStatus::Canceled,
-                    input,
-                    json!({}),
-                );
-                canceled.attempts.push(canceled_attempt(message));
+                let canceled = canceled_record(task, &task_type, task_id, input, message);
                 self.records.push(canceled);
             }
             State::Forked {
@@ -2946,9 +2929,24 @@ impl Tolerance {
     }
 }
 
-/// The one attempt of a task canceled by the run, saying whether it may have been sent.
-fn canceled_attempt(message: String) -> Attempt {
-    Attempt {
+/// The record of a task canceled by the run: `CANCELED`, no output, one attempt whose
+/// message says whether its request may have been sent.
+fn canceled_record(
+    task: &WorkflowTask,
+    task_type: &str,
+    task_id: String,
+    input: Value,
+    message: String,
+) -> TaskRecord {
+    let mut canceled = record(
+        task,
+        task_type,
+        task_id,
+        TaskStatus::Canceled,
+        input,
+        json!({}),
+    );
+    canceled.attempts.push(Attempt {
         number: 1,
         started_ms: 0,
         duration_ms: 0,
@@ -2958,7 +2956,8 @@ fn canceled_attempt(message: String) -> Attempt {
         wait_ms: None,
         wait_reason: None,
         paced: None,
-    }
+    });
+    canceled
 }
 
 fn canceled_loop(task: &WorkflowTask, lp: &Loop) -> TaskRecord {
